@@ -1,0 +1,3 @@
+from modal_jobs.cli import main
+
+raise SystemExit(main())

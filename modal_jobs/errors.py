@@ -1,0 +1,32 @@
+"""The errors that end a run, each with the exit code it maps to.
+
+Exit codes: 0 success; 1 an operation failed (a model failed, verify found damage);
+2 bad input (usage, model list, a missing confirmation, missing credentials).
+Messages are one line: what is wrong, then what to do about it.
+"""
+
+
+class CacheError(Exception):
+    """A fatal error with its own exit code."""
+
+    exit_code = 1
+
+
+class UsageError(CacheError):
+    """The input is wrong: flags, the model list, a missing confirmation. Nothing was changed."""
+
+    exit_code = 2
+
+
+class CatalogError(UsageError):
+    """The model list cannot be used as written."""
+
+
+class TargetError(UsageError):
+    """The target cannot be used: missing, not a directory, no credentials, locked."""
+
+
+class InterruptedRun(CacheError):
+    """SIGINT or SIGTERM stopped the run; what was complete stays complete."""
+
+    exit_code = 130

@@ -1,0 +1,203 @@
+"""The Hugging Face Hub edge: resolve a revision, list a commit's files, download one file.
+
+Everything that crosses the network goes through `huggingface_hub` (auth from `HF_TOKEN`,
+redirects, Xet, resumable HTTP). What it does not do here, this module adds: retries with
+backoff for metadata calls and for 5xx on file downloads, and error messages that say what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import httpx2
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.hf_api import RepoFile
+from huggingface_hub.utils import filter_repo_objects
+
+from modal_jobs.catalog import ModelEntry
+from modal_jobs.model_dir import FileRecord, safe_relative_path
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_ATTEMPTS = 6
+RETRY_BASE_SECONDS = 1.0
+RETRY_MAX_SECONDS = 30.0
+
+
+class HubError(Exception):
+    """A model cannot be fetched; the message is written for the person running the cache."""
+
+
+ByteCallback = Callable[[int], None]
+
+
+class Hub:
+    """The Hub as the cache sees it, bound to one endpoint (`HF_ENDPOINT`, default huggingface.co)."""
+
+    def __init__(self, endpoint: str | None = None) -> None:
+        self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+        # No token argument: huggingface_hub reads HF_TOKEN (or a saved login) itself.
+        self.api = HfApi(endpoint=self.endpoint)
+
+    def resolve(self, entry: ModelEntry) -> str:
+        """The commit the entry's revision points at now: one request."""
+        info = with_retries(
+            lambda: self.api.model_info(entry.repo_id, revision=entry.revision),
+            f"{entry.repo_id}@{entry.revision}: resolve revision",
+            entry,
+        )
+        if not info.sha:
+            raise HubError(f"{entry.repo_id}: the Hub gave no commit for revision {entry.revision!r}")
+        return info.sha
+
+    def list_files(self, entry: ModelEntry, commit: str) -> list[FileRecord]:
+        """The commit's files after the entry's include/exclude globs, with the hashes to check them by."""
+
+        def fetch() -> list[RepoFile]:
+            tree = self.api.list_repo_tree(entry.repo_id, revision=commit, recursive=True)
+            return [item for item in tree if isinstance(item, RepoFile)]
+
+        remote = with_retries(fetch, f"{entry.repo_id}@{commit[:7]}: list files", entry)
+        chosen = filter_repo_objects(
+            remote,
+            allow_patterns=list(entry.include) if entry.include else None,
+            ignore_patterns=list(entry.exclude) if entry.exclude else None,
+            key=lambda f: f.path,
+        )
+        records = []
+        for item in chosen:
+            safe_relative_path(item.path)
+            if item.lfs is not None:
+                records.append(FileRecord(item.path, item.lfs.size, f"sha256:{item.lfs.sha256}"))
+            else:
+                records.append(FileRecord(item.path, item.size, f"git-sha1:{item.blob_id}"))
+        if not records:
+            raise HubError(
+                f"{entry.repo_id}@{commit[:7]}: no files to download"
+                + ("; check include/exclude in the model list" if entry.include or entry.exclude else "")
+            )
+        return records
+
+    def download(self, entry: ModelEntry, commit: str, path: str, model_dir: Path, on_bytes: ByteCallback) -> None:
+        """Fetch one file into the model directory, replacing whatever stood there."""
+        with_retries(
+            lambda: hf_hub_download(
+                entry.repo_id,
+                path,
+                revision=commit,
+                local_dir=model_dir,
+                endpoint=self.endpoint,
+                force_download=True,
+                tqdm_class=cast(Any, _byte_counter(on_bytes)),
+            ),
+            f"{entry.repo_id}: {path}",
+            entry,
+        )
+
+
+def with_retries(call: Callable[[], T], what: str, entry: ModelEntry) -> T:
+    """Run a Hub call, retrying 429/5xx and dropped connections with backoff (Retry-After honoured)."""
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        try:
+            return call()
+        except Exception as exc:
+            wait = _retry_wait(exc, attempt)
+            if wait is None:
+                raise HubError(f"{what}: {describe(exc, entry)}") from exc
+            if attempt == RETRY_ATTEMPTS:
+                raise HubError(f"{what}: {describe(exc, entry)} (gave up after {attempt} attempts)") from exc
+            log.warning("%s: %s; retry %d/%d in %.1fs", what, describe(exc, entry), attempt, RETRY_ATTEMPTS - 1, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _retry_wait(exc: Exception, attempt: int) -> float | None:
+    """Seconds to wait before the next attempt, or None when retrying cannot help."""
+    backoff = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+    if isinstance(exc, HfHubHTTPError):
+        response = exc.response
+        if response is None or response.status_code not in RETRY_STATUSES:
+            return None
+        retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        return backoff if retry_after is None else min(retry_after, RETRY_MAX_SECONDS)
+    if isinstance(exc, httpx2.TransportError):
+        return backoff
+    return None
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def describe(exc: BaseException, entry: ModelEntry) -> str:
+    """One line for a Hub failure: what happened and what to do. Never includes a token."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, GatedRepoError) or status in (401, 403) and not isinstance(exc, RepositoryNotFoundError):
+        return (
+            f"access denied (HTTP {status}): the repo may be gated or private; accept its terms on the Hub "
+            "and set HF_TOKEN to a token with read access"
+        )
+    if isinstance(exc, RepositoryNotFoundError):
+        return (
+            f"repository {entry.repo_id} not found (HTTP {status}); check repo_id in the model list, "
+            "or set HF_TOKEN if it is private or gated"
+        )
+    if isinstance(exc, RevisionNotFoundError):
+        return f"revision {entry.revision!r} not found in {entry.repo_id}; check revision in the model list"
+    if isinstance(exc, RemoteEntryNotFoundError):
+        return f"file not found at this commit (HTTP {status}); the listing changed mid-run: run again"
+    if isinstance(exc, HfHubHTTPError):
+        if status in RETRY_STATUSES:
+            return f"the Hub answered HTTP {status}; it is busy or down: try again later"
+        return f"the Hub answered HTTP {status}"
+    if isinstance(exc, httpx2.TransportError):
+        return f"cannot reach the Hub ({type(exc).__name__}: {exc}); check the network or HF_ENDPOINT"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _ByteCounter:
+    """Stands in for huggingface_hub's per-file tqdm bar: counts bytes, draws nothing."""
+
+    def __init__(self, on_bytes: ByteCallback, **_: object) -> None:
+        self._on_bytes = on_bytes
+
+    def __enter__(self) -> _ByteCounter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def update(self, n: int | float = 1) -> None:
+        self._on_bytes(int(n))
+
+    def close(self) -> None:
+        return None
+
+
+def _byte_counter(on_bytes: ByteCallback) -> Callable[..., _ByteCounter]:
+    return lambda **kwargs: _ByteCounter(on_bytes, **kwargs)

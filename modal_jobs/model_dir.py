@@ -1,0 +1,265 @@
+"""A model's directory on the target, and the manifest that says it is complete.
+
+```
+<target>/                          /vol/models on Modal, --local-dir DIR locally
+├── .model-cache.lock              held by a local download or clear while it runs
+└── Qwen3-TTS-12Hz-0.6B-Base/      <last part of repo_id>
+    ├── .model-cache.json          the manifest: written last, atomically; present = complete
+    ├── config.json
+    ├── model.safetensors
+    ├── speech_tokenizer/…
+    └── .cache/huggingface/        huggingface_hub's bookkeeping, only while a download runs
+```
+
+The manifest (format 1):
+
+```json
+{"format": 1, "repo_id": "Qwen/Qwen3-TTS-12Hz-0.6B-Base", "revision": "main",
+ "commit": "<40 hex>", "include": null, "exclude": null, "completed_at": "2026-11-25T10:00:00Z",
+ "files": [{"path": "model.safetensors", "size": 2400000000, "hash": "sha256:<hex>"},
+           {"path": "config.json", "size": 4096, "hash": "git-sha1:<hex>"}]}
+```
+
+A reader loads a model only when the manifest exists and names the commit it expects. The
+manifest is removed before a directory is changed and written after every file verified, so a
+crash at any moment leaves either a complete model or one that says it is not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = ".model-cache.json"
+MANIFEST_FORMAT = 1
+LOCK_NAME = ".model-cache.lock"
+# Where huggingface_hub keeps per-file metadata and `.incomplete` files for a local_dir download.
+DOWNLOADER_STATE = ".cache"
+RESERVED_NAMES = frozenset({MANIFEST_NAME, DOWNLOADER_STATE})
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file of a model as the Hub describes it: `hash` is `sha256:<hex>` (LFS) or `git-sha1:<hex>`."""
+
+    path: str
+    size: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    repo_id: str
+    revision: str
+    commit: str
+    files: tuple[FileRecord, ...]
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] | None = None
+    completed_at: str = ""
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {"format": MANIFEST_FORMAT, **asdict(self)}
+        data["include"] = list(self.include) if self.include is not None else None
+        data["exclude"] = list(self.exclude) if self.exclude is not None else None
+        data["files"] = [asdict(f) for f in self.files]
+        return json.dumps(data, indent=1) + "\n"
+
+
+class UnsafePathError(ValueError):
+    """A path from the Hub that would land outside the model directory or on our own files."""
+
+
+def safe_relative_path(path: str) -> PurePosixPath:
+    """Check a repo file path before it touches the disk; the Hub's answer is not trusted."""
+    if not path or "\\" in path or "\x00" in path or path.startswith("/"):
+        raise UnsafePathError(f"unsafe file path from the Hub: {path!r}")
+    pure = PurePosixPath(path)
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise UnsafePathError(f"unsafe file path from the Hub: {path!r}")
+    if parts[0] in RESERVED_NAMES:
+        raise UnsafePathError(f"file path from the Hub collides with the cache's own {parts[0]!r}: {path!r}")
+    return pure
+
+
+def parse_manifest(data: bytes, where: str) -> Manifest | None:
+    """A manifest from its bytes, or None (with a warning) when it cannot be trusted."""
+    try:
+        raw = json.loads(data)
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        version = raw.get("format")
+        if version != MANIFEST_FORMAT:
+            log.warning(
+                "%s: manifest format %r is not %d (written by another version?); treating the model as incomplete",
+                where,
+                version,
+                MANIFEST_FORMAT,
+            )
+            return None
+        return Manifest(
+            repo_id=str(raw["repo_id"]),
+            revision=str(raw["revision"]),
+            commit=str(raw["commit"]),
+            files=tuple(
+                FileRecord(path=str(f["path"]), size=int(f["size"]), hash=str(f["hash"])) for f in raw["files"]
+            ),
+            include=tuple(raw["include"]) if raw.get("include") is not None else None,
+            exclude=tuple(raw["exclude"]) if raw.get("exclude") is not None else None,
+            completed_at=str(raw.get("completed_at", "")),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: unreadable manifest (%s); treating the model as incomplete", where, exc)
+        return None
+
+
+def read_manifest(model_dir: Path) -> Manifest | None:
+    path = model_dir / MANIFEST_NAME
+    try:
+        if path.is_symlink() or not path.is_file():
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return parse_manifest(data, str(path))
+
+
+def write_manifest(model_dir: Path, manifest: Manifest) -> None:
+    """Write the manifest atomically: a reader sees the old state or the new one, never half a file."""
+    write_atomic(model_dir / MANIFEST_NAME, manifest.to_json().encode())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def invalidate(model_dir: Path) -> None:
+    """Mark a model not complete before anything in it changes."""
+    (model_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    _fsync_dir(model_dir)
+
+
+def new_manifest(
+    repo_id: str,
+    revision: str,
+    commit: str,
+    files: Sequence[FileRecord],
+    include: tuple[str, ...] | None,
+    exclude: tuple[str, ...] | None,
+) -> Manifest:
+    return Manifest(
+        repo_id=repo_id,
+        revision=revision,
+        commit=commit,
+        files=tuple(sorted(files, key=lambda f: f.path)),
+        include=include,
+        exclude=exclude,
+        completed_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+
+
+def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Every regular file and symlink below `root`, as (posix relative path, lstat), never following links."""
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(Path(entry.path))
+            else:
+                yield Path(entry.path).relative_to(root).as_posix(), st
+
+
+def usage(model_dir: Path) -> tuple[int, int]:
+    """(files, bytes) on disk below a directory, not counting our own or the downloader's state."""
+    files = size = 0
+    for rel, st in walk_files(model_dir):
+        if rel.split("/", 1)[0] in RESERVED_NAMES:
+            continue
+        files += 1
+        size += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return files, size
+
+
+def remove_extras(model_dir: Path, keep: set[str]) -> list[str]:
+    """Delete what the commit does not have (older revisions' files, stray links) and empty dirs.
+
+    Symlinks are removed as links, never followed: nothing outside the model directory is touched.
+    """
+    removed = []
+    for rel, _ in list(walk_files(model_dir)):
+        if rel in keep or rel.split("/", 1)[0] in RESERVED_NAMES:
+            continue
+        (model_dir / rel).unlink(missing_ok=True)
+        removed.append(rel)
+    _remove_empty_dirs(model_dir)
+    return sorted(removed)
+
+
+def remove_downloader_state(model_dir: Path) -> None:
+    """Drop huggingface_hub's per-file metadata and any `.incomplete` leftovers of a killed run."""
+    state = model_dir / DOWNLOADER_STATE
+    if state.is_symlink():
+        state.unlink()
+    elif state.exists():
+        shutil.rmtree(state)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory (or a link standing where one was) without following any symlink."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path)  # rmtree unlinks symlinks inside instead of following them
+
+
+def _remove_empty_dirs(root: Path) -> None:
+    for dirpath, _, _ in os.walk(root, topdown=False):
+        if Path(dirpath) != root:
+            try:
+                Path(dirpath).rmdir()  # fails, as wanted, on a directory that still holds files
+            except OSError:
+                pass
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,72 @@
+"""Sessions: `nox -s lint tests` checks the project; `download`, `list`, `verify`, `clear` run the cache.
+
+Pass options to the cache after `--`: `nox -s download -- --model-size 0.6B --local-dir models`.
+Without `--local-dir` they work on the Modal Volume named in models.toml.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.needs_version = ">=2025.5.1"
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "tests"]
+nox.options.error_on_external_run = True
+
+
+def install(session: nox.Session, *groups: str) -> None:
+    """Install the locked dependencies (and this package) into the session's environment."""
+    session.run_install(
+        "uv",
+        "sync",
+        "--locked",
+        "--no-default-groups",
+        *(f"--group={group}" for group in groups),
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+        silent=True,
+    )
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (offline: a local hub on 127.0.0.1 stands in for the Hugging Face Hub)."""
+    install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check formatting, lint and types (ruff, mypy)."""
+    install(session, "lint", "test")
+    session.run("ruff", "format", "--check", ".")
+    session.run("ruff", "check", ".")
+    session.run("mypy")
+
+
+def _cache_session(session: nox.Session, operation: str) -> None:
+    install(session)
+    session.run("python", "-m", "modal_jobs", operation, *session.posargs)
+
+
+@nox.session(default=False)
+def download(session: nox.Session) -> None:
+    """Download the selected models to the volume (or --local-dir), skipping what is complete."""
+    _cache_session(session, "download")
+
+
+@nox.session(name="list", default=False)
+def list_models(session: nox.Session) -> None:
+    """List every model with its state, size and commit, and directories no entry owns."""
+    _cache_session(session, "list")
+
+
+@nox.session(default=False)
+def verify(session: nox.Session) -> None:
+    """Re-hash the cached models against their manifests; damage is repaired by the next download."""
+    _cache_session(session, "verify")
+
+
+@nox.session(default=False)
+def clear(session: nox.Session) -> None:
+    """Remove cached models; refuses without --yes."""
+    _cache_session(session, "clear")
