@@ -95,7 +95,7 @@ class Hub:
         return records
 
     def download(self, entry: ModelEntry, commit: str, path: str, model_dir: Path, on_bytes: ByteCallback) -> None:
-        """Fetch one file into the model directory, replacing whatever stood there."""
+        """Fetch one file into the model directory; the caller has cleared its path."""
         with_retries(
             lambda: hf_hub_download(
                 entry.repo_id,
@@ -103,7 +103,6 @@ class Hub:
                 revision=commit,
                 local_dir=model_dir,
                 endpoint=self.endpoint,
-                force_download=True,
                 tqdm_class=cast(Any, _byte_counter(on_bytes)),
             ),
             f"{entry.repo_id}: {path}",
@@ -116,7 +115,9 @@ def with_retries(call: Callable[[], T], what: str, entry: ModelEntry) -> T:
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         try:
             return call()
-        except Exception as exc:
+        except Exception as raised:
+            # huggingface_hub wraps a failed HEAD in LocalEntryNotFoundError; judge by what happened on the wire.
+            exc = _wire_error(raised)
             wait = _retry_wait(exc, attempt)
             if wait is None:
                 raise HubError(f"{what}: {describe(exc, entry)}") from exc
@@ -125,6 +126,15 @@ def with_retries(call: Callable[[], T], what: str, entry: ModelEntry) -> T:
             log.warning("%s: %s; retry %d/%d in %.1fs", what, describe(exc, entry), attempt, RETRY_ATTEMPTS - 1, wait)
             time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+def _wire_error(exc: Exception) -> Exception:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, HfHubHTTPError | httpx2.TransportError):
+            return cause
+        cause = cause.__cause__
+    return exc
 
 
 def _retry_wait(exc: Exception, attempt: int) -> float | None:

@@ -1,0 +1,137 @@
+"""Fixtures: a local hub on 127.0.0.1 serving generated Qwen3-TTS-shaped repos, and the CLI run for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.local_hub import LocalHub, hub_env, random_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BIG = "Qwen/Qwen3-TTS-12Hz-1.7B-Base"
+SMALL = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"
+TOKENIZER = "Qwen/Qwen3-TTS-Tokenizer-12Hz"
+
+CATALOG = f"""
+[volume]
+name = "qwen3-tts-models"
+mount = "/vol/models"
+
+[[model]]
+repo_id = "{BIG}"
+size = "1.7B"
+
+[[model]]
+repo_id = "{SMALL}"
+size = "0.6B"
+
+[[model]]
+repo_id = "{TOKENIZER}"
+"""
+
+
+def repo_files(repo_id: str, seed: int, weights: int) -> dict[str, bytes]:
+    """A few MB shaped like the real repo: configs, LFS weights, a `speech_tokenizer/` subfolder."""
+    return {
+        "config.json": json.dumps({"model_type": "qwen3_tts", "repo": repo_id}).encode(),
+        "generation_config.json": b'{"do_sample": true}\n',
+        "model.safetensors": random_bytes(weights, seed),
+        "speech_tokenizer/config.json": b'{"sample_rate": 24000}\n',
+        "speech_tokenizer/model.safetensors": random_bytes(weights // 3, seed + 1),
+    }
+
+
+@dataclass
+class Repos:
+    files: dict[str, dict[str, bytes]]
+    commits: dict[str, str]
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[LocalHub]:
+    with LocalHub(tmp_path / "hub-data") as server:
+        yield server
+
+
+@pytest.fixture
+def repos(hub: LocalHub) -> Repos:
+    files = {
+        BIG: repo_files(BIG, 1, 3_000_000),
+        SMALL: repo_files(SMALL, 2, 2_000_000),
+        TOKENIZER: repo_files(TOKENIZER, 3, 1_000_000),
+    }
+    commits = {repo_id: hub.commit(repo_id, content) for repo_id, content in files.items()}
+    return Repos(files, commits)
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Path:
+    path = tmp_path / "models.toml"
+    path.write_text(CATALOG)
+    return path
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    return tmp_path / "volume"
+
+
+@dataclass
+class Cli:
+    """Runs `python -m modal_jobs` as its own process, pointed at the local hub."""
+
+    hub: LocalHub
+    catalog: Path
+    target: Path
+    env: dict[str, str]
+
+    def __call__(self, operation: str, *args: str, local: bool = True, env: Mapping[str, str] | None = None,
+                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(operation, *args, local=local),
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def argv(self, operation: str, *args: str, local: bool = True) -> list[str]:
+        location = ["--local-dir", str(self.target)] if local else []
+        return [sys.executable, "-m", "modal_jobs", operation, "--catalog", str(self.catalog), *location, *args]
+
+    def json(self, operation: str, *args: str) -> dict[str, object]:
+        result = self(operation, *args, "--json")
+        assert result.stdout, result.stderr
+        data: dict[str, object] = json.loads(result.stdout)
+        data["exit_code"] = result.returncode
+        return data
+
+
+@pytest.fixture
+def cli(hub: LocalHub, catalog: Path, target: Path, tmp_path: Path) -> Cli:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODAL_", "GITHUB_"))}
+    env.update(hub_env(hub, tmp_path / "hf-home"))
+    env["PYTHONPATH"] = str(ROOT)
+    return Cli(hub, catalog, target, env)
+
+
+def rows_by_repo(summary: Mapping[str, object]) -> dict[str, dict[str, object]]:
+    models = summary["models"]
+    assert isinstance(models, list)
+    return {row["repo_id"]: row for row in models}
+
+
+def tree(path: Path) -> dict[str, bytes]:
+    """Every file below a directory with its bytes, hidden ones included."""
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}

@@ -1,0 +1,464 @@
+"""A small Hugging Face Hub on 127.0.0.1, serving repos the tests generate, for the real client.
+
+It speaks the part of the Hub's protocol that `huggingface_hub` uses to download:
+
+- `GET /api/models/{id}/revision/{rev}` -> `{"id", "sha"}`
+- `GET /api/models/{id}/tree/{rev}?recursive=true` -> entries with `type, path, size, oid` (+ `lfs`)
+- `HEAD`/`GET /{id}/resolve/{rev}/{path}` with `X-Repo-Commit`, `ETag`, `X-Linked-Etag`,
+  `X-Linked-Size`, `Content-Length` and `Range`. No `X-Xet-*` header, so the client uses plain HTTP.
+
+Every request is counted, and faults (status bursts, throttling, corrupt bodies) can be injected,
+so tests assert what went over the wire. Bodies are sent with `sendfile` from content-addressed
+blobs on disk: it is also the server the benchmark measures `curl` against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import parse_qs, unquote, urlsplit
+
+LFS_SUFFIXES = (".safetensors", ".bin", ".pt")
+
+
+def random_bytes(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def write_random_file(path: Path, size: int, seed: int, chunk: int = 8 << 20) -> Path:
+    """A large pseudo-random file written in chunks, so it never sits whole in memory."""
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        left = size
+        while left:
+            n = min(chunk, left)
+            f.write(rng.randbytes(n))
+            left -= n
+    return path
+
+
+def default_lfs(path: str, size: int) -> bool:
+    return path.endswith(LFS_SUFFIXES) or size > 10 << 20
+
+
+@dataclass(frozen=True)
+class Blob:
+    path: str
+    size: int
+    sha1: str  # git blob id
+    sha256: str
+    lfs: bool
+    file: Path
+
+
+@dataclass
+class Fault:
+    repo_id: str
+    status: int
+    times: int | None
+    kind: str | None
+    method: str | None
+    path: str | None
+    retry_after: float | None
+    gated: bool
+
+
+@dataclass
+class Corruption:
+    repo_id: str
+    path: str
+    times: int | None
+    truncate: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    kind: str
+    repo_id: str
+    path: str
+    status: int
+
+
+@dataclass
+class Repo:
+    commits: dict[str, dict[str, Blob]] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)
+
+
+_API = re.compile(r"^/api/models/([^/]+/[^/]+)/(revision|tree)/(.+)$")
+_RESOLVE = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+
+
+class LocalHub:
+    """A threaded HTTP server on 127.0.0.1; use as a context manager."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.repos: dict[str, Repo] = {}
+        self.requests: list[Request] = []
+        self.authorizations: list[str | None] = []
+        self.bytes_sent = 0
+        self._faults: list[Fault] = []
+        self._corruptions: list[Corruption] = []
+        self._rate: int | None = None
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> LocalHub:
+        handler = type("Handler", (_Handler,), {"hub": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._rate = None
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> LocalHub:
+        return self.start()
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the hub first"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    # -- content ---------------------------------------------------------------------------
+    def commit(
+        self,
+        repo_id: str,
+        files: Mapping[str, bytes | Path],
+        *,
+        branch: str = "main",
+        lfs: Callable[[str, int], bool] = default_lfs,
+    ) -> str:
+        """Make a commit holding exactly `files`, move `branch` to it, return its sha."""
+        repo = self.repos.setdefault(repo_id, Repo())
+        parent = repo.refs.get(branch, "")
+        tree: dict[str, Blob] = {}
+        for path, content in sorted(files.items()):
+            tree[path] = self._store(path, content, lfs)
+        digest = hashlib.sha1(usedforsecurity=False)
+        digest.update(f"{repo_id}\0{parent}\0{len(repo.commits)}\0".encode())
+        for path, blob in tree.items():
+            digest.update(f"{path}\0{blob.sha1}\0".encode())
+        sha = digest.hexdigest()
+        with self._lock:
+            repo.commits[sha] = tree
+            repo.refs[branch] = sha
+        return sha
+
+    def tag(self, repo_id: str, name: str, sha: str) -> None:
+        self.repos[repo_id].refs[name] = sha
+
+    def _store(self, path: str, content: bytes | Path, lfs: Callable[[str, int], bool]) -> Blob:
+        sha1 = hashlib.sha1(usedforsecurity=False)
+        sha256 = hashlib.sha256()
+        if isinstance(content, Path):
+            size = content.stat().st_size
+            sha1.update(b"blob %d\0" % size)
+            with content.open("rb") as f:
+                while chunk := f.read(8 << 20):
+                    sha1.update(chunk)
+                    sha256.update(chunk)
+        else:
+            size = len(content)
+            sha1.update(b"blob %d\0" % size)
+            sha1.update(content)
+            sha256.update(content)
+        blob_file = self.blobs / sha256.hexdigest()
+        if not blob_file.exists():
+            if isinstance(content, Path):
+                shutil.copyfile(content, blob_file)
+            else:
+                blob_file.write_bytes(content)
+        return Blob(path, size, sha1.hexdigest(), sha256.hexdigest(), lfs(path, size), blob_file)
+
+    # -- accounting ------------------------------------------------------------------------
+    def count(self, *, kind: str | None = None, repo_id: str | None = None, method: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                1
+                for r in self.requests
+                if (kind is None or r.kind == kind)
+                and (repo_id is None or r.repo_id == repo_id)
+                and (method is None or r.method == method)
+            )
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.authorizations.clear()
+            self.bytes_sent = 0
+
+    # -- faults ----------------------------------------------------------------------------
+    def fail(
+        self,
+        repo_id: str,
+        status: int,
+        *,
+        times: int | None = 1,
+        kind: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        retry_after: float | None = 0,
+        gated: bool = False,
+    ) -> None:
+        """The next `times` matching requests (None: all of them) answer `status`."""
+        with self._lock:
+            self._faults.append(Fault(repo_id, status, times, kind, method, path, retry_after, gated))
+
+    def corrupt(self, repo_id: str, path: str, *, times: int | None = 1, truncate: bool = False) -> None:
+        """Serve a file's body with one byte flipped (same size), or cut short."""
+        with self._lock:
+            self._corruptions.append(Corruption(repo_id, path, times, truncate))
+
+    def throttle(self, bytes_per_second: int | None) -> None:
+        self._rate = bytes_per_second
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self._corruptions.clear()
+        self._rate = None
+
+    def _take_fault(self, method: str, kind: str, repo_id: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if (
+                    fault.repo_id == repo_id
+                    and (fault.kind is None or fault.kind == kind)
+                    and (fault.method is None or fault.method == method)
+                    and (fault.path is None or fault.path == path)
+                    and (fault.times is None or fault.times > 0)
+                ):
+                    if fault.times is not None:
+                        fault.times -= 1
+                    return fault
+        return None
+
+    def _take_corruption(self, repo_id: str, path: str) -> Corruption | None:
+        with self._lock:
+            for c in self._corruptions:
+                if c.repo_id == repo_id and c.path == path and (c.times is None or c.times > 0):
+                    if c.times is not None:
+                        c.times -= 1
+                    return c
+        return None
+
+    def _resolve_ref(self, repo_id: str, rev: str) -> tuple[str, dict[str, Blob]] | None:
+        repo = self.repos.get(repo_id)
+        if repo is None:
+            return None
+        sha = repo.refs.get(rev, rev)
+        tree = repo.commits.get(sha)
+        return (sha, tree) if tree is not None else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    hub: LocalHub
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_HEAD(self) -> None:
+        self._route("HEAD")
+
+    def _route(self, method: str) -> None:
+        url = urlsplit(self.path)
+        path = unquote(url.path)
+        if match := _API.match(path):
+            repo_id, kind, rest = match.groups()
+            self._api(method, kind, repo_id, rest, parse_qs(url.query))
+        elif match := _RESOLVE.match(path):
+            repo_id, rev, file_path = match.groups()
+            self._resolve(method, repo_id, rev, file_path)
+        else:
+            self._record(method, "other", "", path, 404)
+            self._json(404, {"error": "not found"}, method)
+
+    def _record(self, method: str, kind: str, repo_id: str, path: str, status: int) -> None:
+        with self.hub._lock:
+            self.hub.requests.append(Request(method, kind, repo_id, path, status))
+            self.hub.authorizations.append(self.headers.get("Authorization"))
+
+    def _fault(self, method: str, kind: str, repo_id: str, path: str) -> bool:
+        fault = self.hub._take_fault(method, kind, repo_id, path)
+        if fault is None:
+            return False
+        self._record(method, kind, repo_id, path, fault.status)
+        headers = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = str(int(fault.retry_after))
+        if fault.gated:
+            headers["X-Error-Code"] = "GatedRepo"
+            headers["X-Error-Message"] = "Access to this model is restricted."
+        self._json(fault.status, {"error": f"injected {fault.status}"}, method, headers)
+        return True
+
+    def _api(self, method: str, kind: str, repo_id: str, rest: str, query: dict[str, list[str]]) -> None:
+        if self._fault(method, kind, repo_id, rest):
+            return
+        rev, _, sub = rest.partition("/")
+        if repo_id not in self.hub.repos:
+            self._record(method, kind, repo_id, rest, 404)
+            self._json(404, {"error": "Repository not found"}, method, {"X-Error-Code": "RepoNotFound"})
+            return
+        resolved = self.hub._resolve_ref(repo_id, rev)
+        if resolved is None:
+            self._record(method, kind, repo_id, rest, 404)
+            self._json(404, {"error": f"Invalid rev id: {rev}"}, method, {"X-Error-Code": "RevisionNotFound"})
+            return
+        sha, tree = resolved
+        self._record(method, kind, repo_id, rest, 200)
+        if kind == "revision":
+            siblings = [{"rfilename": p} for p in tree]
+            self._json(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "siblings": siblings}, method)
+            return
+        recursive = query.get("recursive", ["false"])[0].lower() == "true"
+        self._json(200, _tree_entries(tree, sub.strip("/"), recursive), method)
+
+    def _resolve(self, method: str, repo_id: str, rev: str, file_path: str) -> None:
+        if self._fault(method, "resolve", repo_id, file_path):
+            return
+        resolved = self.hub._resolve_ref(repo_id, rev) if repo_id in self.hub.repos else None
+        blob = resolved[1].get(file_path) if resolved else None
+        if resolved is None or blob is None:
+            self._record(method, "resolve", repo_id, file_path, 404)
+            code = "RepoNotFound" if repo_id not in self.hub.repos else "EntryNotFound"
+            self._json(404, {"error": "not found"}, method, {"X-Error-Code": code})
+            return
+        sha = resolved[0]
+        start, end = 0, blob.size - 1
+        status = 200
+        if (rng := self.headers.get("Range")) and (m := re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())):
+            start = int(m.group(1))
+            end = int(m.group(2)) if m.group(2) else blob.size - 1
+            status = 206
+        length = max(0, end - start + 1)
+        self._record(method, "resolve", repo_id, file_path, status)
+        self.send_response(status)
+        self.send_header("X-Repo-Commit", sha)
+        self.send_header("ETag", f'"{blob.sha1}"')
+        if blob.lfs:
+            self.send_header("X-Linked-Etag", f'"{blob.sha256}"')
+            self.send_header("X-Linked-Size", str(blob.size))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(length))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{blob.size}")
+        self.end_headers()
+        if method == "HEAD":
+            return
+        corruption = self.hub._take_corruption(repo_id, file_path)
+        self._send_body(blob.file, start, length, corruption)
+
+    def _send_body(self, file: Path, start: int, length: int, corruption: Corruption | None) -> None:
+        with file.open("rb") as f:
+            if corruption is None and self.hub._rate is None:
+                sent = self.connection.sendfile(f, offset=start, count=length)
+                with self.hub._lock:
+                    self.hub.bytes_sent += sent
+                return
+            f.seek(start)
+            left = length if corruption is None or not corruption.truncate else length // 2
+            flip_at = length // 2 if corruption is not None and not corruption.truncate else -1
+            position = 0
+            while left > 0:
+                rate = self.hub._rate
+                step = min(left, 64 << 10 if rate is None else max(1, rate // 20))
+                chunk = bytearray(f.read(step))
+                if not chunk:
+                    break
+                if 0 <= flip_at - position < len(chunk):
+                    chunk[flip_at - position] ^= 0xFF
+                try:
+                    self.wfile.write(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                with self.hub._lock:
+                    self.hub.bytes_sent += len(chunk)
+                position += len(chunk)
+                left -= len(chunk)
+                if rate is not None:
+                    time.sleep(len(chunk) / rate)
+            if corruption is not None and corruption.truncate:
+                self.close_connection = True
+
+    def _json(self, status: int, body: object, method: str, headers: Mapping[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if method != "HEAD":
+            self.wfile.write(data)
+
+
+def _tree_entries(tree: Mapping[str, Blob], prefix: str, recursive: bool) -> list[dict[str, object]]:
+    entries: list[dict[str, object]] = []
+    folders: set[str] = set()
+    for path, blob in tree.items():
+        if prefix and not path.startswith(prefix + "/"):
+            continue
+        relative = path[len(prefix) + 1 :] if prefix else path
+        parts = relative.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(([prefix] if prefix else []) + parts[:depth])
+            if folder not in folders:
+                folders.add(folder)
+                if recursive or depth == 1:
+                    entries.append({"type": "directory", "path": folder, "oid": "0" * 40, "size": 0})
+        if not recursive and len(parts) > 1:
+            continue
+        entry: dict[str, object] = {"type": "file", "path": path, "size": blob.size, "oid": blob.sha1}
+        if blob.lfs:
+            entry["lfs"] = {"oid": blob.sha256, "size": blob.size, "pointerSize": 134}
+        entries.append(entry)
+    return entries
+
+
+def hub_env(hub: LocalHub, hf_home: Path) -> dict[str, str]:
+    """Environment for a process that should talk to this hub only, with its own HF_HOME."""
+    hf_home.mkdir(parents=True, exist_ok=True)
+    return {
+        "HF_ENDPOINT": hub.url,
+        "HF_HOME": str(hf_home),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

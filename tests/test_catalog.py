@@ -1,0 +1,140 @@
+"""The model list: what it accepts, what it refuses (with one line and exit 2), and what a selection picks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modal_jobs.catalog import load_catalog, parse_catalog, select_models
+from modal_jobs.errors import CatalogError, UsageError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+VALID = """
+[volume]
+name = "qwen3-tts-models"
+mount = "/vol/models"
+
+[[model]]
+repo_id = "Qwen/Qwen3-TTS-12Hz-1.7B-Base"
+size = "1.7B"
+
+[[model]]
+repo_id = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"
+size = "0.6B"
+revision = "0123456789abcdef0123456789abcdef01234567"
+
+[[model]]
+repo_id = "Qwen/Qwen3-TTS-Tokenizer-12Hz"
+"""
+
+
+def test_repository_model_list_is_valid():
+    catalog = load_catalog(ROOT / "models.toml")
+    assert catalog.volume.name == "qwen3-tts-models"
+    assert catalog.volume.mount == "/vol/models"
+    assert [m.dirname for m in catalog.models] == [
+        "Qwen3-TTS-12Hz-1.7B-Base",
+        "Qwen3-TTS-12Hz-0.6B-Base",
+        "Qwen3-TTS-Tokenizer-12Hz",
+    ]
+    assert catalog.sizes == ("1.7B", "0.6B")
+
+
+def test_defaults_and_pinned_commit():
+    catalog = parse_catalog(VALID)
+    big, small, shared = catalog.models
+    assert big.revision == "main" and big.pinned_commit is None
+    assert small.pinned_commit == "0123456789abcdef0123456789abcdef01234567"
+    assert shared.size is None
+
+
+@pytest.mark.parametrize(
+    ("sizes", "ids", "expected"),
+    [
+        ((), (), ["1.7B-Base", "0.6B-Base", "Tokenizer-12Hz"]),
+        (("0.6B",), (), ["0.6B-Base", "Tokenizer-12Hz"]),
+        (("1.7B",), (), ["1.7B-Base", "Tokenizer-12Hz"]),
+        (("both",), (), ["1.7B-Base", "0.6B-Base", "Tokenizer-12Hz"]),
+        (("ALL",), (), ["1.7B-Base", "0.6B-Base", "Tokenizer-12Hz"]),
+        ((), ("Qwen/Qwen3-TTS-12Hz-0.6B-Base",), ["0.6B-Base"]),
+        (("1.7B",), ("Qwen/Qwen3-TTS-12Hz-0.6B-Base",), ["1.7B-Base", "0.6B-Base", "Tokenizer-12Hz"]),
+    ],
+)
+def test_selection(sizes, ids, expected):
+    chosen = select_models(parse_catalog(VALID), sizes, ids)
+    assert [m.dirname.removeprefix("Qwen3-TTS-").removeprefix("12Hz-") for m in chosen] == expected
+
+
+def test_unknown_size_and_model_are_usage_errors():
+    catalog = parse_catalog(VALID)
+    with pytest.raises(UsageError, match=r"--model-size '7B' is not in .*choose one of 1.7B, 0.6B, both, all"):
+        select_models(catalog, ("7B",))
+    with pytest.raises(UsageError, match=r"--model 'Qwen/Nope' is not in"):
+        select_models(catalog, (), ("Qwen/Nope",))
+
+
+BAD_LISTS = [
+    ('[[model]]\nrepo_id = "Qwen/A"\nsize = \n', r"not valid TOML: .*line 3.*fix the syntax"),
+    ('[[model]]\nrepo_id = "Qwen/A"\nrevison = "main"\n', r"model #1 \(Qwen/A\): unknown key 'revison' in \[\[model\]\]; allowed keys"),
+    ('colour = "red"\n[[model]]\nrepo_id = "Qwen/A"\n', r"unknown key 'colour' in top-level table"),
+    ('[volume]\nname = "v"\nsize = 3\n[[model]]\nrepo_id = "Qwen/A"\n', r"unknown key 'size' in \[volume\]"),
+    ('[[model]]\nsize = "1B"\n', r"model #1: missing repo_id; add repo_id"),
+    ('[[model]]\nrepo_id = "Qwen"\n', r"repo_id 'Qwen' is not 'owner/name'"),
+    ('[[model]]\nrepo_id = "Qwen/a/b"\n', r"repo_id 'Qwen/a/b' is not 'owner/name'"),
+    ('[[model]]\nrepo_id = "Qwen/.."\n', r"repo_id 'Qwen/\.\.' is not 'owner/name'"),
+    ('[[model]]\nrepo_id = "/etc/passwd"\n', r"is not 'owner/name'"),
+    ('[[model]]\nrepo_id = "Qwen//A"\n', r"is not 'owner/name'"),
+    ('[[model]]\nrepo_id = "Qwen/a..b"\n', r"is not 'owner/name'"),
+    ('[[model]]\nrepo_id = 7\n', r"repo_id 7 is not 'owner/name'"),
+    ('[[model]]\nrepo_id = "Qwen/A"\n[[model]]\nrepo_id = "Other/A"\n', r"Qwen/A and Other/A would both land in 'A/'"),
+    ('[[model]]\nrepo_id = "Qwen/A"\n[[model]]\nrepo_id = "Qwen/a"\n', r"would both land in"),
+    ("[volume]\nname = \"v\"\n", r"the model list is empty; add at least one \[\[model\]\]"),
+    ("", r"the model list is empty"),
+    ('model = "x"\n', r"'model' must be an array of tables"),
+    ('[[model]]\nrepo_id = "Qwen/A"\nsize = "both"\n', r"size 'both' is reserved"),
+    ('[[model]]\nrepo_id = "Qwen/A"\nrevision = ""\n', r"revision must be a branch, tag or 40-hex commit"),
+    ('[[model]]\nrepo_id = "Qwen/A"\ninclude = "*.json"\n', r"include must be a non-empty list of glob strings"),
+    ('[volume]\nmount = "vol"\n[[model]]\nrepo_id = "Qwen/A"\n', r"mount 'vol' must be an absolute path"),
+    ('[volume]\nname = "a b"\n[[model]]\nrepo_id = "Qwen/A"\n', r"name 'a b' is not a valid Modal Volume name"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_LISTS)
+def test_bad_model_list_is_refused_with_one_line(text, message):
+    with pytest.raises(CatalogError, match=message) as info:
+        parse_catalog(text, Path("models.toml"))
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith("models.toml")
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_LISTS[:6])
+def test_cli_exits_2_on_a_bad_model_list_and_writes_nothing(tmp_path, text, message):
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(text)
+    target = tmp_path / "target"
+    result = subprocess.run(
+        [sys.executable, "-m", "modal_jobs", "download", "--catalog", str(catalog), "--local-dir", str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert not target.exists()
+
+
+def test_missing_model_list_names_the_fix(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "modal_jobs", "list", "--catalog", str(tmp_path / "nope.toml"), "--local-dir",
+         str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2
+    assert "no such model list; pass --catalog FILE" in result.stderr

@@ -1,0 +1,259 @@
+"""`download` end to end: the real CLI process, the real huggingface_hub client, a local hub over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from modal_jobs.model_dir import MANIFEST_NAME
+from tests.conftest import BIG, SMALL, TOKENIZER, Cli, Repos, repo_files, rows_by_repo, tree
+
+
+def model_dir(target: Path, repo_id: str) -> Path:
+    return target / repo_id.split("/")[1]
+
+
+def assert_complete(target: Path, repo_id: str, files: dict[str, bytes]) -> None:
+    """The directory holds exactly the repo's files, byte for byte, plus the manifest."""
+    on_disk = tree(model_dir(target, repo_id))
+    manifest = json.loads(on_disk.pop(MANIFEST_NAME))
+    assert on_disk == files
+    assert manifest["repo_id"] == repo_id
+    assert sorted(f["path"] for f in manifest["files"]) == sorted(files)
+
+
+def test_fresh_download_is_byte_identical_and_complete(cli: Cli, repos: Repos, target: Path):
+    result = cli("download", "--model-size", "0.6B", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    rows = rows_by_repo(summary)
+    assert set(rows) == {SMALL, TOKENIZER}
+    assert {row["status"] for row in rows.values()} == {"downloaded"}
+    assert rows[SMALL]["commit"] == repos.commits[SMALL]
+    assert rows[SMALL]["files"] == 5
+    assert rows[SMALL]["bytes"] == sum(len(b) for b in repos.files[SMALL].values())
+    assert summary["total_bytes"] == rows[SMALL]["bytes"] + rows[TOKENIZER]["bytes"]
+    for repo_id in (SMALL, TOKENIZER):
+        assert_complete(target, repo_id, repos.files[repo_id])
+    assert not model_dir(target, BIG).exists()
+    # progress and logs went to stderr, one line per model start and finish
+    assert f"{SMALL}: downloading" in result.stderr
+    assert f"{SMALL}: finished" in result.stderr
+
+
+def test_rerun_transfers_nothing_and_asks_the_hub_once_per_model(cli: Cli, repos: Repos, target: Path):
+    assert cli("download").returncode == 0
+    before = {p: p.stat().st_mtime_ns for p in target.rglob("*")}
+    cli.hub.reset_counts()
+    result = cli("download", "--json")
+    assert result.returncode == 0, result.stderr
+    assert {row["status"] for row in json.loads(result.stdout)["models"]} == {"up-to-date"}
+    assert cli.hub.count(kind="revision") == 3
+    assert cli.hub.count() == 3, cli.hub.requests
+    assert {p: p.stat().st_mtime_ns for p in target.rglob("*")} == before
+
+
+def test_pinned_commit_rerun_makes_no_request(cli: Cli, repos: Repos, catalog: Path):
+    catalog.write_text(
+        f'[[model]]\nrepo_id = "{SMALL}"\nsize = "0.6B"\nrevision = "{repos.commits[SMALL]}"\n'
+    )
+    assert cli("download").returncode == 0
+    cli.hub.reset_counts()
+    result = cli("download")
+    assert result.returncode == 0
+    assert cli.hub.count() == 0
+
+
+def test_dry_run_changes_nothing(cli: Cli, repos: Repos, target: Path):
+    result = cli("download", "--model-size", "0.6B", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = rows_by_repo(json.loads(result.stdout))
+    assert rows[SMALL]["status"] == "planned"
+    assert rows[SMALL]["bytes"] == sum(len(b) for b in repos.files[SMALL].values())
+    assert not target.exists()
+    assert cli.hub.count(kind="resolve") == 0
+
+    assert cli("download", "--model-size", "0.6B").returncode == 0
+    snapshot = tree(target)
+    result = cli("download", "--dry-run", "--json")
+    rows = rows_by_repo(json.loads(result.stdout))
+    assert rows[SMALL]["status"] == "up-to-date"
+    assert rows[BIG]["status"] == "planned"
+    assert tree(target) == snapshot
+
+
+def corrupt_in_place(path: Path) -> None:
+    """Flip bytes without changing size or mtime: what a bad disk or a stray writer leaves."""
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_corruption_found_by_verify_is_repaired_by_download(cli: Cli, repos: Repos, target: Path):
+    assert cli("download", "--model-size", "0.6B").returncode == 0
+    damaged = model_dir(target, SMALL) / "speech_tokenizer" / "model.safetensors"
+    corrupt_in_place(damaged)
+
+    result = cli("verify", "--json")
+    assert result.returncode == 1
+    rows = rows_by_repo(json.loads(result.stdout))
+    assert rows[SMALL]["status"] == "damaged"
+    assert "speech_tokenizer/model.safetensors (sha256 mismatch)" in rows[SMALL]["error"]
+    assert rows[TOKENIZER]["status"] == "ok"
+    assert "speech_tokenizer/model.safetensors" in result.stderr
+
+    # the damage is remembered: the model is no longer complete
+    listed = rows_by_repo(cli.json("list"))
+    assert listed[SMALL]["status"] == "incomplete"
+
+    cli.hub.reset_counts()
+    result = cli("download", "--model-size", "0.6B", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = rows_by_repo(json.loads(result.stdout))
+    assert rows[SMALL]["status"] == "repaired"
+    assert rows[TOKENIZER]["status"] == "up-to-date"
+    assert cli.hub.count(kind="resolve", method="GET") == 1
+    assert_complete(target, SMALL, repos.files[SMALL])
+    assert cli("verify").returncode == 0
+
+
+def test_a_file_served_wrong_is_fetched_again_then_fails_the_model(cli: Cli, repos: Repos, target: Path):
+    cli.hub.corrupt(SMALL, "model.safetensors", times=1)
+    result = cli("download", "--model-size", "0.6B", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "model.safetensors failed verification (sha256 mismatch); downloading it again" in result.stderr
+    assert_complete(target, SMALL, repos.files[SMALL])
+
+    cli.hub.commit(SMALL, {**repos.files[SMALL], "extra.safetensors": b"x" * 1000})
+    cli.hub.corrupt(SMALL, "extra.safetensors", times=None)
+    summary = cli.json("download", "--model-size", "0.6B")
+    assert summary["exit_code"] == 1
+    row = rows_by_repo(summary)[SMALL]
+    assert row["status"] == "failed"
+    assert "extra.safetensors failed verification twice" in row["error"]
+    assert not (model_dir(target, SMALL) / MANIFEST_NAME).exists()
+    assert not (model_dir(target, SMALL) / "extra.safetensors").exists()
+
+
+def test_killed_run_leaves_model_incomplete_and_next_run_finishes_it(cli: Cli, repos: Repos, target: Path):
+    cli.hub.throttle(400_000)
+    process = subprocess.Popen(
+        cli.argv("download", "--model-size", "0.6B"),
+        env=cli.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        partial: list[Path] = []
+        while time.monotonic() < deadline and not partial:
+            if cli.hub.bytes_sent > 100_000:
+                partial = list(target.rglob("*.incomplete"))
+            time.sleep(0.05)
+        assert partial, "the download never started"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    assert not (model_dir(target, SMALL) / MANIFEST_NAME).exists()
+    listed = rows_by_repo(cli.json("list"))
+    assert listed[SMALL]["status"] == "incomplete"
+
+    cli.hub.throttle(None)
+    result = cli("download", "--model-size", "0.6B")
+    assert result.returncode == 0, result.stderr
+    assert_complete(target, SMALL, repos.files[SMALL])
+    assert not list(target.rglob("*.incomplete"))
+    assert not (model_dir(target, SMALL) / ".cache").exists()
+
+
+def test_bursts_of_429_and_503_are_survived(cli: Cli, repos: Repos, target: Path):
+    cli.hub.fail(SMALL, 503, times=2, kind="revision")
+    cli.hub.fail(SMALL, 503, times=2, kind="tree")
+    cli.hub.fail(SMALL, 429, times=2, kind="resolve", method="GET")
+    cli.hub.fail(TOKENIZER, 500, times=3, kind="resolve", method="GET")
+    result = cli("download", "--model-size", "0.6B")
+    assert result.returncode == 0, result.stderr
+    assert_complete(target, SMALL, repos.files[SMALL])
+    assert_complete(target, TOKENIZER, repos.files[TOKENIZER])
+    assert cli.hub.count(kind="revision", repo_id=SMALL) == 3
+    assert cli.hub.count(kind="tree", repo_id=SMALL) == 3
+
+
+def test_a_permanently_failing_repo_fails_alone(cli: Cli, repos: Repos, target: Path, tmp_path: Path):
+    cli.hub.fail(BIG, 500, times=None, kind="revision")
+    summary_json = tmp_path / "out" / "summary.json"
+    summary_md = tmp_path / "out" / "summary.md"
+    step_summary = tmp_path / "step-summary.md"
+    step_summary.write_text("previous step\n")
+    result = cli("download", "--summary-json", str(summary_json), "--summary-md", str(summary_md),
+                 env={"GITHUB_STEP_SUMMARY": str(step_summary)})
+    assert result.returncode == 1
+    rows = rows_by_repo(json.loads(summary_json.read_text()))
+    assert rows[BIG]["status"] == "failed"
+    assert "HTTP 500" in rows[BIG]["error"]
+    assert rows[SMALL]["status"] == rows[TOKENIZER]["status"] == "downloaded"
+    assert not (model_dir(target, BIG) / MANIFEST_NAME).exists()
+    markdown = summary_md.read_text()
+    assert f"| `{BIG}` | ❌ failed |" in markdown
+    assert "HTTP 500" in markdown
+    assert step_summary.read_text() == "previous step\n" + markdown
+
+
+def test_revision_change_updates_the_model_and_drops_old_files(cli: Cli, repos: Repos, target: Path):
+    assert cli("download", "--model-size", "0.6B").returncode == 0
+    new_files = dict(repos.files[SMALL])
+    del new_files["generation_config.json"]
+    new_files["model.safetensors"] = new_files["model.safetensors"][::-1]
+    new_files["tokenizer_config.json"] = b"{}\n"
+    new_commit = cli.hub.commit(SMALL, new_files)
+
+    listed = rows_by_repo(cli.json("list"))
+    assert listed[SMALL]["status"] == "stale"
+    assert listed[TOKENIZER]["status"] == "complete"
+
+    result = cli("download", "--model-size", "0.6B", "--json")
+    assert result.returncode == 0, result.stderr
+    row = rows_by_repo(json.loads(result.stdout))[SMALL]
+    assert row["status"] == "downloaded"
+    assert row["commit"] == new_commit
+    assert_complete(target, SMALL, new_files)
+    assert "removed 1 files the commit does not have: generation_config.json" in result.stderr
+
+
+def test_gated_and_missing_repos_say_what_to_do(cli: Cli, repos: Repos):
+    cli.hub.fail(SMALL, 401, times=None, kind="revision", gated=True)
+    summary = cli.json("download", "--model-size", "0.6B")
+    assert summary["exit_code"] == 1
+    error = rows_by_repo(summary)[SMALL]["error"]
+    assert "gated" in error and "HF_TOKEN" in error
+
+    cli.hub.clear_faults()
+    cli.catalog.write_text('[[model]]\nrepo_id = "Qwen/Does-Not-Exist"\n')
+    summary = cli.json("download")
+    error = rows_by_repo(summary)["Qwen/Does-Not-Exist"]["error"]
+    assert "repository Qwen/Does-Not-Exist not found" in error
+
+    cli.catalog.write_text(f'[[model]]\nrepo_id = "{SMALL}"\nrevision = "v9"\n')
+    summary = cli.json("download")
+    assert "revision 'v9' not found" in rows_by_repo(summary)[SMALL]["error"]
+
+
+def test_token_is_used_and_never_shown(cli: Cli, repos: Repos, target: Path, tmp_path: Path):
+    secret = "hf_" + "s3cr3t" * 6
+    summary_json = tmp_path / "s.json"
+    summary_md = tmp_path / "s.md"
+    cli.hub.fail(BIG, 403, times=None, kind="revision", gated=True)
+    result = cli("download", "--summary-json", str(summary_json), "--summary-md", str(summary_md),
+                 env={"HF_TOKEN": secret})
+    assert result.returncode == 1
+    assert any(auth == f"Bearer {secret}" for auth in cli.hub.authorizations)
+    for text in (result.stdout, result.stderr, summary_json.read_text(), summary_md.read_text(),
+                 *(p.read_text() for p in target.rglob(MANIFEST_NAME))):
+        assert secret not in text
