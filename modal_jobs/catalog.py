@@ -136,7 +136,7 @@ def _parse_model(raw: dict[str, Any], index: int, path: Path) -> ModelEntry:
     where = f"{path}: model #{index}" + (f" ({repo_id})" if isinstance(repo_id, str) else "")
     _refuse_unknown_keys(raw, _MODEL_KEYS, where, "[[model]]")
     if repo_id is None:
-        raise CatalogError(f"{where}: missing repo_id; add repo_id = \"owner/name\"")
+        raise CatalogError(f'{where}: missing repo_id; add repo_id = "owner/name"')
     if not isinstance(repo_id, str) or not is_valid_repo_id(repo_id):
         raise CatalogError(
             f"{where}: repo_id {repo_id!r} is not 'owner/name'; use two parts of letters, digits, "
@@ -145,7 +145,9 @@ def _parse_model(raw: dict[str, Any], index: int, path: Path) -> ModelEntry:
     size = raw.get("size")
     if size is not None:
         if not isinstance(size, str) or not size.strip() or size != size.strip():
-            raise CatalogError(f"{where}: size must be a non-empty label such as \"1.7B\", or left out for a shared model")
+            raise CatalogError(
+                f'{where}: size must be a non-empty label such as "1.7B", or left out for a shared model'
+            )
         if size.lower() in ALL_SIZES:
             raise CatalogError(f"{where}: size {size!r} is reserved (it selects every model); choose another label")
     revision = raw.get("revision", "main")
@@ -165,16 +167,14 @@ def _parse_globs(raw: dict[str, Any], key: str, where: str) -> tuple[str, ...] |
     if value is None:
         return None
     if not isinstance(value, list) or not value or not all(isinstance(g, str) and g for g in value):
-        raise CatalogError(f"{where}: {key} must be a non-empty list of glob strings, like [\"*.safetensors\"]")
+        raise CatalogError(f'{where}: {key} must be a non-empty list of glob strings, like ["*.safetensors"]')
     return tuple(value)
 
 
 def _refuse_unknown_keys(table: dict[str, Any], allowed: Sequence[str], where: str, what: str) -> None:
     unknown = sorted(set(table) - set(allowed))
     if unknown:
-        raise CatalogError(
-            f"{where}: unknown key {unknown[0]!r} in {what}; allowed keys are {', '.join(allowed)}"
-        )
+        raise CatalogError(f"{where}: unknown key {unknown[0]!r} in {what}; allowed keys are {', '.join(allowed)}")
 
 
 def _refuse_collisions(models: Iterable[ModelEntry], path: Path) -> None:

@@ -41,15 +41,31 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in OPERATIONS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
         target = sub.add_argument_group("target")
-        target.add_argument("--local-dir", type=Path, metavar="DIR",
-                            help="work on this directory instead of the Modal Volume")
-        target.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG, metavar="FILE",
-                            help="the model list (default: models.toml)")
+        target.add_argument(
+            "--local-dir", type=Path, metavar="DIR", help="work on this directory instead of the Modal Volume"
+        )
+        target.add_argument(
+            "--catalog",
+            type=Path,
+            default=DEFAULT_CATALOG,
+            metavar="FILE",
+            help="the model list (default: models.toml)",
+        )
         selection = sub.add_argument_group("selection")
-        selection.add_argument("--model-size", action="append", default=[], metavar="LABEL",
-                               help="a size label from the model list, or both/all; shared models always come along")
-        selection.add_argument("--model", action="append", default=[], metavar="REPO_ID",
-                               help="a repo id from the model list (repeatable)")
+        selection.add_argument(
+            "--model-size",
+            action="append",
+            default=[],
+            metavar="LABEL",
+            help="a size label from the model list, or both/all; shared models always come along",
+        )
+        selection.add_argument(
+            "--model",
+            action="append",
+            default=[],
+            metavar="REPO_ID",
+            help="a repo id from the model list (repeatable)",
+        )
         if name in ("download", "clear"):
             sub.add_argument("--dry-run", action="store_true", help="say what would happen; change nothing")
         if name == "clear":

@@ -91,11 +91,7 @@ def plan_model(commit: str, files: Sequence[FileRecord], on_disk: dict[str, int]
 
 
 def files_on_disk(model_dir: Path) -> dict[str, int]:
-    return {
-        rel: st.st_size
-        for rel, st in walk_files(model_dir)
-        if rel.split("/", 1)[0] not in RESERVED_NAMES
-    }
+    return {rel: st.st_size for rel, st in walk_files(model_dir) if rel.split("/", 1)[0] not in RESERVED_NAMES}
 
 
 def download_model(
@@ -134,7 +130,11 @@ def download_model(
         if dry_run:
             log.info(
                 "%s: would download %d of %d files (%s bytes), check %d present",
-                entry.repo_id, len(plan.fetch), len(plan.files), plan.fetch_bytes, len(plan.check),
+                entry.repo_id,
+                len(plan.fetch),
+                len(plan.files),
+                plan.fetch_bytes,
+                len(plan.check),
             )
             return row("planned", commit, len(plan.files), plan.fetch_bytes)
 
@@ -145,11 +145,17 @@ def download_model(
         fetch_and_verify(entry, plan, model_dir, hub, cancel)
         removed = remove_extras(model_dir, keep={f.path for f in plan.files})
         if removed:
-            log.info("%s: removed %d files the commit does not have: %s", entry.repo_id, len(removed),
-                     _shorten(removed))
+            log.info(
+                "%s: removed %d files the commit does not have: %s",
+                entry.repo_id,
+                len(removed),
+                _shorten(removed),
+            )
         remove_downloader_state(model_dir)
-        write_manifest(model_dir, new_manifest(entry.repo_id, entry.revision, commit, plan.files,
-                                               entry.include, entry.exclude))
+        write_manifest(
+            model_dir,
+            new_manifest(entry.repo_id, entry.revision, commit, plan.files, entry.include, entry.exclude),
+        )
         status = "repaired" if had_partial_copy else "downloaded"
         return row(status, commit, len(plan.files), plan.total_bytes)
     except (HubError, UnsafePathError) as exc:
@@ -189,8 +195,12 @@ def fetch_and_verify(entry: ModelEntry, plan: ModelPlan, model_dir: Path, hub: H
                     return
                 target.unlink(missing_ok=True)
                 if attempt == 1:
-                    log.warning("%s: %s failed verification (%s); downloading it again", entry.repo_id,
-                                record.path, problem)
+                    log.warning(
+                        "%s: %s failed verification (%s); downloading it again",
+                        entry.repo_id,
+                        record.path,
+                        problem,
+                    )
             raise HubError(f"{record.path} failed verification twice ({problem}); the Hub may be serving a bad copy")
 
         # Files already present are hashed alongside the transfers rather than before them.
@@ -272,19 +282,48 @@ def verify_models(entries: Sequence[ModelEntry], root: Path) -> list[ModelRow]:
         if manifest is None or manifest.repo_id != entry.repo_id:
             state = "missing" if not model_dir.exists() else "incomplete (no manifest)"
             files, size = usage(model_dir) if model_dir.is_dir() else (0, 0)
-            rows.append(ModelRow(entry.repo_id, str(model_dir), "damaged", None, files, size, seconds,
-                                 f"{state}: run download to fetch it"))
+            rows.append(
+                ModelRow(
+                    entry.repo_id,
+                    str(model_dir),
+                    "damaged",
+                    None,
+                    files,
+                    size,
+                    seconds,
+                    f"{state}: run download to fetch it",
+                )
+            )
             continue
         bad = problems[entry.repo_id]
         if bad:
             invalidate(model_dir)
             log.error("%s: %d damaged file(s): %s", entry.repo_id, len(bad), ", ".join(bad))
             error = f"{len(bad)} damaged file(s): {_shorten(bad)}; run download to repair"
-            rows.append(ModelRow(entry.repo_id, str(model_dir), "damaged", manifest.commit, len(manifest.files),
-                                 manifest.total_bytes, seconds, error))
+            rows.append(
+                ModelRow(
+                    entry.repo_id,
+                    str(model_dir),
+                    "damaged",
+                    manifest.commit,
+                    len(manifest.files),
+                    manifest.total_bytes,
+                    seconds,
+                    error,
+                )
+            )
         else:
-            rows.append(ModelRow(entry.repo_id, str(model_dir), "ok", manifest.commit, len(manifest.files),
-                                 manifest.total_bytes, seconds))
+            rows.append(
+                ModelRow(
+                    entry.repo_id,
+                    str(model_dir),
+                    "ok",
+                    manifest.commit,
+                    len(manifest.files),
+                    manifest.total_bytes,
+                    seconds,
+                )
+            )
     return rows
 
 

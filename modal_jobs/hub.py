@@ -25,7 +25,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.hf_api import RepoFile
-from huggingface_hub.utils import filter_repo_objects
+from huggingface_hub.utils import filter_repo_objects  # type: ignore[attr-defined]  # public, not in __all__
 
 from modal_jobs.catalog import ModelEntry
 from modal_jobs.model_dir import FileRecord, safe_relative_path
@@ -139,12 +139,13 @@ def _wire_error(exc: Exception) -> Exception:
 
 def _retry_wait(exc: Exception, attempt: int) -> float | None:
     """Seconds to wait before the next attempt, or None when retrying cannot help."""
-    backoff = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+    backoff = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2.0 ** (attempt - 1))
     if isinstance(exc, HfHubHTTPError):
         response = exc.response
         if response is None or response.status_code not in RETRY_STATUSES:
             return None
-        retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+        header: str | None = response.headers.get("Retry-After")
+        retry_after = _parse_retry_after(header)
         return backoff if retry_after is None else min(retry_after, RETRY_MAX_SECONDS)
     if isinstance(exc, httpx2.TransportError):
         return backoff
@@ -167,7 +168,7 @@ def _parse_retry_after(value: str | None) -> float | None:
 def describe(exc: BaseException, entry: ModelEntry) -> str:
     """One line for a Hub failure: what happened and what to do. Never includes a token."""
     status = getattr(getattr(exc, "response", None), "status_code", None)
-    if isinstance(exc, GatedRepoError) or status in (401, 403) and not isinstance(exc, RepositoryNotFoundError):
+    if isinstance(exc, GatedRepoError) or (status in (401, 403) and not isinstance(exc, RepositoryNotFoundError)):
         return (
             f"access denied (HTTP {status}): the repo may be gated or private; accept its terms on the Hub "
             "and set HF_TOKEN to a token with read access"

@@ -27,6 +27,7 @@ crash at any moment leaves either a complete model or one that says it is not.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -151,7 +152,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -246,10 +247,8 @@ def remove_tree(path: Path) -> None:
 def _remove_empty_dirs(root: Path) -> None:
     for dirpath, _, _ in os.walk(root, topdown=False):
         if Path(dirpath) != root:
-            try:
-                Path(dirpath).rmdir()  # fails, as wanted, on a directory that still holds files
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # fails, as wanted, on a directory that still holds files
+                Path(dirpath).rmdir()
 
 
 def _fsync_dir(path: Path) -> None:

@@ -60,8 +60,9 @@ class Request:
     yes: bool = False
 
 
-def run(request: Request, catalog: Catalog, backend: Backend, hub: Hub,
-        cancel: threading.Event | None = None) -> Summary:
+def run(
+    request: Request, catalog: Catalog, backend: Backend, hub: Hub, cancel: threading.Event | None = None
+) -> Summary:
     from modal_jobs.catalog import select_models
 
     entries = select_models(catalog, request.sizes, request.repo_ids)
@@ -118,12 +119,11 @@ def list_models(
                 error = f"could not check for a newer commit: {exc}"
                 log.warning("%s: %s", entry.repo_id, error)
         state = model_state(True, manifest.commit if manifest else None, entry, current)
-        rows.append(ModelRow(entry.repo_id, path, state, manifest.commit if manifest else None, files, size,
-                             error=error))
+        rows.append(
+            ModelRow(entry.repo_id, path, state, manifest.commit if manifest else None, files, size, error=error)
+        )
     owned = {m.dirname for m in catalog.models}
-    orphans = [
-        OrphanRow(name, _join(store.location, name), *store.usage(name)) for name in sorted(names - owned)
-    ]
+    orphans = [OrphanRow(name, _join(store.location, name), *store.usage(name)) for name in sorted(names - owned)]
     return rows, orphans
 
 
@@ -133,10 +133,7 @@ def clear(entries: Sequence[ModelEntry] | None, catalog: Catalog, store: Store, 
     Without `--yes` it refuses, listing what would go: no prompt, so it never hangs in CI.
     """
     present = store.names()
-    if entries is None:
-        names = present
-    else:
-        names = [e.dirname for e in entries if e.dirname in present]
+    names = present if entries is None else [e.dirname for e in entries if e.dirname in present]
     owners = {m.dirname: m.repo_id for m in catalog.models}
     sized = [(name, *store.usage(name)) for name in names]
     total = sum(size for _, _, size in sized)

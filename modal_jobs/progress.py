@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 from tqdm import tqdm
 
@@ -24,7 +25,7 @@ class ModelProgress:
         self.transferred = 0
         self._lock = threading.Lock()
         self._started = time.monotonic()
-        self._bar: tqdm[None] | None = None
+        self._bar: tqdm[Any] | None = None
         if sys.stderr.isatty():
             self._bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc=label, leave=False)
         else:
@@ -47,5 +48,11 @@ class ModelProgress:
         seconds = max(time.monotonic() - self._started, 1e-6)
         rate = human_bytes(int(self.transferred / seconds))
         outcome = "finished" if exc_type is None else "stopped"
-        log.info("%s: %s, %s transferred in %.1fs (%s/s)", self.label, outcome,
-                 human_bytes(self.transferred), seconds, rate)
+        log.info(
+            "%s: %s, %s transferred in %.1fs (%s/s)",
+            self.label,
+            outcome,
+            human_bytes(self.transferred),
+            seconds,
+            rate,
+        )

@@ -128,12 +128,15 @@ def render_text(summary: Summary) -> str:
     lines = []
     for row in summary.models:
         commit = row.commit[:7] if row.commit else "-"
-        line = f"{row.repo_id:<{width}}  {row.status:<12} {commit:<7}  {row.files:>6} files  {human_bytes(row.bytes):>10}"
+        size = human_bytes(row.bytes)
+        line = f"{row.repo_id:<{width}}  {row.status:<12} {commit:<7}  {row.files:>6} files  {size:>10}"
         if row.error:
             line += f"  {_one_line(row.error)}"
         lines.append(line)
-    lines.extend(f"{o.name + '/':<{width}}  {'orphan':<12} {'-':<7}  {o.files:>6} files  {human_bytes(o.bytes):>10}"
-                 for o in summary.orphans)
+    lines.extend(
+        f"{o.name + '/':<{width}}  {'orphan':<12} {'-':<7}  {o.files:>6} files  {human_bytes(o.bytes):>10}"
+        for o in summary.orphans
+    )
     lines.append(f"total: {human_bytes(summary.total_bytes)}")
     return "\n".join(lines) + "\n"
 

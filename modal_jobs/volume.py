@@ -121,9 +121,7 @@ class VolumeStore:
                 "or check MODAL_ENVIRONMENT"
             )
         entries = (_relative(e, "") for e in self._listdir("/", recursive=False))
-        return {
-            path: entry for path, entry in entries if path and "/" not in path and not path.startswith(".")
-        }
+        return {path: entry for path, entry in entries if path and "/" not in path and not path.startswith(".")}
 
     def read_manifest(self, name: str) -> Manifest | None:
         if not self._is_dir(name):
@@ -156,9 +154,7 @@ class VolumeStore:
         """Relative path -> size of what a model directory holds, the cache's own state left out."""
         if not self._is_dir(name):
             return {}
-        return {
-            rel: item.size for rel, item in self._tree(name) if rel.split("/", 1)[0] not in RESERVED_NAMES
-        }
+        return {rel: item.size for rel, item in self._tree(name) if rel.split("/", 1)[0] not in RESERVED_NAMES}
 
     def remove(self, name: str) -> None:
         # A link is removed as a link: the volume server deletes the path, it does not follow it.
@@ -208,17 +204,13 @@ class ModalBackend:
         self.hub = hub
         self.start = start
 
-    def download(
-        self, entries: Sequence[ModelEntry], *, dry_run: bool, cancel: threading.Event
-    ) -> list[ModelRow]:
+    def download(self, entries: Sequence[ModelEntry], *, dry_run: bool, cancel: threading.Event) -> list[ModelRow]:
         present = self.volume_store.top() if self.volume_store.exists() else {}
         rows: dict[str, ModelRow] = {}
         work: list[ModelEntry] = []
         for entry in entries:
             if cancel.is_set():
-                raise InterruptedRun(
-                    "interrupted while planning; nothing was started: run the same command again"
-                )
+                raise InterruptedRun("interrupted while planning; nothing was started: run the same command again")
             row = self.plan_download(entry, present.get(entry.dirname), dry_run=dry_run)
             if row is None:
                 work.append(entry)
@@ -240,9 +232,7 @@ class ModalBackend:
         started = time.monotonic()
 
         def row(status: str, commit: str | None, files: int, size: int, error: str | None = None) -> ModelRow:
-            return ModelRow(
-                entry.repo_id, path, status, commit, files, size, time.monotonic() - started, error
-            )
+            return ModelRow(entry.repo_id, path, status, commit, files, size, time.monotonic() - started, error)
 
         if top is not None and top.type == FileEntryType.SYMLINK:
             error = (
@@ -319,9 +309,7 @@ class ModalContainers:
     catalog: Catalog
     app_running: bool = False
 
-    def __call__(
-        self, operation: str, entries: Sequence[ModelEntry], cancel: threading.Event
-    ) -> list[ModelRow]:
+    def __call__(self, operation: str, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
         from modal_jobs import download_models as jobs
 
         if jobs.CATALOG.volume != self.catalog.volume:
@@ -383,9 +371,7 @@ def _row(value: object, entry: ModelEntry, mount: str, seconds: float) -> ModelR
         f"container returned {type(value).__name__}, not a row"
     )  # fmt: skip
     log.error("%s: %s", entry.repo_id, error)
-    return ModelRow(
-        entry.repo_id, _join(mount, entry.dirname), "failed", entry.pinned_commit, 0, 0, seconds, error
-    )
+    return ModelRow(entry.repo_id, _join(mount, entry.dirname), "failed", entry.pinned_commit, 0, 0, seconds, error)
 
 
 def hf_secrets(

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,8 +94,14 @@ class Cli:
     target: Path
     env: dict[str, str]
 
-    def __call__(self, operation: str, *args: str, local: bool = True, env: Mapping[str, str] | None = None,
-                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self,
+        operation: str,
+        *args: str,
+        local: bool = True,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.argv(operation, *args, local=local),
             env={**self.env, **(env or {})},
@@ -108,12 +115,21 @@ class Cli:
 
     def argv(self, operation: str, *args: str, local: bool = True) -> list[str]:
         location = ["--local-dir", str(self.target)] if local else []
-        return [sys.executable, "-m", "modal_jobs", operation, "--catalog", str(self.catalog), *location, *args]
+        return [
+            sys.executable,
+            "-m",
+            "modal_jobs",
+            operation,
+            "--catalog",
+            str(self.catalog),
+            *location,
+            *args,
+        ]
 
-    def json(self, operation: str, *args: str) -> dict[str, object]:
+    def json(self, operation: str, *args: str) -> dict[str, Any]:
         result = self(operation, *args, "--json")
         assert result.stdout, result.stderr
-        data: dict[str, object] = json.loads(result.stdout)
+        data: dict[str, Any] = json.loads(result.stdout)
         data["exit_code"] = result.returncode
         return data
 
@@ -126,7 +142,7 @@ def cli(hub: LocalHub, catalog: Path, target: Path, tmp_path: Path) -> Cli:
     return Cli(hub, catalog, target, env)
 
 
-def rows_by_repo(summary: Mapping[str, object]) -> dict[str, dict[str, object]]:
+def rows_by_repo(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     models = summary["models"]
     assert isinstance(models, list)
     return {row["repo_id"]: row for row in models}

@@ -79,7 +79,10 @@ def test_unknown_size_and_model_are_usage_errors():
 
 BAD_LISTS = [
     ('[[model]]\nrepo_id = "Qwen/A"\nsize = \n', r"not valid TOML: .*line 3.*fix the syntax"),
-    ('[[model]]\nrepo_id = "Qwen/A"\nrevison = "main"\n', r"model #1 \(Qwen/A\): unknown key 'revison' in \[\[model\]\]; allowed keys"),
+    (
+        '[[model]]\nrepo_id = "Qwen/A"\nrevison = "main"\n',
+        r"model #1 \(Qwen/A\): unknown key 'revison' in \[\[model\]\]; allowed keys",
+    ),
     ('colour = "red"\n[[model]]\nrepo_id = "Qwen/A"\n', r"unknown key 'colour' in top-level table"),
     ('[volume]\nname = "v"\nsize = 3\n[[model]]\nrepo_id = "Qwen/A"\n', r"unknown key 'size' in \[volume\]"),
     ('[[model]]\nsize = "1B"\n', r"model #1: missing repo_id; add repo_id"),
@@ -89,17 +92,26 @@ BAD_LISTS = [
     ('[[model]]\nrepo_id = "/etc/passwd"\n', r"is not 'owner/name'"),
     ('[[model]]\nrepo_id = "Qwen//A"\n', r"is not 'owner/name'"),
     ('[[model]]\nrepo_id = "Qwen/a..b"\n', r"is not 'owner/name'"),
-    ('[[model]]\nrepo_id = 7\n', r"repo_id 7 is not 'owner/name'"),
-    ('[[model]]\nrepo_id = "Qwen/A"\n[[model]]\nrepo_id = "Other/A"\n', r"Qwen/A and Other/A would both land in 'A/'"),
+    ("[[model]]\nrepo_id = 7\n", r"repo_id 7 is not 'owner/name'"),
+    (
+        '[[model]]\nrepo_id = "Qwen/A"\n[[model]]\nrepo_id = "Other/A"\n',
+        r"Qwen/A and Other/A would both land in 'A/'",
+    ),
     ('[[model]]\nrepo_id = "Qwen/A"\n[[model]]\nrepo_id = "Qwen/a"\n', r"would both land in"),
-    ("[volume]\nname = \"v\"\n", r"the model list is empty; add at least one \[\[model\]\]"),
+    ('[volume]\nname = "v"\n', r"the model list is empty; add at least one \[\[model\]\]"),
     ("", r"the model list is empty"),
     ('model = "x"\n', r"'model' must be an array of tables"),
     ('[[model]]\nrepo_id = "Qwen/A"\nsize = "both"\n', r"size 'both' is reserved"),
     ('[[model]]\nrepo_id = "Qwen/A"\nrevision = ""\n', r"revision must be a branch, tag or 40-hex commit"),
-    ('[[model]]\nrepo_id = "Qwen/A"\ninclude = "*.json"\n', r"include must be a non-empty list of glob strings"),
+    (
+        '[[model]]\nrepo_id = "Qwen/A"\ninclude = "*.json"\n',
+        r"include must be a non-empty list of glob strings",
+    ),
     ('[volume]\nmount = "vol"\n[[model]]\nrepo_id = "Qwen/A"\n', r"mount 'vol' must be an absolute path"),
-    ('[volume]\nname = "a b"\n[[model]]\nrepo_id = "Qwen/A"\n', r"name 'a b' is not a valid Modal Volume name"),
+    (
+        '[volume]\nname = "a b"\n[[model]]\nrepo_id = "Qwen/A"\n',
+        r"name 'a b' is not a valid Modal Volume name",
+    ),
 ]
 
 
@@ -117,7 +129,16 @@ def test_cli_exits_2_on_a_bad_model_list_and_writes_nothing(tmp_path, text, mess
     catalog.write_text(text)
     target = tmp_path / "target"
     result = subprocess.run(
-        [sys.executable, "-m", "modal_jobs", "download", "--catalog", str(catalog), "--local-dir", str(target)],
+        [
+            sys.executable,
+            "-m",
+            "modal_jobs",
+            "download",
+            "--catalog",
+            str(catalog),
+            "--local-dir",
+            str(target),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -132,9 +153,19 @@ def test_cli_exits_2_on_a_bad_model_list_and_writes_nothing(tmp_path, text, mess
 
 def test_missing_model_list_names_the_fix(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "modal_jobs", "list", "--catalog", str(tmp_path / "nope.toml"), "--local-dir",
-         str(tmp_path)],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "modal_jobs",
+            "list",
+            "--catalog",
+            str(tmp_path / "nope.toml"),
+            "--local-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2
     assert "no such model list; pass --catalog FILE" in result.stderr

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from modal_jobs.model_dir import MANIFEST_NAME
-from tests.conftest import BIG, SMALL, TOKENIZER, Cli, Repos, repo_files, rows_by_repo, tree
+from tests.conftest import BIG, SMALL, TOKENIZER, Cli, Repos, rows_by_repo, tree
 
 
 def model_dir(target: Path, repo_id: str) -> Path:
@@ -58,9 +58,7 @@ def test_rerun_transfers_nothing_and_asks_the_hub_once_per_model(cli: Cli, repos
 
 
 def test_pinned_commit_rerun_makes_no_request(cli: Cli, repos: Repos, catalog: Path):
-    catalog.write_text(
-        f'[[model]]\nrepo_id = "{SMALL}"\nsize = "0.6B"\nrevision = "{repos.commits[SMALL]}"\n'
-    )
+    catalog.write_text(f'[[model]]\nrepo_id = "{SMALL}"\nsize = "0.6B"\nrevision = "{repos.commits[SMALL]}"\n')
     assert cli("download").returncode == 0
     cli.hub.reset_counts()
     result = cli("download")
@@ -192,8 +190,14 @@ def test_a_permanently_failing_repo_fails_alone(cli: Cli, repos: Repos, target: 
     summary_md = tmp_path / "out" / "summary.md"
     step_summary = tmp_path / "step-summary.md"
     step_summary.write_text("previous step\n")
-    result = cli("download", "--summary-json", str(summary_json), "--summary-md", str(summary_md),
-                 env={"GITHUB_STEP_SUMMARY": str(step_summary)})
+    result = cli(
+        "download",
+        "--summary-json",
+        str(summary_json),
+        "--summary-md",
+        str(summary_md),
+        env={"GITHUB_STEP_SUMMARY": str(step_summary)},
+    )
     assert result.returncode == 1
     rows = rows_by_repo(json.loads(summary_json.read_text()))
     assert rows[BIG]["status"] == "failed"
@@ -250,10 +254,21 @@ def test_token_is_used_and_never_shown(cli: Cli, repos: Repos, target: Path, tmp
     summary_json = tmp_path / "s.json"
     summary_md = tmp_path / "s.md"
     cli.hub.fail(BIG, 403, times=None, kind="revision", gated=True)
-    result = cli("download", "--summary-json", str(summary_json), "--summary-md", str(summary_md),
-                 env={"HF_TOKEN": secret})
+    result = cli(
+        "download",
+        "--summary-json",
+        str(summary_json),
+        "--summary-md",
+        str(summary_md),
+        env={"HF_TOKEN": secret},
+    )
     assert result.returncode == 1
     assert any(auth == f"Bearer {secret}" for auth in cli.hub.authorizations)
-    for text in (result.stdout, result.stderr, summary_json.read_text(), summary_md.read_text(),
-                 *(p.read_text() for p in target.rglob(MANIFEST_NAME))):
+    for text in (
+        result.stdout,
+        result.stderr,
+        summary_json.read_text(),
+        summary_md.read_text(),
+        *(p.read_text() for p in target.rglob(MANIFEST_NAME)),
+    ):
         assert secret not in text

@@ -27,9 +27,7 @@ def test_list_reports_each_state_and_orphans(cli: Cli, repos: Repos, target: Pat
     assert rows[BIG]["status"] == "incomplete"
     assert rows[TOKENIZER]["status"] == "stale"
     assert rows["Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice"]["status"] == "missing"
-    assert summary["orphans"] == [
-        {"name": "old-model", "path": str(target / "old-model"), "files": 1, "bytes": 100}
-    ]
+    assert summary["orphans"] == [{"name": "old-model", "path": str(target / "old-model"), "files": 1, "bytes": 100}]
     assert summary["total_bytes"] == sum(row["bytes"] for row in rows.values())
 
 
@@ -68,8 +66,7 @@ def test_clear_one_model_keeps_the_others(cli: Cli, repos: Repos, target: Path):
     assert (target / "Qwen3-TTS-Tokenizer-12Hz" / MANIFEST_NAME).exists()
 
 
-def test_clear_everything_removes_orphans_but_never_follows_links(cli: Cli, repos: Repos, target: Path,
-                                                                  tmp_path: Path):
+def test_clear_everything_removes_orphans_but_never_follows_links(cli: Cli, repos: Repos, target: Path, tmp_path: Path):
     assert cli("download", "--model-size", "0.6B").returncode == 0
     outside = tmp_path / "precious"
     outside.mkdir()
