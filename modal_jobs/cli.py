@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
 
@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--dry-run", action="store_true", help="say what would happen; change nothing")
         if name == "clear":
             sub.add_argument("--yes", action="store_true", help="really remove (without it, clear only refuses)")
+        if name != "list":
+            target.add_argument(
+                "--lock-wait",
+                type=float,
+                default=60.0,
+                metavar="SECONDS",
+                help="how long to wait for another run on the same local directory (default 60)",
+            )
         output = sub.add_argument_group("output")
         output.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
         output.add_argument("--summary-json", type=Path, metavar="FILE", help="also write the summary as JSON")
@@ -82,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     cancel = threading.Event()
     try:
-        with stop_on_signals(cancel):
+        with stop_on_signals(cancel) if args.operation == "download" else nullcontext():
             catalog = load_catalog(args.catalog)
             hub = Hub()
             backend = open_backend(args.local_dir, catalog, hub)
@@ -92,11 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 repo_ids=tuple(args.model),
                 dry_run=getattr(args, "dry_run", False),
                 yes=getattr(args, "yes", False),
+                lock_wait=getattr(args, "lock_wait", 60.0),
             )
             summary = run(request, catalog, backend, hub, cancel)
     except InterruptedRun as exc:
         log.error("interrupted: %s", exc)
-        return exc.exit_code
+        # Transfers still in flight hold no state worth waiting for: leave without joining their threads.
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(exc.exit_code)
     except CacheError as exc:
         log.error("error: %s", exc)
         return exc.exit_code
@@ -155,7 +167,7 @@ def stop_on_signals(cancel: threading.Event) -> Iterator[None]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if cancel.is_set():
-            raise KeyboardInterrupt  # a second signal: stop now
+            os._exit(128 + signum)  # a second signal: stop now, the next run cleans up
         log.warning("received %s; stopping and cleaning up", signal.Signals(signum).name)
         cancel.set()
 

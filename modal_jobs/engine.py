@@ -7,8 +7,10 @@ last. The same function runs locally and inside a Modal container.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -17,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modal_jobs.catalog import ModelEntry
-from modal_jobs.errors import InterruptedRun
+from modal_jobs.errors import InterruptedRun, ModelFailed
 from modal_jobs.hashing import check_file
-from modal_jobs.hub import Hub, HubError
+from modal_jobs.hub import Hub
 from modal_jobs.model_dir import (
     RESERVED_NAMES,
     FileRecord,
@@ -36,7 +38,7 @@ from modal_jobs.model_dir import (
     write_manifest,
 )
 from modal_jobs.progress import ModelProgress
-from modal_jobs.summary import ModelRow
+from modal_jobs.summary import ModelRow, human_bytes
 
 log = logging.getLogger("modal_jobs")
 
@@ -113,7 +115,7 @@ def download_model(
     commit: str | None = entry.pinned_commit
     try:
         if model_dir.is_symlink():
-            raise HubError(
+            raise ModelFailed(
                 f"{model_dir} is a symlink; the cache writes only real directories inside the target: "
                 "replace the link with a directory"
             )
@@ -122,6 +124,7 @@ def download_model(
             assert manifest is not None
             return row("up-to-date", commit, len(manifest.files), manifest.total_bytes)
         commit = commit or hub.resolve(entry)
+        _stop_if(cancel)
         if is_current(manifest, entry, commit):
             assert manifest is not None
             return row("up-to-date", commit, len(manifest.files), manifest.total_bytes)
@@ -139,6 +142,8 @@ def download_model(
             return row("planned", commit, len(plan.files), plan.fetch_bytes)
 
         had_partial_copy = manifest is None and model_dir.exists() and bool(plan.check or plan.leftovers)
+        _stop_if(cancel)
+        require_space(root, plan.fetch_bytes)
         model_dir.mkdir(parents=True, exist_ok=True)
         invalidate(model_dir)
         remove_downloader_state(model_dir)
@@ -158,32 +163,50 @@ def download_model(
         )
         status = "repaired" if had_partial_copy else "downloaded"
         return row(status, commit, len(plan.files), plan.total_bytes)
-    except (HubError, UnsafePathError) as exc:
-        log.error("%s: failed: %s", entry.repo_id, exc)
-        return row("failed", commit, 0, 0, str(exc))
-    except OSError as exc:
-        log.error("%s: failed: %s", entry.repo_id, exc)
-        return row("failed", commit, 0, 0, f"{type(exc).__name__}: {exc}")
+    except (ModelFailed, UnsafePathError, OSError) as exc:
+        message = str(exc) if isinstance(exc, ModelFailed | UnsafePathError) else f"{type(exc).__name__}: {exc}"
+        log.error("%s: failed: %s", entry.repo_id, message)
+        _discard_partial_files(model_dir)
+        return row("failed", commit, 0, 0, message)
     except Cancelled:
-        remove_downloader_state(model_dir)
+        _discard_partial_files(model_dir)
         raise InterruptedRun(
             f"interrupted while downloading {entry.repo_id}; nothing was marked complete: run the same command again"
             " to resume"
         ) from None
 
 
+def require_space(root: Path, needed: int) -> None:
+    """Refuse before transferring when the bytes still needed exceed the free space: never fill a disk halfway."""
+    free = shutil.disk_usage(root if root.exists() else root.parent).free
+    if needed > free:
+        raise ModelFailed(
+            f"not enough free space on {root}: needs {human_bytes(needed)}, {human_bytes(free)} free; "
+            "free some space or select fewer models"
+        )
+
+
+def _discard_partial_files(model_dir: Path) -> None:
+    """After a failure or an interruption: drop `.incomplete` files; verified files stay for the next run."""
+    with contextlib.suppress(OSError):
+        remove_downloader_state(model_dir)
+
+
+def _stop_if(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise Cancelled
+
+
 def fetch_and_verify(entry: ModelEntry, plan: ModelPlan, model_dir: Path, hub: Hub, cancel: threading.Event) -> None:
-    """Bring every file of the plan to its verified state; raise HubError naming the files that failed."""
+    """Bring every file of the plan to its verified state; raise ModelFailed naming the files that failed."""
     with ModelProgress(entry.repo_id, plan.fetch_bytes) as progress:
 
         def on_bytes(n: int) -> None:
-            if cancel.is_set():
-                raise Cancelled
+            _stop_if(cancel)
             progress.add(n)
 
         def settle(record: FileRecord, present: bool) -> None:
-            if cancel.is_set():
-                raise Cancelled
+            _stop_if(cancel)
             target = model_dir / record.path
             if present and check_file(target, record) is None:
                 return
@@ -201,7 +224,7 @@ def fetch_and_verify(entry: ModelEntry, plan: ModelPlan, model_dir: Path, hub: H
                         record.path,
                         problem,
                     )
-            raise HubError(f"{record.path} failed verification twice ({problem}); the Hub may be serving a bad copy")
+            raise ModelFailed(f"{record.path} failed verification twice ({problem}); the Hub may be serving a bad copy")
 
         # Files already present are hashed alongside the transfers rather than before them.
         jobs = [(r, False) for r in plan.fetch] + [(r, True) for r in plan.check]
@@ -216,25 +239,26 @@ def run_parallel(
 ) -> None:
     """Run `work` over items on a thread pool; wake often enough to notice `cancel`; collect failures."""
     failures: list[str] = []
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
-        futures: dict[Future[None], str] = {pool.submit(work, item): item[0].path for item in items}
-        pending = set(futures)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+    futures: dict[Future[None], str] = {pool.submit(work, item): item[0].path for item in items}
+    pending = set(futures)
+    try:
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
             for future in done:
                 exc = future.exception()
                 if isinstance(exc, Cancelled):
                     cancel.set()
-                elif isinstance(exc, HubError):
+                elif isinstance(exc, ModelFailed):
                     failures.append(f"{futures[future]}: {exc}")
                 elif exc is not None:
                     failures.append(f"{futures[future]}: {type(exc).__name__}: {exc}")
-            if cancel.is_set():
-                for future in pending:
-                    future.cancel()
-                raise Cancelled
+            _stop_if(cancel)
+    finally:
+        # On a stop, do not wait for transfers in flight: they notice at their next chunk.
+        pool.shutdown(wait=not cancel.is_set(), cancel_futures=True)
     if failures:
-        raise HubError(f"{len(failures)} file(s) failed: {_shorten(failures)}")
+        raise ModelFailed(f"{len(failures)} file(s) failed: {_shorten(failures)}")
 
 
 def _clear_path(model_dir: Path, rel: str) -> None:

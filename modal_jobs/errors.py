@@ -26,6 +26,10 @@ class TargetError(UsageError):
     """The target cannot be used: missing, not a directory, no credentials, locked."""
 
 
+class ModelFailed(Exception):
+    """One model could not be brought to its verified state; the run goes on with the others."""
+
+
 class InterruptedRun(CacheError):
     """SIGINT or SIGTERM stopped the run; what was complete stays complete."""
 

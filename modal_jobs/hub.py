@@ -28,6 +28,7 @@ from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import filter_repo_objects  # type: ignore[attr-defined]  # public, not in __all__
 
 from modal_jobs.catalog import ModelEntry
+from modal_jobs.errors import ModelFailed
 from modal_jobs.model_dir import FileRecord, safe_relative_path
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ RETRY_BASE_SECONDS = 1.0
 RETRY_MAX_SECONDS = 30.0
 
 
-class HubError(Exception):
-    """A model cannot be fetched; the message is written for the person running the cache."""
+class HubError(ModelFailed):
+    """The Hub would not give what a model needs; the message says what to do."""
 
 
 ByteCallback = Callable[[int], None]

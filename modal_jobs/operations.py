@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from modal_jobs.catalog import Catalog, ModelEntry
+from modal_jobs.catalog import Catalog, ModelEntry, select_models
 from modal_jobs.engine import download_model, is_current, verify_models
 from modal_jobs.errors import UsageError
 from modal_jobs.hub import Hub, HubError
+from modal_jobs.lock import target_lock
 from modal_jobs.store import LocalStore, Store
 from modal_jobs.summary import ModelRow, OrphanRow, Summary, human_bytes
 
@@ -26,6 +28,10 @@ log = logging.getLogger("modal_jobs")
 
 class Backend(Protocol):
     store: Store
+
+    def exclusive(self, wait_seconds: float) -> AbstractContextManager[None]:
+        """Held while a run writes, so that two runs never interleave writes on one target."""
+        ...
 
     def download(self, entries: Sequence[ModelEntry], *, dry_run: bool, cancel: threading.Event) -> list[ModelRow]: ...
 
@@ -39,6 +45,9 @@ class LocalBackend:
         self.root = root
         self.store: Store = LocalStore(root)
         self.hub = hub or Hub()
+
+    def exclusive(self, wait_seconds: float) -> AbstractContextManager[None]:
+        return target_lock(self.root, wait_seconds)
 
     def download(self, entries: Sequence[ModelEntry], *, dry_run: bool, cancel: threading.Event) -> list[ModelRow]:
         if not dry_run:
@@ -58,36 +67,42 @@ class Request:
     repo_ids: tuple[str, ...] = ()
     dry_run: bool = False
     yes: bool = False
+    lock_wait: float = 60.0
+
+    @property
+    def writes(self) -> bool:
+        return self.operation in ("download", "verify", "clear") and not self.dry_run
 
 
 def run(
     request: Request, catalog: Catalog, backend: Backend, hub: Hub, cancel: threading.Event | None = None
 ) -> Summary:
-    from modal_jobs.catalog import select_models
-
+    """Select the models, hold the target while writing, and run the operation."""
     entries = select_models(catalog, request.sizes, request.repo_ids)
     selected = bool(request.sizes or request.repo_ids)
     store = backend.store
-    if request.operation == "download":
-        rows = backend.download(entries, dry_run=request.dry_run, cancel=cancel or threading.Event())
-        return Summary("download", store.location, tuple(rows))
-    if request.operation == "list":
-        rows, orphans = list_models(entries, catalog, store, hub.resolve)
-        return Summary("list", store.location, tuple(rows), tuple(orphans))
-    if request.operation == "verify":
-        present = set(store.names())
-        chosen = entries if selected else [e for e in entries if e.dirname in present]
-        return Summary("verify", store.location, tuple(backend.verify(chosen)))
-    if request.operation == "clear":
-        return Summary("clear", store.location, tuple(clear(entries if selected else None, catalog, store, request)))
+    with backend.exclusive(request.lock_wait) if request.writes else nullcontext():
+        if request.operation == "download":
+            rows = backend.download(entries, dry_run=request.dry_run, cancel=cancel or threading.Event())
+            return Summary("download", store.location, tuple(rows))
+        if request.operation == "list":
+            rows, orphans = list_models(entries, catalog, store, hub.resolve)
+            return Summary("list", store.location, tuple(rows), tuple(orphans))
+        if request.operation == "verify":
+            present = set(store.names())
+            chosen = entries if selected else [e for e in entries if e.dirname in present]
+            return Summary("verify", store.location, tuple(backend.verify(chosen)))
+        if request.operation == "clear":
+            rows = clear(entries if selected else None, catalog, store, request)
+            return Summary("clear", store.location, tuple(rows))
     raise UsageError(f"unknown operation {request.operation!r}; use download, list, verify or clear")
 
 
-def model_state(exists: bool, complete_at: str | None, entry: ModelEntry, current: bool) -> str:
+def model_state(exists: bool, has_manifest: bool, current: bool) -> str:
     """`missing`, `incomplete`, `stale` (complete, but not what the list pins now) or `complete`."""
     if not exists:
         return "missing"
-    if complete_at is None:
+    if not has_manifest:
         return "incomplete"
     return "complete" if current else "stale"
 
@@ -118,7 +133,7 @@ def list_models(
                 current = is_current(manifest, entry, None)
                 error = f"could not check for a newer commit: {exc}"
                 log.warning("%s: %s", entry.repo_id, error)
-        state = model_state(True, manifest.commit if manifest else None, entry, current)
+        state = model_state(True, manifest is not None, current)
         rows.append(
             ModelRow(entry.repo_id, path, state, manifest.commit if manifest else None, files, size, error=error)
         )

@@ -57,4 +57,7 @@ class LocalStore:
         return model_dir.usage(path)
 
     def remove(self, name: str) -> None:
-        model_dir.remove_tree(self.root / name)
+        path = self.root / name
+        if path.is_dir() and not path.is_symlink():
+            model_dir.invalidate(path)  # an interrupted clear must not leave a manifest over half a model
+        model_dir.remove_tree(path)

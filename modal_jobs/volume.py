@@ -34,8 +34,8 @@ from modal.types import FileEntry, FileEntryType
 
 from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
 from modal_jobs.engine import is_current, plan_model
-from modal_jobs.errors import InterruptedRun, TargetError
-from modal_jobs.hub import Hub, HubError
+from modal_jobs.errors import InterruptedRun, ModelFailed, TargetError
+from modal_jobs.hub import Hub
 from modal_jobs.model_dir import MANIFEST_NAME, RESERVED_NAMES, Manifest, UnsafePathError, parse_manifest
 from modal_jobs.operations import Backend
 from modal_jobs.store import Store
@@ -157,9 +157,14 @@ class VolumeStore:
         return {rel: item.size for rel, item in self._tree(name) if rel.split("/", 1)[0] not in RESERVED_NAMES}
 
     def remove(self, name: str) -> None:
-        # A link is removed as a link: the volume server deletes the path, it does not follow it.
-        with modal_errors(f"removing {name}"), suppress(FileNotFoundError):
-            self.volume.remove_file(name, recursive=True)
+        with modal_errors(f"removing {name}"):
+            if self._is_dir(name):
+                # The manifest goes first: an interrupted clear must not leave it over half a model.
+                with suppress(FileNotFoundError):
+                    self.volume.remove_file(f"{name}/{MANIFEST_NAME}")
+            # A link is removed as a link: the volume server deletes the path, it does not follow it.
+            with suppress(FileNotFoundError):
+                self.volume.remove_file(name, recursive=True)
 
     def _is_dir(self, name: str) -> bool:
         entry = self.top().get(name)
@@ -204,6 +209,11 @@ class ModalBackend:
         self.hub = hub
         self.start = start
 
+    def exclusive(self, wait_seconds: float) -> AbstractContextManager[None]:
+        # No lock spans this machine and the containers: the workflow's concurrency group is the guard,
+        # and each container writes only its own model's directory.
+        return nullcontext()
+
     def download(self, entries: Sequence[ModelEntry], *, dry_run: bool, cancel: threading.Event) -> list[ModelRow]:
         present = self.volume_store.top() if self.volume_store.exists() else {}
         rows: dict[str, ModelRow] = {}
@@ -220,7 +230,7 @@ class ModalBackend:
             log.info("starting %d container(s): %s", len(work), ", ".join(e.repo_id for e in work))
             rows.update((row.repo_id, row) for row in self.start("download", work, cancel))
         elif not dry_run:
-            log.info("every selected model is complete on %s; no container started", self.store.location)
+            log.info("no model needs a container; none started")
         return [rows[e.repo_id] for e in entries]
 
     def plan_download(self, entry: ModelEntry, top: FileEntry | None, *, dry_run: bool) -> ModelRow | None:
@@ -255,7 +265,7 @@ class ModalBackend:
                 return None
             on_volume = self.volume_store.files(entry.dirname) if top is not None else {}
             plan = plan_model(commit, self.hub.list_files(entry, commit), on_volume)
-        except (HubError, UnsafePathError) as exc:
+        except (ModelFailed, UnsafePathError) as exc:
             log.error("%s: failed: %s", entry.repo_id, exc)
             return row("failed", commit, 0, 0, str(exc))
         log.info(

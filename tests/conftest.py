@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from modal_jobs.model_dir import LOCK_NAME
 from tests.local_hub import LocalHub, hub_env, random_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,5 +150,9 @@ def rows_by_repo(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def tree(path: Path) -> dict[str, bytes]:
-    """Every file below a directory with its bytes, hidden ones included."""
-    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    """Every file below a directory with its bytes, hidden ones included, but for the target's lock."""
+    return {
+        p.relative_to(path).as_posix(): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }

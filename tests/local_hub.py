@@ -73,6 +73,7 @@ class Fault:
     path: str | None
     retry_after: float | None
     gated: bool
+    error_code: str | None
 
 
 @dataclass
@@ -115,6 +116,7 @@ class LocalHub:
         self.bytes_sent = 0
         self._faults: list[Fault] = []
         self._corruptions: list[Corruption] = []
+        self._tree_overrides: dict[tuple[str, str], dict[str, object]] = {}
         self._rate: int | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -227,10 +229,16 @@ class LocalHub:
         path: str | None = None,
         retry_after: float | None = 0,
         gated: bool = False,
+        error_code: str | None = None,
     ) -> None:
         """The next `times` matching requests (None: all of them) answer `status`."""
         with self._lock:
-            self._faults.append(Fault(repo_id, status, times, kind, method, path, retry_after, gated))
+            self._faults.append(Fault(repo_id, status, times, kind, method, path, retry_after, gated, error_code))
+
+    def override_tree(self, repo_id: str, path: str, **fields: object) -> None:
+        """Make the tree listing lie about a file (its size, say) while the bytes served stay the same."""
+        with self._lock:
+            self._tree_overrides[(repo_id, path)] = fields
 
     def corrupt(self, repo_id: str, path: str, *, times: int | None = 1, truncate: bool = False) -> None:
         """Serve a file's body with one byte flipped (same size), or cut short."""
@@ -244,6 +252,7 @@ class LocalHub:
         with self._lock:
             self._faults.clear()
             self._corruptions.clear()
+            self._tree_overrides.clear()
         self._rate = None
 
     def _take_fault(self, method: str, kind: str, repo_id: str, path: str) -> Fault | None:
@@ -318,6 +327,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {}
         if fault.retry_after is not None:
             headers["Retry-After"] = str(int(fault.retry_after))
+        if fault.error_code:
+            headers["X-Error-Code"] = fault.error_code
         if fault.gated:
             headers["X-Error-Code"] = "GatedRepo"
             headers["X-Error-Message"] = "Access to this model is restricted."
@@ -344,7 +355,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "siblings": siblings}, method)
             return
         recursive = query.get("recursive", ["false"])[0].lower() == "true"
-        self._json(200, _tree_entries(tree, sub.strip("/"), recursive), method)
+        entries = _tree_entries(tree, sub.strip("/"), recursive)
+        with self.hub._lock:
+            for entry in entries:
+                entry.update(self.hub._tree_overrides.get((repo_id, str(entry["path"])), {}))
+        self._json(200, entries, method)
 
     def _resolve(self, method: str, repo_id: str, rev: str, file_path: str) -> None:
         if self._fault(method, "resolve", repo_id, file_path):

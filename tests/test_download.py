@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from modal_jobs.model_dir import MANIFEST_NAME
+from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
 from tests.conftest import BIG, SMALL, TOKENIZER, Cli, Repos, rows_by_repo, tree
 
 
@@ -47,14 +47,15 @@ def test_fresh_download_is_byte_identical_and_complete(cli: Cli, repos: Repos, t
 
 def test_rerun_transfers_nothing_and_asks_the_hub_once_per_model(cli: Cli, repos: Repos, target: Path):
     assert cli("download").returncode == 0
-    before = {p: p.stat().st_mtime_ns for p in target.rglob("*")}
+    models = [p for p in target.rglob("*") if p.name != LOCK_NAME]
+    before = {p: p.stat().st_mtime_ns for p in models}
     cli.hub.reset_counts()
     result = cli("download", "--json")
     assert result.returncode == 0, result.stderr
     assert {row["status"] for row in json.loads(result.stdout)["models"]} == {"up-to-date"}
     assert cli.hub.count(kind="revision") == 3
     assert cli.hub.count() == 3, cli.hub.requests
-    assert {p: p.stat().st_mtime_ns for p in target.rglob("*")} == before
+    assert {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.name != LOCK_NAME} == before
 
 
 def test_pinned_commit_rerun_makes_no_request(cli: Cli, repos: Repos, catalog: Path):

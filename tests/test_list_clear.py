@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from modal_jobs.model_dir import MANIFEST_NAME
+from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
 from tests.conftest import BIG, SMALL, TOKENIZER, Cli, Repos, rows_by_repo, tree
 
 
@@ -77,7 +77,7 @@ def test_clear_everything_removes_orphans_but_never_follows_links(cli: Cli, repo
     summary = cli.json("clear", "--yes")
     assert summary["exit_code"] == 0
     assert {row["repo_id"] for row in summary["models"]} == {SMALL, TOKENIZER, "linked-model"}
-    assert list(target.iterdir()) == []
+    assert [p.name for p in target.iterdir()] == [LOCK_NAME]
     assert (outside / "keep.txt").read_text() == "mine"
 
 
