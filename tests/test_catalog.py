@@ -169,3 +169,32 @@ def test_missing_model_list_names_the_fix(tmp_path):
     )
     assert result.returncode == 2
     assert "no such model list; pass --catalog FILE" in result.stderr
+
+
+def test_hf_home_inside_the_target_is_refused(tmp_path):
+    target = tmp_path / "models"
+    result = subprocess.run(
+        [sys.executable, "-m", "modal_jobs", "download", "--local-dir", str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "HF_HOME": str(target / "hf"), "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2
+    assert "HF_HOME" in result.stderr and "keep the downloader's cache out of the target" in result.stderr
+    assert not target.exists()
+
+
+def test_local_dir_that_is_a_file_is_refused(tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = subprocess.run(
+        [sys.executable, "-m", "modal_jobs", "list", "--local-dir", str(not_a_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert "is not a directory" in result.stderr

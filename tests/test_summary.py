@@ -1,0 +1,54 @@
+"""The summary: its JSON contract and its Markdown table, rendered from rows by pure functions."""
+
+from __future__ import annotations
+
+import json
+
+from modal_jobs.summary import ModelRow, OrphanRow, Summary, human_bytes, render_json, render_markdown
+
+COMMIT = "3f2a9c1" + "0" * 33
+
+
+def sample() -> Summary:
+    return Summary(
+        "download",
+        "/vol/models",
+        (
+            ModelRow("Qwen/A", "/vol/models/A", "downloaded", COMMIT, 12, 5 * 1024**3 // 2, 41.25),
+            ModelRow("Qwen/B", "/vol/models/B", "failed", None, 0, 0, 0.5, "access denied (HTTP 401):\n set HF_TOKEN"),
+        ),
+        (OrphanRow("old", "/vol/models/old", 3, 2048),),
+    )
+
+
+def test_json_has_the_documented_keys_and_totals():
+    data = json.loads(render_json(sample()))
+    assert list(data) == ["operation", "target", "models", "orphans", "total_bytes"]
+    assert list(data["models"][0]) == ["repo_id", "path", "status", "commit", "files", "bytes", "seconds", "error"]
+    assert data["total_bytes"] == 5 * 1024**3 // 2
+    assert data["orphans"] == [{"name": "old", "path": "/vol/models/old", "files": 3, "bytes": 2048}]
+
+
+def test_markdown_is_a_table_with_human_sizes_short_commits_and_reasons():
+    markdown = render_markdown(sample())
+    assert "| `Qwen/A` | ✅ downloaded | `3f2a9c1` | 12 | 2.5 GiB | 41.2 s |" in markdown
+    assert "| `Qwen/B` | ❌ failed | – | 0 | 0 B | 0.5 s |" in markdown
+    assert "**Total:** 2.5 GiB in 2 models." in markdown
+    assert "- `Qwen/B`: access denied (HTTP 401): set HF_TOKEN" in markdown
+    assert "- `old/`: 3 files, 2.0 KiB" in markdown
+
+
+def test_exit_code_follows_the_rows():
+    assert sample().exit_code == 1
+    ok = Summary("verify", "/x", (ModelRow("Qwen/A", "/x/A", "ok"),))
+    assert ok.exit_code == 0
+
+
+def test_human_bytes():
+    assert [human_bytes(n) for n in (0, 1023, 1024, 5 * 1024**2, 3 * 1024**4)] == [
+        "0 B",
+        "1023 B",
+        "1.0 KiB",
+        "5.0 MiB",
+        "3072.0 GiB",
+    ]
