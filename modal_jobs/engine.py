@@ -26,7 +26,6 @@ from modal_jobs.model_dir import (
     RESERVED_NAMES,
     FileRecord,
     Manifest,
-    UnsafePathError,
     invalidate,
     new_manifest,
     read_manifest,
@@ -120,10 +119,7 @@ def download_model(
                 "replace the link with a directory"
             )
         manifest = read_manifest(model_dir)
-        if is_current(manifest, entry, commit) and commit is not None:
-            assert manifest is not None
-            return row("up-to-date", commit, len(manifest.files), manifest.total_bytes)
-        commit = commit or hub.resolve(entry)
+        commit = commit or hub.resolve(entry)  # a pinned commit needs no request at all
         _stop_if(cancel)
         if is_current(manifest, entry, commit):
             assert manifest is not None
@@ -163,8 +159,8 @@ def download_model(
         )
         status = "repaired" if had_partial_copy else "downloaded"
         return row(status, commit, len(plan.files), plan.total_bytes)
-    except (ModelFailed, UnsafePathError, OSError) as exc:
-        message = str(exc) if isinstance(exc, ModelFailed | UnsafePathError) else f"{type(exc).__name__}: {exc}"
+    except (ModelFailed, OSError) as exc:
+        message = str(exc) if isinstance(exc, ModelFailed) else f"{type(exc).__name__}: {exc}"
         log.error("%s: failed: %s", entry.repo_id, message)
         _discard_partial_files(model_dir)
         return row("failed", commit, 0, 0, message)

@@ -40,6 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from modal_jobs.errors import ModelFailed
+
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = ".model-cache.json"
@@ -81,7 +83,7 @@ class Manifest:
         return json.dumps(data, indent=1) + "\n"
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(ModelFailed, ValueError):
     """A path from the Hub that would land outside the model directory or on our own files."""
 
 
