@@ -71,8 +71,9 @@ def require_credentials(config: Any = modal.config.config) -> None:
 
 
 def environment_name(config: Any = modal.config.config) -> str:
-    """The Modal environment names resolve in: MODAL_ENVIRONMENT, else the profile's, else the default."""
-    return str(config.get("environment") or "the default environment")
+    """Where names resolve, for messages: MODAL_ENVIRONMENT, else the profile's environment, else the default."""
+    name = config.get("environment")
+    return f"environment {name!r}" if name else "the default environment"
 
 
 @contextmanager

@@ -1,0 +1,672 @@
+"""The Modal Volume backend, offline: a stand-in volume over a real directory, the real container bodies.
+
+Every operation runs through `modal_jobs.operations.run` twice, once with `LocalBackend` on one
+directory and once with the volume backend on an identical copy; the summaries must agree except
+for the target string. Containers are "started" in-process: the injected starter counts them and
+runs `download_one`/`verify_one` through `.local()` against the copy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import stat
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import modal
+import modal.exception
+import pytest
+from modal.types import FileEntry, FileEntryType
+
+import modal_jobs.download_models as jobs
+from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec, parse_catalog
+from modal_jobs.errors import CacheError, InterruptedRun, TargetError
+from modal_jobs.hub import Hub
+from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
+from modal_jobs.operations import Backend, LocalBackend, Request, run
+from modal_jobs.summary import ModelRow, Summary, render_text
+from modal_jobs.volume import ModalBackend, ModalContainers, VolumeStore, collect, hf_secrets, require_credentials
+from tests.conftest import BIG, CATALOG, SMALL, TOKENIZER, Repos, tree
+from tests.local_hub import LocalHub, hub_env
+
+MOUNT = "/vol/models"
+EXTRA = "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice"  # in the list, never on the hub
+
+
+# -- the stand-in volume ---------------------------------------------------------------------
+
+
+class DirVolume:
+    """The `modal.Volume` client methods the store uses, over a directory, answering with modal's `FileEntry`.
+
+    Paths come back as the server sends them: relative to the volume root, no leading '/'. Like a
+    filesystem, `read_file` follows links; `listdir` and `remove_file` do not.
+    """
+
+    def __init__(self, root: Path, fail_with: Exception | None = None) -> None:
+        self.root = root
+        self.fail_with = fail_with
+        self.calls: list[tuple[str, str]] = []
+
+    def hydrate(self) -> DirVolume:
+        if self.fail_with is not None:
+            raise self.fail_with
+        if not self.root.is_dir():
+            raise modal.exception.NotFoundError(f"Volume {self.root.name!r} not found")
+        return self
+
+    def listdir(self, path: str, *, recursive: bool = False) -> list[FileEntry]:
+        self.calls.append(("listdir", path))
+        target = self._resolve(path)
+        if not os.path.lexists(target):
+            raise modal.exception.NotFoundError(f"no such file or directory: {path}")
+        if target.is_symlink() or not target.is_dir():
+            return [self._entry(target)]
+        return list(self._walk(target, recursive))
+
+    def read_file(self, path: str) -> Iterator[bytes]:
+        self.calls.append(("read_file", path))
+        target = self._resolve(path)
+        if not target.is_file():
+            raise FileNotFoundError(path)
+        yield target.read_bytes()
+
+    def remove_file(self, path: str, recursive: bool = False) -> None:
+        self.calls.append(("remove_file", path))
+        target = self._resolve(path)
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.is_dir():
+            shutil.rmtree(target) if recursive else target.rmdir()
+        else:
+            raise FileNotFoundError(path)
+
+    def _walk(self, directory: Path, recursive: bool) -> Iterator[FileEntry]:
+        for child in sorted(os.scandir(directory), key=lambda e: e.name):
+            yield self._entry(Path(child.path))
+            if recursive and child.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(child.path), recursive)
+
+    def _entry(self, path: Path) -> FileEntry:
+        st = path.lstat()
+        kind = (
+            FileEntryType.SYMLINK
+            if stat.S_ISLNK(st.st_mode)
+            else FileEntryType.DIRECTORY
+            if stat.S_ISDIR(st.st_mode)
+            else FileEntryType.FILE
+        )
+        return FileEntry(
+            path=path.relative_to(self.root).as_posix(), type=kind, mtime=int(st.st_mtime), size=st.st_size
+        )
+
+    def _resolve(self, path: str) -> Path:
+        rel = path.strip("/")
+        return self.root / rel if rel else self.root
+
+
+class VolumeRecorder:
+    """Stands in for the mounted `modal.Volume` inside a container: records reload/commit."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.events: list[str] = []
+        self.manifests_at_commit: list[list[str]] = []
+
+    def reload(self) -> None:
+        self.events.append("reload")
+
+    def commit(self) -> None:
+        self.events.append("commit")
+        self.manifests_at_commit.append(sorted(p.parent.name for p in self.root.glob(f"*/{MANIFEST_NAME}")))
+
+
+# -- containers, in-process ------------------------------------------------------------------
+
+
+@dataclass
+class FinishedCall:
+    """A `FunctionCall` whose container already ran: `get` returns its value or raises its exception."""
+
+    value: Any = None
+    error: Exception | None = None
+    cancelled: bool = False
+
+    def get(self, timeout: float | None = None) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    def cancel(self, terminate_containers: bool = False) -> None:
+        self.cancelled = terminate_containers
+
+
+@dataclass
+class InProcessContainers:
+    """The injected container starter: counts what it starts and runs the real function bodies here."""
+
+    started: list[tuple[str, str]] = field(default_factory=list)
+    crash: set[str] = field(default_factory=set)
+
+    def __call__(self, operation: str, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
+        function = jobs.download_one if operation == "download" else jobs.verify_one
+        calls = []
+        for entry in entries:
+            self.started.append((operation, entry.repo_id))
+            if entry.repo_id in self.crash:
+                calls.append(FinishedCall(error=RuntimeError("container exited with code 137")))
+                continue
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*will not have access to the mounted Volume")
+                calls.append(FinishedCall(function.local(*jobs.entry_args(entry))))
+        return collect(calls, entries, MOUNT, cancel)
+
+    def count(self, operation: str = "download") -> int:
+        return sum(1 for op, _ in self.started if op == operation)
+
+
+# -- twin targets ----------------------------------------------------------------------------
+
+
+@dataclass
+class Twins:
+    """One local directory and one stand-in volume over an identical copy, driven the same way."""
+
+    local_root: Path
+    volume_root: Path
+    hub: Hub
+    containers: InProcessContainers
+    catalog: Catalog
+
+    def backends(self) -> tuple[LocalBackend, ModalBackend]:
+        store = VolumeStore(DirVolume(self.volume_root), VolumeSpec(mount=MOUNT))
+        return LocalBackend(self.local_root, self.hub), ModalBackend(store, self.hub, self.containers)
+
+    def run(self, operation: str, **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Both summaries, normalized: target and paths as `<target>`, time left out."""
+        request = Request(operation, **options)
+        local, volume = self.backends()
+        return (
+            normalize(run(request, self.catalog, local, self.hub), self.local_root),
+            normalize(run(request, self.catalog, volume, self.hub), self.volume_root),
+        )
+
+    def error(self, operation: str, **options: Any) -> tuple[str, str]:
+        messages = []
+        backends: tuple[Backend, Backend] = self.backends()
+        for backend, root in zip(backends, (self.local_root, self.volume_root), strict=True):
+            with pytest.raises(CacheError) as caught:
+                run(Request(operation, **options), self.catalog, backend, self.hub)
+            messages.append(str(caught.value).replace(MOUNT, "<target>").replace(str(root), "<target>"))
+        return messages[0], messages[1]
+
+    def change(self, edit: Callable[[Path], None]) -> None:
+        edit(self.local_root)
+        edit(self.volume_root)
+
+
+def normalize(summary: Summary, root: Path) -> dict[str, Any]:
+    def where(path: str) -> str:
+        return path.replace(MOUNT, "<target>").replace(str(root), "<target>")
+
+    data = summary.to_dict()
+    data["target"] = where(data["target"])
+    for row in data["models"]:
+        row["path"] = where(row["path"])
+        row["error"] = where(row["error"]) if row["error"] else None
+        del row["seconds"]
+    for orphan in data["orphans"]:
+        orphan["path"] = where(orphan["path"])
+    data["text"] = where(render_text(summary))
+    return data
+
+
+def statuses(summary: dict[str, Any]) -> dict[str, str]:
+    return {row["repo_id"]: row["status"] for row in summary["models"]}
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """The container bodies configure logging as a process would; put pytest's handlers back after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def hub_process_env(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a container sees: the local hub as HF_ENDPOINT (read by `Hub()`), its own HF_HOME, no token."""
+    for key, value in hub_env(hub, tmp_path / "hf-home").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
+@pytest.fixture
+def twins(hub: LocalHub, repos: Repos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_process_env: None) -> Twins:
+    volume_root = tmp_path / "volume"
+    volume_root.mkdir()
+    recorder = VolumeRecorder(volume_root)
+    monkeypatch.setattr(jobs, "MOUNT", str(volume_root))
+    monkeypatch.setattr(jobs, "volume", recorder)
+    catalog = parse_catalog(CATALOG + f'\n[[model]]\nrepo_id = "{EXTRA}"\nsize = "1.7B"\n')
+    return Twins(tmp_path / "local", volume_root, Hub(endpoint=hub.url), InProcessContainers(), catalog)
+
+
+# -- the same answers as the local backend ---------------------------------------------------
+
+
+def test_download_agrees_with_the_local_backend_and_reruns_start_nothing(twins: Twins, repos: Repos):
+    local, volume = twins.run("download")
+    assert volume == local
+    assert statuses(volume) == {BIG: "downloaded", SMALL: "downloaded", TOKENIZER: "downloaded", EXTRA: "failed"}
+    assert "repository Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice not found" in volume["models"][3]["error"]
+    # the model that failed to resolve was decided on this machine: three containers, not four
+    assert sorted(repo for _, repo in twins.containers.started) == sorted([BIG, SMALL, TOKENIZER])
+    assert without_times(tree(twins.volume_root)) == without_times(tree(twins.local_root))
+
+    local, volume = twins.run("download", sizes=("0.6B",))
+    assert volume == local
+    assert set(statuses(volume).values()) == {"up-to-date"}
+    assert twins.containers.count() == 3, "a complete volume starts no container"
+
+
+def test_list_agrees_on_complete_incomplete_stale_missing_and_orphans(twins: Twins, hub: LocalHub):
+    twins.run("download", sizes=("0.6B", "1.7B"))
+    hub.commit(TOKENIZER, {"config.json": b"{}"})  # the Hub moved on
+
+    def damage(root: Path) -> None:
+        (root / "Qwen3-TTS-12Hz-1.7B-Base" / MANIFEST_NAME).unlink()  # as a killed run leaves it
+        (root / "old-model").mkdir()
+        (root / "old-model" / "weights.bin").write_bytes(b"x" * 100)
+        (root / "stray.txt").write_text("hello")
+
+    twins.change(damage)
+    local, volume = twins.run("list")
+    assert volume == local
+    assert statuses(volume) == {BIG: "incomplete", SMALL: "complete", TOKENIZER: "stale", EXTRA: "missing"}
+    assert [(o["name"], o["files"], o["bytes"]) for o in volume["orphans"]] == [
+        ("old-model", 1, 100),
+        ("stray.txt", 1, 5),
+    ]
+
+
+def test_only_stale_and_missing_models_start_containers(twins: Twins, hub: LocalHub, repos: Repos):
+    twins.run("download", sizes=("0.6B",))
+    started = twins.containers.count()
+    hub.commit(SMALL, {**repos.files[SMALL], "extra.json": b"{}"})
+
+    local, volume = twins.run("download", dry_run=True)
+    assert volume == local
+    assert statuses(volume) == {BIG: "planned", SMALL: "planned", TOKENIZER: "up-to-date", EXTRA: "failed"}
+    assert twins.containers.count() == started, "a dry run starts no container"
+
+    local, volume = twins.run("download")
+    assert volume == local
+    assert statuses(volume) == {BIG: "downloaded", SMALL: "downloaded", TOKENIZER: "up-to-date", EXTRA: "failed"}
+    assert [repo for _, repo in twins.containers.started[started:]] == [BIG, SMALL]
+
+
+def test_an_incomplete_model_is_repaired_in_its_container(twins: Twins):
+    twins.run("download", sizes=("0.6B",))
+    twins.change(lambda root: (root / "Qwen3-TTS-12Hz-0.6B-Base" / MANIFEST_NAME).unlink())
+    local, volume = twins.run("download", sizes=("0.6B",))
+    assert volume == local
+    assert statuses(volume) == {SMALL: "repaired", TOKENIZER: "up-to-date"}
+
+
+def test_a_container_that_crashes_fails_its_model_only(twins: Twins):
+    twins.containers.crash = {SMALL}
+    summary = run(Request("download", sizes=("0.6B",)), twins.catalog, twins.backends()[1], twins.hub)
+    assert summary.exit_code == 1
+    rows = {row.repo_id: row for row in summary.models}
+    assert rows[SMALL].status == "failed"
+    assert rows[SMALL].error == "container failed: RuntimeError: container exited with code 137"
+    assert rows[TOKENIZER].status == "downloaded"
+
+
+def test_verify_agrees_and_reports_missing_models_without_a_container(twins: Twins):
+    twins.run("download", sizes=("0.6B",))
+
+    def corrupt(root: Path) -> None:
+        path = root / "Qwen3-TTS-12Hz-0.6B-Base" / "model.safetensors"
+        data = bytearray(path.read_bytes())
+        data[100] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+    twins.change(corrupt)
+    before = twins.containers.count("verify")
+    local, volume = twins.run("verify", sizes=("1.7B",))
+    assert volume == local
+    assert statuses(volume) == {BIG: "damaged", TOKENIZER: "ok", EXTRA: "damaged"}
+    assert twins.containers.count("verify") == before + 1  # only the tokenizer has a manifest to check
+
+    local, volume = twins.run("verify")
+    assert volume == local
+    assert statuses(volume) == {SMALL: "damaged", TOKENIZER: "ok"}
+    assert "model.safetensors (sha256 mismatch)" in volume["models"][0]["error"]
+    assert not (twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base" / MANIFEST_NAME).exists()
+
+
+def test_clear_refuses_without_yes_and_removes_one_model_with_it(twins: Twins):
+    twins.run("download", sizes=("0.6B",))
+    snapshot = tree(twins.volume_root)
+    local_error, volume_error = twins.error("clear")
+    assert volume_error == local_error
+    assert "clear would remove 2 directories" in volume_error
+    assert tree(twins.volume_root) == snapshot
+
+    local, volume = twins.run("clear", dry_run=True)
+    assert volume == local
+    assert set(statuses(volume).values()) == {"would-remove"}
+
+    local, volume = twins.run("clear", repo_ids=(SMALL,), yes=True)
+    assert volume == local
+    assert statuses(volume) == {SMALL: "removed"}
+    assert not (twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base").exists()
+    assert (twins.volume_root / "Qwen3-TTS-Tokenizer-12Hz" / MANIFEST_NAME).exists()
+
+
+def test_clear_everything_never_follows_a_link(twins: Twins, tmp_path: Path):
+    twins.run("download", sizes=("0.6B",))
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+
+    def link(root: Path) -> None:
+        (root / "linked-model").symlink_to(outside, target_is_directory=True)
+        (root / "Qwen3-TTS-Tokenizer-12Hz" / "escape").symlink_to(outside, target_is_directory=True)
+
+    twins.change(link)
+    local, volume = twins.run("list")
+    assert volume == local
+    assert [(o["name"], o["files"], o["bytes"]) for o in volume["orphans"]] == [("linked-model", 1, 0)]
+
+    local, volume = twins.run("clear", yes=True)
+    assert volume == local
+    assert sorted(os.listdir(twins.volume_root)) == []
+    assert (outside / "keep.txt").read_text() == "mine"
+
+
+def test_a_linked_model_directory_is_not_trusted(twins: Twins, tmp_path: Path):
+    """A complete model reached through a link is neither listed complete nor written through."""
+    twins.run("download", sizes=("0.6B",))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def relink(root: Path) -> None:
+        target = elsewhere / root.name
+        shutil.move(root / "Qwen3-TTS-12Hz-0.6B-Base", target)
+        (root / "Qwen3-TTS-12Hz-0.6B-Base").symlink_to(target, target_is_directory=True)
+
+    twins.change(relink)
+    local, volume = twins.run("list", sizes=("0.6B",))
+    assert volume == local
+    assert statuses(volume)[SMALL] == "incomplete"
+    local, volume = twins.run("download", sizes=("0.6B",))
+    assert volume == local
+    assert "is a symlink" in volume["models"][0]["error"]
+
+
+def test_a_link_standing_for_the_manifest_is_not_read(twins: Twins, tmp_path: Path):
+    twins.run("download", sizes=("0.6B",))
+    (tmp_path / "forged.json").write_bytes(
+        (twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base" / MANIFEST_NAME).read_bytes()
+    )
+    manifest = twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base" / MANIFEST_NAME
+    manifest.unlink()
+    manifest.symlink_to(tmp_path / "forged.json")
+    volume = DirVolume(twins.volume_root)
+    store = VolumeStore(volume, VolumeSpec(mount=MOUNT))
+    assert store.read_manifest("Qwen3-TTS-12Hz-0.6B-Base") is None
+    assert ("read_file", f"Qwen3-TTS-12Hz-0.6B-Base/{MANIFEST_NAME}") not in volume.calls
+
+
+# -- planning without the volume --------------------------------------------------------------
+
+
+def test_a_missing_volume_is_created_by_download_and_refused_by_list_and_clear(twins: Twins, tmp_path: Path):
+    store = VolumeStore(DirVolume(tmp_path / "no-such-volume"), VolumeSpec(name="qwen3-tts-models", mount=MOUNT))
+    started: list[str] = []
+
+    def start(operation: str, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
+        started.extend(e.repo_id for e in entries)
+        return [ModelRow(e.repo_id, f"{MOUNT}/{e.dirname}", "downloaded") for e in entries]
+
+    backend = ModalBackend(store, twins.hub, start)
+    run(Request("download"), twins.catalog, backend, twins.hub)
+    assert started == [BIG, SMALL, TOKENIZER]  # everything needs work; the app creates the volume
+
+    for operation in ("list", "clear", "verify"):
+        with pytest.raises(TargetError, match="the Modal Volume 'qwen3-tts-models' does not exist") as caught:
+            run(Request(operation, yes=True), twins.catalog, backend, twins.hub)
+        assert "run `python -m modal_jobs download`" in str(caught.value)
+        assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (modal.exception.ConnectionError("Could not connect to the Modal server."), "cannot reach Modal"),
+        (modal.exception.AuthError("Token ak-x is invalid"), "Modal refused the credentials"),
+    ],
+)
+def test_modal_problems_are_one_line_before_anything_starts(tmp_path: Path, failure: Exception, expected: str):
+    catalog = parse_catalog(CATALOG)
+    hub = Hub(endpoint="http://127.0.0.1:9")  # never asked: the volume fails first
+
+    def start(*_: object) -> list[ModelRow]:
+        raise AssertionError("no container may start")
+
+    backend = ModalBackend(VolumeStore(DirVolume(tmp_path, fail_with=failure), catalog.volume), hub, start)
+    for operation in ("download", "list", "clear"):
+        with pytest.raises(TargetError, match=expected) as caught:
+            run(Request(operation), catalog, backend, hub)
+        assert "\n" not in str(caught.value)
+        assert caught.value.exit_code == 2
+
+
+def test_credentials_are_checked_from_modal_config_without_the_network():
+    with pytest.raises(TargetError, match=r"run `modal setup` \(or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET\)"):
+        require_credentials({})
+    with pytest.raises(TargetError):
+        require_credentials({"token_id": "ak-1"})
+    require_credentials({"token_id": "ak-1", "token_secret": "as-1"})
+    require_credentials({"oauth_refresh_token": "r", "oauth_client_id": "c"})
+
+
+# -- collecting container results -------------------------------------------------------------
+
+
+def entries(*repo_ids: str) -> list[ModelEntry]:
+    return [ModelEntry(repo_id) for repo_id in repo_ids]
+
+
+def test_a_container_that_raises_becomes_one_failed_row():
+    ok = ModelRow(SMALL, f"{MOUNT}/Qwen3-TTS-12Hz-0.6B-Base", "downloaded", "a" * 40, 5, 10)
+    calls = [
+        FinishedCall(error=modal.exception.FunctionTimeoutError("Function timed out after 3600s")),
+        FinishedCall(value=ok.__dict__),
+        FinishedCall(error=TimeoutError("read timed out")),
+    ]
+    rows = collect(calls, entries(BIG, SMALL, TOKENIZER), MOUNT, threading.Event())
+    assert [row.status for row in rows] == ["failed", "downloaded", "failed"]
+    assert rows[0].error == "container failed: FunctionTimeoutError: Function timed out after 3600s"
+    assert rows[0].path == f"{MOUNT}/Qwen3-TTS-12Hz-1.7B-Base"
+    assert rows[1] == ok
+    assert rows[2].error == "container failed: TimeoutError: read timed out"
+
+
+@dataclass
+class SlowCall:
+    """Answers "no output yet" (modal raises a bare TimeoutError) a few times, then its row."""
+
+    row: ModelRow
+    pending: int = 2
+    cancelled: bool = False
+
+    def get(self, timeout: float | None = None) -> Any:
+        if self.pending:
+            self.pending -= 1
+            raise TimeoutError
+        return self.row.__dict__
+
+    def cancel(self, terminate_containers: bool = False) -> None:
+        self.cancelled = terminate_containers
+
+
+def test_calls_still_running_are_polled_until_they_answer():
+    rows = [ModelRow(r, f"{MOUNT}/{r.split('/')[1]}", "downloaded") for r in (BIG, SMALL)]
+    calls = [SlowCall(rows[0], pending=3), SlowCall(rows[1], pending=1)]
+    assert collect(calls, entries(BIG, SMALL), MOUNT, threading.Event()) == rows
+
+
+def test_cancel_stops_the_containers_still_running():
+    calls = [SlowCall(ModelRow(BIG, "", "downloaded"), pending=1_000)]
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(InterruptedRun, match="run the same command again"):
+        collect(calls, entries(BIG), MOUNT, cancel)
+    assert calls[0].cancelled
+
+
+# -- the real starter, with the app and functions stood in --------------------------------------
+
+
+class FakeFunction:
+    def __init__(self, log: list[str], name: str, secrets: Sequence[object] = ()) -> None:
+        self.log, self.name, self.secrets = log, name, list(secrets)
+
+    def with_options(self, *, secrets: Sequence[object]) -> FakeFunction:
+        return FakeFunction(self.log, self.name, secrets)
+
+    def spawn(self, repo_id: str, revision: str, include: object, exclude: object) -> FinishedCall:
+        self.log.append(f"spawn {self.name} {repo_id} secrets={[repr(s) for s in self.secrets]}")
+        return FinishedCall(value=ModelRow(repo_id, f"{MOUNT}/x", "ok").__dict__)
+
+
+class FakeApp:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def run(self) -> AbstractContextManager[None]:
+        @contextmanager
+        def running() -> Iterator[None]:
+            self.log.append("app.run")
+            yield
+            self.log.append("app stopped")
+
+        return running()
+
+
+@pytest.fixture
+def fake_app(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    log: list[str] = []
+    monkeypatch.setattr(jobs, "app", FakeApp(log))
+    monkeypatch.setattr(jobs, "download_one", FakeFunction(log, "download_one"))
+    monkeypatch.setattr(jobs, "verify_one", FakeFunction(log, "verify_one"))
+    return log
+
+
+def test_the_starter_runs_one_container_per_model_inside_one_app(fake_app: list[str], monkeypatch):
+    secret = "hf_" + "t0k3n" * 6
+    monkeypatch.setenv("HF_TOKEN", secret)
+    rows = ModalContainers(jobs.CATALOG)("download", entries(SMALL, TOKENIZER), threading.Event())
+    assert [row.repo_id for row in rows] == [SMALL, TOKENIZER]
+    assert fake_app == [
+        "app.run",
+        f"spawn download_one {SMALL} secrets=['Secret.from_dict([HF_TOKEN])']",
+        f"spawn download_one {TOKENIZER} secrets=['Secret.from_dict([HF_TOKEN])']",
+        "app stopped",
+    ]
+    assert secret not in "".join(fake_app)
+
+
+def test_under_modal_run_the_starter_uses_the_running_app(fake_app: list[str], monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("modal_jobs.volume._named_secret", lambda name: None)  # no huggingface-secret either
+    ModalContainers(jobs.CATALOG, app_running=True)("download", entries(SMALL), threading.Event())
+    ModalContainers(jobs.CATALOG, app_running=True)("verify", entries(SMALL), threading.Event())
+    assert fake_app == [f"spawn download_one {SMALL} secrets=[]", f"spawn verify_one {SMALL} secrets=[]"]
+
+
+def test_a_model_list_for_another_volume_is_refused_before_the_app_starts(fake_app: list[str]):
+    other = parse_catalog('[volume]\nname = "other"\n[[model]]\nrepo_id = "a/b"\n')
+    with pytest.raises(TargetError, match="names the volume 'other'"):
+        ModalContainers(other)("download", entries("a/b"), threading.Event())
+    assert fake_app == []
+
+
+def test_the_hub_token_comes_from_here_else_the_named_secret_else_nowhere():
+    named = modal.Secret.from_dict({"HF_TOKEN": "unused"})
+    asked: list[str] = []
+
+    def find(name: str) -> modal.Secret | None:
+        asked.append(name)
+        return named
+
+    token = "hf_" + "x" * 30
+    (secret,) = hf_secrets({"HF_TOKEN": token}, "huggingface-secret", find)
+    assert token not in repr(secret)
+    assert asked == []
+    assert hf_secrets({}, "huggingface-secret", find) == [named]
+    assert asked == ["huggingface-secret"]
+    assert hf_secrets({"HF_TOKEN": ""}, "huggingface-secret", lambda name: None) == []
+
+
+# -- the container bodies, in-process --------------------------------------------------------
+
+
+def test_download_one_writes_its_model_and_commits_after_the_manifest(
+    twins: Twins, repos: Repos, monkeypatch: pytest.MonkeyPatch
+):
+    recorder = jobs.volume
+    assert isinstance(recorder, VolumeRecorder)
+    entry = ModelEntry(SMALL, include=("*.json", "*.safetensors"))
+    with pytest.warns(UserWarning, match="will not have access to the mounted Volume"):
+        row = jobs.download_one.local(*jobs.entry_args(entry))
+    assert row["status"] == "downloaded"
+    assert row["commit"] == repos.commits[SMALL]
+    assert row["path"] == str(twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base")
+    assert recorder.events == ["commit"]
+    assert recorder.manifests_at_commit == [["Qwen3-TTS-12Hz-0.6B-Base"]]
+    on_volume = tree(twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base")
+    manifest = json.loads(on_volume.pop(MANIFEST_NAME))
+    assert on_volume == repos.files[SMALL]
+    assert manifest["include"] == ["*.json", "*.safetensors"]
+    assert [p.name for p in twins.volume_root.iterdir()] == ["Qwen3-TTS-12Hz-0.6B-Base"]
+
+
+def test_verify_one_reloads_before_hashing_and_commits_what_it_found(twins: Twins):
+    recorder = jobs.volume
+    assert isinstance(recorder, VolumeRecorder)
+    twins.run("download", sizes=("0.6B",))
+    recorder.events.clear()
+    with pytest.warns(UserWarning):
+        row = jobs.verify_one.local(*jobs.entry_args(ModelEntry(TOKENIZER)))
+    assert row["status"] == "ok"
+    assert recorder.events == ["reload", "commit"]
+
+
+def without_times(files: dict[str, bytes]) -> dict[str, object]:
+    """Trees compared with each manifest's completion time and the local run's lock file left out."""
+    out: dict[str, object] = {}
+    for path, data in files.items():
+        if path == LOCK_NAME:
+            continue
+        if path.endswith(MANIFEST_NAME):
+            manifest = json.loads(data)
+            manifest.pop("completed_at")
+            out[path] = manifest
+        else:
+            out[path] = data
+    return out
