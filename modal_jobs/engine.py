@@ -79,6 +79,22 @@ def is_current(manifest: Manifest | None, entry: ModelEntry, commit: str | None)
     )
 
 
+def target_commit(entry: ModelEntry, hub: Hub) -> str:
+    """The commit the model must be at: the pinned one (no request), else what the revision points at now."""
+    return entry.pinned_commit or hub.resolve(entry)
+
+
+def log_plan(entry: ModelEntry, plan: ModelPlan) -> None:
+    log.info(
+        "%s: would download %d of %d files (%s), check %d present",
+        entry.repo_id,
+        len(plan.fetch),
+        len(plan.files),
+        human_bytes(plan.fetch_bytes),
+        len(plan.check),
+    )
+
+
 def plan_model(commit: str, files: Sequence[FileRecord], on_disk: dict[str, int]) -> ModelPlan:
     """Split a commit's files by what the disk already holds (`on_disk`: relative path -> size)."""
     wanted = {f.path for f in files}
@@ -119,22 +135,14 @@ def download_model(
                 "replace the link with a directory"
             )
         manifest = read_manifest(model_dir)
-        commit = commit or hub.resolve(entry)  # a pinned commit needs no request at all
+        commit = target_commit(entry, hub)
         _stop_if(cancel)
-        if is_current(manifest, entry, commit):
-            assert manifest is not None
+        if manifest is not None and is_current(manifest, entry, commit):
             return row("up-to-date", commit, len(manifest.files), manifest.total_bytes)
 
         plan = plan_model(commit, hub.list_files(entry, commit), files_on_disk(model_dir))
         if dry_run:
-            log.info(
-                "%s: would download %d of %d files (%s bytes), check %d present",
-                entry.repo_id,
-                len(plan.fetch),
-                len(plan.files),
-                plan.fetch_bytes,
-                len(plan.check),
-            )
+            log_plan(entry, plan)
             return row("planned", commit, len(plan.files), plan.fetch_bytes)
 
         had_partial_copy = manifest is None and model_dir.exists() and bool(plan.check or plan.leftovers)

@@ -33,10 +33,10 @@ import modal.exception
 from modal.types import FileEntry, FileEntryType
 
 from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
-from modal_jobs.engine import is_current, plan_model
+from modal_jobs.engine import is_current, log_plan, plan_model, target_commit
 from modal_jobs.errors import InterruptedRun, ModelFailed, TargetError
 from modal_jobs.hub import Hub
-from modal_jobs.model_dir import MANIFEST_NAME, RESERVED_NAMES, Manifest, UnsafePathError, parse_manifest
+from modal_jobs.model_dir import MANIFEST_NAME, RESERVED_NAMES, Manifest, parse_manifest
 from modal_jobs.operations import Backend
 from modal_jobs.store import Store
 from modal_jobs.summary import ModelRow
@@ -255,28 +255,17 @@ class ModalBackend:
         manifest = self.store.read_manifest(entry.dirname) if top is not None else None
         commit = entry.pinned_commit
         try:
-            if commit is not None and is_current(manifest, entry, commit):
-                assert manifest is not None
-                return row("up-to-date", commit, len(manifest.files), manifest.total_bytes)
-            commit = commit or self.hub.resolve(entry)
-            if is_current(manifest, entry, commit):
-                assert manifest is not None
+            commit = target_commit(entry, self.hub)
+            if manifest is not None and is_current(manifest, entry, commit):
                 return row("up-to-date", commit, len(manifest.files), manifest.total_bytes)
             if not dry_run:
                 return None
             on_volume = self.volume_store.files(entry.dirname) if top is not None else {}
             plan = plan_model(commit, self.hub.list_files(entry, commit), on_volume)
-        except (ModelFailed, UnsafePathError) as exc:
+        except ModelFailed as exc:
             log.error("%s: failed: %s", entry.repo_id, exc)
             return row("failed", commit, 0, 0, str(exc))
-        log.info(
-            "%s: would download %d of %d files (%s bytes), check %d present",
-            entry.repo_id,
-            len(plan.fetch),
-            len(plan.files),
-            plan.fetch_bytes,
-            len(plan.check),
-        )
+        log_plan(entry, plan)
         return row("planned", commit, len(plan.files), plan.fetch_bytes)
 
     def verify(self, entries: Sequence[ModelEntry]) -> list[ModelRow]:
