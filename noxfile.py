@@ -6,6 +6,9 @@ Without `--local-dir` they work on the Modal Volume named in models.toml.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import nox
 
 nox.needs_version = ">=2025.5.1"
@@ -36,11 +39,21 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Check formatting, lint and types (ruff, mypy)."""
-    install(session, "lint", "test")
+    """Check formatting, lint and types (ruff, mypy), and the GitHub workflows (zizmor, actionlint, schemas)."""
+    install(session, "lint", "test", "workflow-lint")
     session.run("ruff", "format", "--check", ".")
     session.run("ruff", "check", ".")
     session.run("mypy")
+    workflows = sorted(str(path) for path in Path(".github/workflows").glob("*.y*ml"))
+    # --offline: the online audits ask GitHub about refs and advisories; lint must pass without a network.
+    session.run("zizmor", "--offline", "--quiet", ".github")
+    # actionlint silently skips `run:` scripts when it cannot find shellcheck, so name the session's own.
+    shellcheck = shutil.which("shellcheck", path=session.bin)
+    if shellcheck is None:
+        session.error("shellcheck is not installed in the lint session; actionlint would not check run: scripts")
+    session.run("actionlint", f"-shellcheck={shellcheck}", *workflows)
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *workflows)
+    session.run("check-jsonschema", "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml")
 
 
 def _cache_session(session: nox.Session, operation: str) -> None:

@@ -1,0 +1,509 @@
+"""The GitHub workflows: what the linters don't check, and model-cache.yml run for real with `act`.
+
+`act` executes the workflow's own steps on this host (`-P ubuntu-latest=-self-hosted`), offline:
+actions/checkout is act's built-in copy of the work tree; the other actions are swapped for the stubs
+in tests/resources/actions by `--local-repository`, so the workflow file runs unchanged. The run works
+on a local directory (MODEL_CACHE_LOCAL_DIR, the workflow's test-only hook) against the local hub on
+127.0.0.1. Nothing inside reaches a registry: the runner's `python` is a venv that already sees this
+environment's nox and uv (PIP_NO_INDEX), and the nox sessions install from uv's cache (UV_OFFLINE).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from modal_jobs.catalog import load_catalog
+from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Cli, Repos, tree
+from tests.local_hub import LocalHub, hub_env
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+MODEL_CACHE = WORKFLOWS / "model-cache.yml"
+STUBS = Path(__file__).parent / "resources" / "actions"
+CATALOG = load_catalog(ROOT / "models.toml")
+VOLUME = CATALOG.volume.name
+
+PINNED = re.compile(r"(?P<repo>[\w.-]+/[\w.-]+)@(?P<sha>[0-9a-f]{40})")
+VERSION_COMMENT = re.compile(r"uses: (?P<ref>\S+) # v\d+(\.\d+)*$", re.MULTILINE)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+MODEL_DIRS = {entry.dirname for entry in CATALOG.models}
+
+
+def load_workflow(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    return data
+
+
+def workflow_paths() -> list[Path]:
+    return sorted(WORKFLOWS.glob("*.y*ml"))
+
+
+def steps(workflow: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for job_id, job in workflow["jobs"].items():
+        for step in job["steps"]:
+            yield job_id, step
+
+
+def step_named(workflow: Mapping[str, Any], name: str) -> dict[str, Any]:
+    return next(step for _, step in steps(workflow) if step.get("name") == name)
+
+
+def strings_in(node: object) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, Mapping):
+        for key, value in node.items():
+            yield str(key)
+            yield from strings_in(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings_in(item)
+
+
+def tool(name: str) -> str:
+    """A command from this environment (its bin directory first, even when it is not on PATH)."""
+    found = shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    assert found is not None, f"{name} is missing: install the test dependency group (uv sync --group test)"
+    return found
+
+
+# -- what the linters don't check ------------------------------------------------------------
+
+
+def test_every_dispatch_input_is_used():
+    workflow = load_workflow(MODEL_CACHE)
+    inputs = workflow["on"]["workflow_dispatch"]["inputs"]
+    used = "\n".join(strings_in(workflow["jobs"]))
+    assert len(inputs) <= 25, "GitHub refuses a workflow_dispatch with more than 25 inputs"
+    assert [name for name in inputs if f"inputs.{name}" not in used] == []
+
+
+def test_model_size_choices_are_the_catalog_labels_plus_both():
+    inputs = load_workflow(MODEL_CACHE)["on"]["workflow_dispatch"]["inputs"]
+    assert sorted(inputs["model_size"]["options"]) == sorted([*CATALOG.sizes, "both"])
+    assert inputs["model_size"]["default"] == "both"
+    assert inputs["operation"]["options"] == ["download", "list", "verify", "clear"]
+    assert inputs["operation"]["default"] == "download"
+    assert inputs["dry_run"]["type"] == "boolean"
+    assert VOLUME in inputs["confirm"]["description"]
+
+
+def test_a_push_to_main_that_changes_the_model_list_triggers_a_run():
+    push = load_workflow(MODEL_CACHE)["on"]["push"]
+    assert push["branches"] == ["main"]
+    assert push["paths"] == ["models.toml"]
+
+
+def test_runs_queue_per_volume_and_clear_is_confirmed_with_its_name():
+    workflow = load_workflow(MODEL_CACHE)
+    assert workflow["concurrency"] == {"group": f"model-cache-{VOLUME}", "cancel-in-progress": False}
+    assert workflow["jobs"]["model-cache"]["env"]["VOLUME"] == VOLUME
+
+
+@pytest.mark.parametrize("path", workflow_paths(), ids=lambda p: p.name)
+def test_least_privilege(path: Path):
+    workflow = load_workflow(path)
+    assert workflow["permissions"] == {}
+    for job in workflow["jobs"].values():
+        assert job["permissions"] == {"contents": "read"}
+        assert isinstance(job["timeout-minutes"], int)
+    for _, step in steps(workflow):
+        if step.get("uses", "").startswith("actions/checkout@"):
+            assert step["with"]["persist-credentials"] is False
+
+
+@pytest.mark.parametrize("path", workflow_paths(), ids=lambda p: p.name)
+def test_actions_are_pinned_to_a_commit_with_its_version_alongside(path: Path):
+    uses = [step["uses"] for _, step in steps(load_workflow(path)) if "uses" in step]
+    commented = {match["ref"] for match in VERSION_COMMENT.finditer(path.read_text(encoding="utf-8"))}
+    assert uses
+    assert [ref for ref in uses if not PINNED.fullmatch(ref) or ref not in commented] == []
+
+
+def test_secrets_reach_only_the_run_step():
+    workflow = load_workflow(MODEL_CACHE)
+    job = workflow["jobs"]["model-cache"]
+    assert not any("secrets." in s for s in strings_in({k: v for k, v in job.items() if k != "steps"}))
+    holders = {
+        step["name"]
+        for _, step in steps(workflow)
+        for value in step.get("env", {}).values()
+        if "secrets." in str(value) and "!= ''" not in str(value)  # the check sees only whether one is set
+    }
+    assert holders == {"Run"}
+    assert set(step_named(workflow, "Run")["env"]) >= {"MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "HF_TOKEN"}
+
+
+@pytest.mark.parametrize("path", workflow_paths(), ids=lambda p: p.name)
+def test_no_expression_is_spliced_into_a_script(path: Path):
+    assert [step["run"] for _, step in steps(load_workflow(path)) if "${{" in step.get("run", "")] == []
+
+
+def test_the_summary_is_uploaded_whatever_happened():
+    upload = step_named(load_workflow(MODEL_CACHE), "Upload the summary")
+    assert upload["if"] == "always()"
+    assert upload["with"]["name"] == "model-cache-${{ env.OPERATION }}-summary"
+    assert upload["with"]["if-no-files-found"] in ("warn", "error", "ignore")
+    assert isinstance(upload["with"]["retention-days"], int)
+
+
+def test_ci_runs_the_readme_test_command():
+    workflow = load_workflow(WORKFLOWS / "ci.yml")
+    assert set(workflow["on"]) == {"pull_request", "push"}
+    runs = [step["run"] for _, step in steps(workflow) if "run" in step]
+    assert runs == ['python -m pip install --quiet "nox[uv]>=2026.10.20" && python -m nox -s lint tests']
+    setup = next(step for _, step in steps(workflow) if step.get("uses", "").startswith("actions/setup-python@"))
+    assert setup["with"]["python-version"] == "3.11"
+
+
+def test_dependabot_updates_actions_and_the_lock_file():
+    config = load_workflow(ROOT / ".github" / "dependabot.yml")
+    assert {update["package-ecosystem"] for update in config["updates"]} == {"github-actions", "uv"}
+
+
+def test_lint_gate_fails_on_script_injection_and_unpinned_actions(tmp_path: Path):
+    """zizmor and actionlint (with shellcheck) pass the real workflows and fail planted mistakes."""
+    clean = tmp_path / "clean" / ".github"
+    shutil.copytree(ROOT / ".github", clean)
+    planted = tmp_path / "planted" / ".github"
+    shutil.copytree(ROOT / ".github", planted)
+    workflow = planted / "workflows" / "model-cache.yml"
+    text = workflow.read_text(encoding="utf-8")
+    text = re.sub(r"uses: actions/checkout@\S+ # v[\d.]+", "uses: actions/checkout@v4", text)
+    text = text.replace(
+        'run: python -m pip install --quiet "nox[uv]>=2026.10.20"',
+        "run: echo ${{ github.event.inputs.confirm }} $OPERATION",
+    )
+    workflow.write_text(text, encoding="utf-8")
+
+    def zizmor(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [tool("zizmor"), "--offline", "--no-progress", "--format=plain", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+
+    def actionlint(path: Path) -> subprocess.CompletedProcess[str]:
+        files = sorted(str(p) for p in (path / "workflows").glob("*.yml"))
+        return subprocess.run(
+            [tool("actionlint"), f"-shellcheck={tool('shellcheck')}", "-no-color", *files],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    assert zizmor(clean).returncode == 0, zizmor(clean).stdout
+    assert actionlint(clean).returncode == 0, actionlint(clean).stdout
+
+    found = zizmor(planted)
+    assert found.returncode != 0
+    assert "template-injection" in found.stdout
+    assert "unpinned-uses" in found.stdout
+    linted = actionlint(planted)
+    assert linted.returncode != 0
+    assert "SC2086" in linted.stdout  # shellcheck ran on the run: block: unquoted $OPERATION
+
+
+# -- model-cache.yml, run by act -------------------------------------------------------------
+
+
+@dataclass
+class ActRun:
+    """One `act` run: its exit code, its JSON log, and what the stub actions recorded."""
+
+    returncode: int
+    events: list[dict[str, Any]]
+    record: Path
+
+    @property
+    def log(self) -> str:
+        return "\n".join(ANSI.sub("", str(event.get("msg", ""))) for event in self.events)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.returncode == 0 and any(event.get("jobResult") == "success" for event in self.events)
+
+    def step_results(self) -> dict[str, str]:
+        """The outcome of each of the workflow's steps (not the stubs' inner steps)."""
+        return {
+            str(event["step"]): str(event["stepResult"])
+            for event in self.events
+            if event.get("stage") == "Main" and "stepResult" in event and len(event.get("stepID", [])) == 1
+        }
+
+    def summaries(self) -> list[tuple[str, str]]:
+        """What each step wrote to $GITHUB_STEP_SUMMARY, as act reports it."""
+        return [(str(e["step"]), str(e["content"])) for e in self.events if e.get("command") == "summary"]
+
+    def annotations(self, level: str) -> list[str]:
+        return [str(event["arg"]) for event in self.events if event.get("command") == level]
+
+    def nox_command(self) -> list[str] | None:
+        """The command line the nox session ran, as nox logged it."""
+        for line in self.log.splitlines():
+            _, marker, command = line.partition("nox > python -m modal_jobs ")
+            if marker:
+                return shlex.split(command)
+        return None
+
+    def artifact(self, name: str) -> Path:
+        return self.record / "artifacts" / name
+
+    def artifact_inputs(self, name: str) -> dict[str, str]:
+        data: dict[str, str] = json.loads((self.record / "artifacts" / f"{name}.inputs.json").read_text())
+        return data
+
+
+@pytest.fixture(scope="module")
+def runner_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv standing in for setup-python's interpreter: it has pip and sees this environment's nox and uv."""
+    venv = tmp_path_factory.mktemp("runner-python")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(purelib, "test-environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return venv / "bin"
+
+
+@dataclass
+class Act:
+    """Runs model-cache.yml with act for one event, offline, pointed at the local hub."""
+
+    runner_bin: Path
+    work: Path
+    step_env: dict[str, str]
+
+    def __call__(
+        self,
+        event: str,
+        payload: Mapping[str, Any],
+        *,
+        local_dir: Path | None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> ActRun:
+        run_dir = self.work / f"run-{len(list(self.work.glob('run-*')))}"
+        run_dir.mkdir()
+        event_file = run_dir / "event.json"
+        event_file.write_text(json.dumps(payload))
+        empty = run_dir / "empty"
+        empty.write_text("")
+        record = run_dir / "record"
+        step_env = {**self.step_env, "STUB_RECORD_DIR": str(record)}
+        if local_dir is not None:
+            step_env["MODEL_CACHE_LOCAL_DIR"] = str(local_dir)
+        argv = [
+            tool("act"),
+            event,
+            "--json",
+            *("-C", str(ROOT), "-W", str(MODEL_CACHE), "-e", str(event_file)),
+            *("-P", "ubuntu-latest=-self-hosted"),
+            *stub_substitutions(),
+            # Offline: no image pulls, no cache or artifact server, no action fetches, and no
+            # .env/.secrets/.vars/.input files picked up from the work tree.
+            *("--pull=false", "--action-offline-mode", "--no-cache-server"),
+            *("--cache-server-addr=127.0.0.1", "--artifact-server-addr=127.0.0.1"),
+            *("--action-cache-path", str(run_dir / "act-cache")),
+            *("--env-file", str(empty), "--secret-file", str(empty), "--var-file", str(empty)),
+            *("--input-file", str(empty)),
+            *(f"--env={key}={value}" for key, value in step_env.items()),
+            *(f"--secret={key}={value}" for key, value in (secrets or {}).items()),
+        ]
+        path = [str(self.runner_bin), str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]
+        env = {
+            "PATH": os.pathsep.join(path),
+            "HOME": str(run_dir / "home"),  # no ~/.actrc, no user configuration
+            "ACT_DISABLE_VERSION_CHECK": "1",
+            "DOCKER_HOST": f"unix://{run_dir}/no-docker.sock",
+            "LANG": "C.UTF-8",
+        }
+        result = subprocess.run(argv, cwd=run_dir, env=env, capture_output=True, text=True, timeout=300, check=False)
+        events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        run = ActRun(result.returncode, events, record)
+        (run_dir / "act.log").write_text(run.log + "\n" + result.stderr)
+        return run
+
+
+def stub_substitutions() -> list[str]:
+    """`--local-repository owner/repo@sha=stub` for each action the workflow uses (act copies for checkout)."""
+    refs = {
+        match["repo"]: match["sha"]
+        for _, step in steps(load_workflow(MODEL_CACHE))
+        if (match := PINNED.fullmatch(step.get("uses", "")))
+    }
+    substitutions = []
+    for repo, sha in refs.items():
+        if repo == "actions/checkout":
+            continue
+        stub = STUBS / repo.split("/")[1]
+        assert (stub / "action.yml").is_file(), f"no offline stub for {repo} in {STUBS}"
+        substitutions.append(f"--local-repository={repo}@{sha}={stub}")
+    return substitutions
+
+
+@pytest.fixture
+def act(runner_python: Path, hub: LocalHub, tmp_path: Path) -> Act:
+    uv_cache = subprocess.run([tool("uv"), "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip()
+    step_env = {
+        **hub_env(hub, tmp_path / "hf-home"),
+        "UV_OFFLINE": "1",
+        "UV_CACHE_DIR": uv_cache,
+        "UV_PYTHON_DOWNLOADS": "never",
+        "PIP_NO_INDEX": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "NO_COLOR": "1",
+    }
+    work = tmp_path / "act"
+    work.mkdir()
+    return Act(runner_python, work, step_env)
+
+
+def dispatch(operation: str, model_size: str = "both", *, dry_run: bool = False, confirm: str = "") -> dict[str, Any]:
+    """A workflow_dispatch payload as GitHub sends it (input values as strings)."""
+    inputs = {"operation": operation, "model_size": model_size, "dry_run": str(dry_run).lower(), "confirm": confirm}
+    return {"inputs": inputs, "ref": "refs/heads/main"}
+
+
+SUMMARY_FILES = ["--summary-json", "summary/summary.json", "--summary-md", "summary/summary.md"]
+
+
+@pytest.mark.parametrize(
+    ("operation", "model_size", "dry_run", "confirm", "extra", "outcome"),
+    [
+        ("list", "both", False, "", [], "success"),
+        # dry_run means nothing to verify; a selected model that is missing fails verify, and so the job.
+        ("verify", "1.7B", True, "", [], "failure"),
+        ("download", "0.6B", True, "", ["--dry-run"], "success"),
+        ("clear", "both", True, "", ["--dry-run"], "success"),  # a preview needs no confirmation
+        ("clear", "0.6B", False, VOLUME, ["--yes"], "success"),
+    ],
+)
+def test_dispatch_runs_the_chosen_session_with_its_arguments(
+    act: Act,
+    repos: Repos,
+    target: Path,
+    operation: str,
+    model_size: str,
+    dry_run: bool,
+    confirm: str,
+    extra: list[str],
+    outcome: str,
+):
+    run = act("workflow_dispatch", dispatch(operation, model_size, dry_run=dry_run, confirm=confirm), local_dir=target)
+
+    assert run.step_results()["Run"] == outcome, run.log
+    assert run.succeeded == (outcome == "success")
+    assert f"nox > Running session {operation}" in run.log
+    expected = [operation, "--model-size", model_size, *SUMMARY_FILES, "--local-dir", str(target), *extra]
+    assert run.nox_command() == expected
+    assert (run.record / "setup-python").read_text().strip() == "3.11"
+    assert not (target.exists() and MODEL_DIRS & {p.name for p in target.iterdir()})  # nothing was downloaded
+
+
+def test_download_writes_the_job_summary_and_uploads_both_summaries(act: Act, repos: Repos, target: Path):
+    run = act("workflow_dispatch", dispatch("download"), local_dir=target)
+
+    assert run.succeeded, run.log
+    assert {p.name for p in target.iterdir()} >= MODEL_DIRS
+    summaries = run.summaries()
+    assert [step for step, _ in summaries] == ["Run"]  # written once, by the CLI; the note stayed quiet
+    table = summaries[0][1]
+    assert "| Model | Status | Commit | Files | Size | Time |" in table
+    for repo_id in (BIG, SMALL, TOKENIZER):
+        assert f"| `{repo_id}` | ✅ downloaded | `{repos.commits[repo_id][:7]}` |" in table
+
+    artifact = run.artifact("model-cache-download-summary")
+    assert sorted(p.name for p in artifact.iterdir()) == ["summary.json", "summary.md"]
+    assert (artifact / "summary.md").read_text() == table
+    rows = json.loads((artifact / "summary.json").read_text())["models"]
+    assert {row["status"] for row in rows} == {"downloaded"}
+    assert run.artifact_inputs("model-cache-download-summary") == {"if-no-files-found": "warn", "retention-days": "30"}
+
+
+def test_push_downloads_everything(act: Act, repos: Repos, target: Path):
+    # Even a payload carrying dispatch inputs cannot turn a push into anything but a download.
+    payload = {
+        "ref": "refs/heads/main",
+        "head_commit": {"id": "0" * 40, "modified": ["models.toml"]},
+        "inputs": {"operation": "clear", "confirm": VOLUME},
+    }
+    run = act("push", payload, local_dir=target)
+
+    assert run.succeeded, run.log
+    assert run.nox_command() == ["download", "--model-size", "both", *SUMMARY_FILES, "--local-dir", str(target)]
+    assert {p.name for p in target.iterdir()} >= MODEL_DIRS
+    assert run.artifact("model-cache-download-summary").is_dir()
+
+
+@pytest.mark.parametrize("confirm", ["", "yes", VOLUME.upper()])
+def test_clear_without_the_volume_name_fails_and_deletes_nothing(
+    act: Act, cli: Cli, repos: Repos, target: Path, confirm: str
+):
+    assert cli("download").returncode == 0
+    before = tree(target)
+
+    run = act("workflow_dispatch", dispatch("clear", confirm=confirm), local_dir=target)
+
+    assert not run.succeeded
+    assert tree(target) == before
+    assert run.step_results()["Check the request"] == "failure"
+    assert "Running session" not in run.log
+    [error] = run.annotations("error")
+    assert f"type {VOLUME} into 'confirm'" in error
+    [(step, note)] = run.summaries()
+    assert step == "Note a run without a summary"
+    assert "stopped before it wrote a summary" in note
+    assert list(run.artifact("model-cache-clear-summary").iterdir()) == []
+
+
+def test_a_failing_model_fails_the_job_and_still_uploads_its_summary(
+    act: Act, hub: LocalHub, repos: Repos, target: Path
+):
+    hub.fail(BIG, 500, times=None, kind="revision")
+
+    run = act("workflow_dispatch", dispatch("download"), local_dir=target)
+
+    assert not run.succeeded
+    assert run.step_results()["Run"] == "failure"
+    rows = json.loads((run.artifact("model-cache-download-summary") / "summary.json").read_text())["models"]
+    statuses = {row["repo_id"]: row["status"] for row in rows}
+    assert statuses == {BIG: "failed", SMALL: "downloaded", TOKENIZER: "downloaded"}
+    [(step, table)] = run.summaries()
+    assert step == "Run"
+    assert f"| `{BIG}` | ❌ failed |" in table
+
+
+@pytest.mark.parametrize(
+    ("secrets", "missing"),
+    [({}, "MODAL_TOKEN_ID"), ({"MODAL_TOKEN_ID": "ak-test"}, "MODAL_TOKEN_SECRET")],
+)
+def test_a_missing_modal_secret_fails_at_once_naming_it(act: Act, secrets: dict[str, str], missing: str):
+    run = act("workflow_dispatch", dispatch("list"), local_dir=None, secrets=secrets)
+
+    assert not run.succeeded
+    assert run.step_results() == {
+        "Check the request": "failure",
+        "Note a run without a summary": "success",
+        "Upload the summary": "success",
+    }
+    [error] = run.annotations("error")
+    assert f"the repository secret {missing} is missing" in error
