@@ -34,7 +34,7 @@ from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Repos
 from tests.local_hub import LocalHub, hub_env
 from tests.test_volume import DirVolume
 
-MODAL = ROOT / ".venv" / "bin" / "modal"
+MODAL = Path(sys.executable).parent / "modal"  # the modal CLI of the environment running the tests
 TOKEN = "hf_" + "d0n0tpr1nt" * 4
 
 # Loaded by every child process: any attempt to resolve a name or open a connection is recorded and refused.
