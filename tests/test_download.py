@@ -273,3 +273,27 @@ def test_token_is_used_and_never_shown(cli: Cli, repos: Repos, target: Path, tmp
         *(p.read_text() for p in target.rglob(MANIFEST_NAME)),
     ):
         assert secret not in text
+
+
+def test_progress_is_a_byte_bar_on_a_terminal_and_lines_elsewhere(cli: Cli, repos: Repos):
+    primary, secondary = os.openpty()
+    try:
+        process = subprocess.Popen(
+            cli.argv("download", "--model", SMALL), env=cli.env, stdout=subprocess.DEVNULL, stderr=secondary
+        )
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=60) == 0
+    finally:
+        os.close(primary)
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert SMALL in terminal and "B/s" in terminal and "\r" in terminal
+    assert f"{SMALL}: downloading" not in terminal
