@@ -83,3 +83,10 @@ def verify(session: nox.Session) -> None:
 def clear(session: nox.Session) -> None:
     """Remove cached models; refuses without --yes."""
     _cache_session(session, "clear")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Measure download, re-run, verify, list and memory against curl and openssl on a local hub (`-- --quick`)."""
+    install(session)
+    session.run("python", "-m", "bench.run", *session.posargs)

@@ -291,6 +291,7 @@ class LocalHub:
 class _Handler(BaseHTTPRequestHandler):
     hub: LocalHub
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small answers would otherwise wait 40 ms for a delayed ACK
 
     def log_message(self, format: str, *args: object) -> None:
         return None

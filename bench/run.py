@@ -1,0 +1,472 @@
+"""`python -m bench.run [--quick] [--pairs N] [--scale F] [--out FILE]`: the cache's speed next to curl and openssl.
+
+A local hub on 127.0.0.1 serves generated repos shaped like the model list's (`bench.workload`);
+the cache runs as it does for people, `python -m modal_jobs …` in its own process with its own
+HF_HOME, and each measurement is interleaved with a reference doing the same work:
+
+1. cold download        `download` into an empty directory   vs `curl` fetching the same files (one
+                        process, one connection), and vs curl followed by `openssl dgst -sha256`
+2. no-op re-run         `download` with everything complete   vs the CLI's start-up alone
+                        (`python -c "import modal_jobs.cli"`), plus Hub requests per model
+3. verify               `verify` over the downloaded bytes    vs `openssl dgst -sha256` of the same files
+4. list                 `list` over tens of thousands of files vs `find` stat-ing the same tree
+5. peak memory          of cold downloads at two file sizes (it must not grow with them)
+
+The page cache is not dropped (that needs root): downloads are deleted between runs, and the
+hub's blobs are in the page cache for the cache and the reference alike. Results go to stdout as
+Markdown and to `--out` as JSON. Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.measure import BenchError, Deadline, Pairs, Runner, run_rounds
+from bench.report import Fact, Measurement, MemoryRow, Report, render_markdown, write_json
+from bench.workload import (
+    Workload,
+    catalog_repos,
+    curl_config,
+    expected_sha256,
+    memory_repo,
+    publish,
+    publish_complete_target,
+)
+from tests.local_hub import LocalHub, hub_env
+
+ROOT = Path(__file__).resolve().parent.parent
+PEAK_MEMORY_LIMIT = 300_000_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    scale: float
+    pairs: int
+    small_files: int  # extra small files per repo
+    list_files: int
+    memory_files: int
+    memory_sizes: tuple[int, int]
+    budget: float  # seconds for all the measured rounds
+    timeout: float  # seconds for one process
+    out: Path
+    workdir: Path | None
+    steps: tuple[str, ...]
+
+
+def parse_settings(argv: Sequence[str] | None) -> Settings:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small-scale smoke run (about a minute)")
+    parser.add_argument("--pairs", type=int, help="rounds of each measurement (default 5, 3 with --quick)")
+    parser.add_argument("--scale", type=float, help="size of the large files; 1 = about 1.5 GB in all")
+    parser.add_argument("--small-files", type=int, help="extra small files per repo (default 64, 16 with --quick)")
+    parser.add_argument("--list-files", type=int, help="files in the target `list` walks (default 20000)")
+    parser.add_argument("--budget", type=float, help="seconds for the measured rounds; later rounds are skipped")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json", help="the JSON results file")
+    parser.add_argument("--workdir", type=Path, help="where to put the hub's blobs and the downloads (default: TMPDIR)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[step.__name__ for step in STEPS],
+        help="run only this measurement (repeatable; no-op re-run and verify need cold_download)",
+    )
+    args = parser.parse_args(argv)
+    quick = args.quick
+    pairs = args.pairs or (3 if quick else 5)
+    if not 1 <= pairs <= 50:
+        parser.error("--pairs must be between 1 and 50")
+    return Settings(
+        scale=args.scale if args.scale is not None else (0.03 if quick else 1.0),
+        pairs=pairs,
+        small_files=args.small_files if args.small_files is not None else (16 if quick else 64),
+        list_files=args.list_files or (2_000 if quick else 20_000),
+        memory_files=4 if quick else 8,
+        memory_sizes=(12_000_000, 48_000_000) if quick else (16_000_000, 128_000_000),
+        budget=args.budget or (120.0 if quick else 600.0),
+        timeout=120.0 if quick else 600.0,
+        out=args.out,
+        workdir=args.workdir,
+        steps=tuple(args.only or [step.__name__ for step in STEPS]),
+    )
+
+
+@dataclass
+class Bench:
+    """What every step works with: the hub, the runner, the clock, and the catalog-shaped repos."""
+
+    settings: Settings
+    work: Path
+    hub: LocalHub
+    run: Runner
+    deadline: Deadline
+    workload: Workload
+    downloaded: Path | None = None  # a complete target, once the cold download has left one
+    memory: tuple[MemoryRow, ...] = ()
+
+    def cache(self, operation: str, target: Path, catalog: Path) -> list[str]:
+        return [sys.executable, "-m", "modal_jobs", operation, "--local-dir", str(target), "--catalog", str(catalog)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    measurements: list[Measurement] = []
+    errors: list[str] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="modal-jobs-bench-", dir=settings.workdir) as tmp,
+        LocalHub(Path(tmp) / "hub") as hub,
+    ):
+        bench = prepare(settings, Path(tmp), hub)
+        machine = machine_facts(bench.run)
+        for step in (step for step in STEPS if step.__name__ in settings.steps):
+            try:
+                measurements += step(bench)
+            except BenchError as exc:
+                errors.append(f"{step.__name__}: {exc}")
+            print(f"bench: {step.__name__} done", file=sys.stderr, flush=True)
+    report = Report(
+        machine, _settings_facts(settings), tuple(measurements), bench.memory, tuple(errors), notes(settings)
+    )
+    sys.stdout.write(render_markdown(report))
+    write_json(report, settings.out)
+    return 1 if errors else 0
+
+
+def notes(settings: Settings) -> tuple[str, ...]:
+    """What a reader of the numbers must know to compare them."""
+    said: tuple[str, ...] = (
+        "Speed A/B is B's time over A's, pair by pair: 1 means the cache keeps pace with the reference.",
+        "The page cache is not dropped: downloads are deleted between runs, and the hub's blobs are in memory for "
+        "A and B alike.",
+        "The local hub sends no X-Xet headers, so the client's plain-HTTP path is measured; on the real Hub, "
+        "Xet-backed LFS files go through hf_xet instead.",
+        f"One warm-up round before each measurement is dropped; rounds stop early after {settings.budget:.0f} s.",
+    )
+    if settings.scale < 0.5:
+        said += ("Smoke-run scale: start-up dominates every ratio; run without --quick for numbers to compare.",)
+    return said
+
+
+def prepare(settings: Settings, work: Path, hub: LocalHub) -> Bench:
+    """Publish the catalog-shaped repos and set up a runner whose processes talk to this hub only."""
+    print(f"bench: writing repos (scale {settings.scale}) under {work}", file=sys.stderr, flush=True)
+    workload = publish(
+        hub, catalog_repos(settings.scale, settings.small_files), work / "sources", work / "models.toml", seed=1
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODAL_", "GITHUB_"))}
+    env.update(hub_env(hub, work / "hf-home"))
+    # A PYTHONPATH set by the caller comes first, so a scratch copy of the package can be measured.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p)
+    scratch = work / "cwd"  # not the repo: `python -m` puts the working directory first on sys.path
+    scratch.mkdir()
+    runner = Runner(env, scratch, work / "logs", settings.timeout)
+    return Bench(settings, work, hub, runner, Deadline(settings.budget), workload)
+
+
+def fresh(path: Path) -> Path:
+    """An empty place for a run's files; flushing writeback here keeps one run's writes out of the next's time."""
+    if path.exists():
+        shutil.rmtree(path)
+    os.sync()
+    return path
+
+
+def cold_download(bench: Bench) -> list[Measurement]:
+    """The cache fetching and verifying every file, against curl fetching the same files (and openssl hashing them)."""
+    workload, run = bench.workload, bench.run
+    target, fetched = bench.work / "target", bench.work / "curl"
+    config = bench.work / "curl.cfg"
+    config.write_text(curl_config(workload.files, fetched))
+    download = bench.cache("download", target, workload.catalog)
+    curl = ["curl", "--silent", "--show-error", "--fail", "--noproxy", "*", "--create-dirs", "--config", str(config)]
+    openssl = ["openssl", "dgst", "-sha256", *(str(fetched / f.dest) for f in workload.files)]
+    peaks: list[int] = []
+    cpu: dict[str, list[float]] = {"modal_jobs download": [], "curl": []}
+    requests: dict[str, int] = {}
+
+    def cache() -> float:
+        fresh(target)
+        bench.hub.reset_counts()
+        timed = run(download, label="download-cold")
+        peaks.append(timed.max_rss)
+        cpu["modal_jobs download"].append(timed.cpu)
+        requests.update(_request_counts(bench.hub))
+        return timed.seconds
+
+    def transfer() -> float:
+        fresh(fetched)
+        timed = run(curl, label="curl")
+        cpu["curl"].append(timed.cpu)
+        return timed.seconds
+
+    def hash_fetched() -> float:
+        seconds = run(openssl, label="openssl-fetched").seconds
+        _check_digests(run.output("openssl-fetched"), expected_sha256(workload.files, fetched))
+        return seconds
+
+    a, b, hashing = run_rounds(bench.deadline, bench.settings.pairs, cache, transfer, hash_fetched)
+    shutil.rmtree(fetched, ignore_errors=True)
+    del peaks[0], cpu["modal_jobs download"][0], cpu["curl"][0]  # the warm-up round
+    bench.downloaded = target
+    largest = max(f.size for f in workload.files)
+    bench.memory += (MemoryRow("catalog-shaped repos", len(workload.files), largest, tuple(peaks), PEAK_MEMORY_LIMIT),)
+    size = workload.total_bytes
+    models = len(workload.repo_ids)
+    transfer_only = Pairs(a, b)
+    with_hashing = Pairs(a, tuple(t + h for t, h in zip(b, hashing, strict=True)))
+    return [
+        Measurement(
+            "cold download",
+            "modal_jobs download",
+            "curl",
+            transfer_only,
+            size,
+            "≥ 0.8×",
+            transfer_only.speed.median >= 0.8,
+            {
+                "files": len(workload.files),
+                "bytes": size,
+                **{f"requests: {kind}": count for kind, count in requests.items()},
+                "requests per file": round(sum(requests.values()) / len(workload.files), 2),
+                "requests per model (excluding files)": round(
+                    (requests.get("revision", 0) + requests.get("tree", 0)) / models, 2
+                ),
+                **{f"{name}: CPU (user+sys), median s": round(statistics.median(v), 2) for name, v in cpu.items()},
+            },
+        ),
+        Measurement(
+            "cold download, verified",
+            "modal_jobs download",
+            "curl; openssl dgst -sha256",
+            with_hashing,
+            size,
+            "—",
+            None,
+            {"openssl over the fetched files, median s": round(statistics.median(hashing), 3)},
+        ),
+    ]
+
+
+def no_op_rerun(bench: Bench) -> list[Measurement]:
+    """Everything complete: the re-run should ask the Hub once per model and finish within a second."""
+    target = _downloaded(bench)
+    download = bench.cache("download", target, bench.workload.catalog)
+    startup = [sys.executable, "-c", "import modal_jobs.cli"]
+    requests: list[int] = []
+
+    def cache() -> float:
+        bench.hub.reset_counts()
+        seconds = bench.run(download, label="download-noop").seconds
+        requests.append(bench.hub.count())
+        return seconds
+
+    a, b = run_rounds(bench.deadline, bench.settings.pairs, cache, lambda: bench.run(startup, label="startup").seconds)
+    models = len(bench.workload.repo_ids)
+    per_model = max(requests) / models
+    return [
+        Measurement(
+            f"no-op re-run ({models} models)",
+            "modal_jobs download",
+            "python -c 'import modal_jobs.cli'",
+            Pairs(a, b),
+            None,
+            "< 1 s, ≤ 1 request/model",
+            statistics.median(a) < 1.0 and per_model <= 1,
+            {
+                "requests per model": round(per_model, 2),
+                "wall, median s": round(statistics.median(a), 3),
+                "start-up (import), median s": round(statistics.median(b), 3),
+                "wall less start-up, median s": round(statistics.median(x - y for x, y in zip(a, b, strict=True)), 3),
+            },
+        )
+    ]
+
+
+def verify(bench: Bench) -> list[Measurement]:
+    """Re-hashing what is on the target against hashing the same bytes with one openssl process."""
+    target = _downloaded(bench)
+    paths = [str(target / f.dest) for f in bench.workload.files]
+    command = bench.cache("verify", target, bench.workload.catalog)
+    openssl = ["openssl", "dgst", "-sha256", *paths]
+    a, b = run_rounds(
+        bench.deadline,
+        bench.settings.pairs,
+        lambda: bench.run(command, label="verify").seconds,
+        lambda: bench.run(openssl, label="openssl-verify").seconds,
+    )
+    pairs = Pairs(a, b)
+    return [
+        Measurement(
+            "verify",
+            "modal_jobs verify",
+            "openssl dgst -sha256",
+            pairs,
+            bench.workload.total_bytes,
+            f"≥ 1.6× on {os.cpu_count()} cores",
+            pairs.speed.median >= 1.6,
+            {"files": len(paths)},
+        )
+    ]
+
+
+def list_many_files(bench: Bench) -> list[Measurement]:
+    """`list` over a target with many small files, against `find` stat-ing the same tree."""
+    target, catalog = bench.work / "list-target", bench.work / "list.toml"
+    repo_ids = [f"bench/many-files-{i}" for i in range(1, 4)]
+    files = publish_complete_target(
+        bench.hub, repo_ids, bench.settings.list_files // len(repo_ids), target, catalog, seed=7
+    )
+    command = bench.cache("list", target, catalog)
+    find = ["find", str(target), "-type", "f", "-printf", "%s\n"]
+    a, b = run_rounds(
+        bench.deadline,
+        bench.settings.pairs,
+        lambda: bench.run(command, label="list").seconds,
+        lambda: bench.run(find, label="find").seconds,
+    )
+    shutil.rmtree(target, ignore_errors=True)
+    return [
+        Measurement(
+            f"list ({files} files)",
+            "modal_jobs list",
+            "find -type f -printf '%s'",
+            Pairs(a, b),
+            None,
+            "—",
+            None,
+            {"files": files, "ms per 1000 files": round(1000 * statistics.median(a) / files * 1000, 1)},
+        )
+    ]
+
+
+def peak_memory(bench: Bench) -> list[Measurement]:
+    """Cold downloads of the same number of files at two sizes: peak memory must not follow the file size."""
+    count = bench.settings.memory_files
+    rows = []
+    for label, size in zip(("smaller", "larger"), bench.settings.memory_sizes, strict=True):
+        repo = memory_repo(f"bench/memory-{label}", count, size)
+        workload = publish(bench.hub, [repo], bench.work / "sources", bench.work / f"memory-{label}.toml", seed=99)
+        target = bench.work / f"memory-{label}"
+        peaks = []
+        for _ in bench.deadline.rounds(min(2, bench.settings.pairs)):
+            fresh(target)
+            peaks.append(bench.run(bench.cache("download", target, workload.catalog), label=f"memory-{label}").max_rss)
+        shutil.rmtree(target, ignore_errors=True)
+        rows.append(
+            MemoryRow(f"{count} files of {size / 1e6:.0f} MB", count + 1, size, tuple(peaks), PEAK_MEMORY_LIMIT)
+        )
+    bench.memory += tuple(rows)
+    return []
+
+
+STEPS: tuple[Callable[[Bench], list[Measurement]], ...] = (
+    cold_download,
+    no_op_rerun,
+    verify,
+    list_many_files,
+    peak_memory,
+)
+
+
+def _downloaded(bench: Bench) -> Path:
+    if bench.downloaded is None:
+        raise BenchError("needs the target the cold download leaves, and the cold download did not run")
+    return bench.downloaded
+
+
+def _request_counts(hub: LocalHub) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for request in list(hub.requests):
+        key = f"{request.method} {request.kind}" if request.kind == "resolve" else request.kind
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _check_digests(openssl_output: str, expected: Mapping[str, str]) -> None:
+    """The reference must have fetched the right bytes, or its time means nothing."""
+    actual = {}
+    for line in openssl_output.splitlines():
+        name, _, digest = line.rpartition(")= ")
+        actual[name.split("(", 1)[1]] = digest.strip()
+    wrong = [path for path, digest in expected.items() if actual.get(path) != digest]
+    if wrong:
+        raise BenchError(f"curl fetched {len(wrong)} file(s) with the wrong sha256, e.g. {wrong[0]}")
+
+
+def machine_facts(run: Runner) -> dict[str, Fact]:
+    """What the numbers depend on: cores, CPU, versions of Python, the client and the reference tools."""
+    run([sys.executable, "-c", _EFFECTIVE_SETTINGS], label="facts")
+    effective: dict[str, Fact] = json.loads(run.output("facts"))
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count() or 0,
+        "cores usable": len(os.sched_getaffinity(0)),
+        "memory": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1e9:.1f} GB",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "huggingface_hub": importlib.metadata.version("huggingface_hub"),
+        "httpx2": _version("httpx2"),
+        "openssl": _first_line(["openssl", "version"]),
+        "curl": _first_line(["curl", "--version"]).split(" (")[0],
+        **effective,
+        "commit": _first_line(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
+    }
+
+
+# What the measured processes run with, as they see it (a PYTHONPATH copy of the package included).
+_EFFECTIVE_SETTINGS = """
+import json, pathlib, modal_jobs.engine as e, modal_jobs.hub as h, huggingface_hub.constants as c
+h.Hub(endpoint="http://127.0.0.1:9").api  # set up as a download would; makes no request
+print(json.dumps({
+    "modal_jobs": str(pathlib.Path(e.__file__).parent),
+    "download workers": getattr(e, "DOWNLOAD_WORKERS", "?"),
+    "hash workers": getattr(e, "HASH_WORKERS", "?"),
+    "hf download chunk": str(c.DOWNLOAD_CHUNK_SIZE),
+}))
+"""
+
+
+def _settings_facts(settings: Settings) -> dict[str, Fact]:
+    facts: dict[str, Fact] = {}
+    for key, value in asdict(settings).items():
+        facts[key] = str(value) if isinstance(value, Path | tuple) or value is None else value
+    return facts
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unavailable ({exc})"
+    return (result.stdout or result.stderr).strip().splitlines()[0] if (result.stdout or result.stderr) else "?"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

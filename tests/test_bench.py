@@ -1,0 +1,30 @@
+"""The benchmark runs end to end at smoke scale and reports every measurement (its numbers are not judged here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_benchmark_reports_every_measurement(tmp_path: Path):
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--pairs", "1", "--out", str(out), "--workdir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| cold download |" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["machine"]["cores"] >= 1
+    names = {m["name"] for m in report["measurements"]}
+    assert {"cold download", "no-op re-run (3 models)", "verify"} <= names
+    assert any(name.startswith("list") for name in names)
+    assert report["memory"]
