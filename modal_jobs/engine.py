@@ -20,7 +20,7 @@ from pathlib import Path
 
 from modal_jobs.catalog import ModelEntry
 from modal_jobs.errors import InterruptedRun, ModelFailed
-from modal_jobs.hashing import check_file
+from modal_jobs.hashing import StreamingHash, check_file
 from modal_jobs.hub import Hub
 from modal_jobs.model_dir import (
     RESERVED_NAMES,
@@ -42,6 +42,8 @@ from modal_jobs.summary import ModelRow, human_bytes
 log = logging.getLogger("modal_jobs")
 
 DOWNLOAD_WORKERS = 8
+# Below this, reading the file back costs less than following its transfer.
+STREAM_HASH_MIN_BYTES = 8 << 20
 HASH_WORKERS = max(2, os.cpu_count() or 2)
 
 
@@ -209,6 +211,20 @@ def fetch_and_verify(entry: ModelEntry, plan: ModelPlan, model_dir: Path, hub: H
             _stop_if(cancel)
             progress.add(n)
 
+        def download_hashed(record: FileRecord) -> str | None:
+            """Download one file; for a large one, also its hash, taken as the bytes arrived."""
+            if record.size < STREAM_HASH_MIN_BYTES:
+                hub.download(entry, plan.commit, record.path, model_dir, on_bytes)
+                return None
+            with StreamingHash(model_dir, record) as streamed:
+
+                def counted(n: int) -> None:
+                    streamed.saw(n)
+                    on_bytes(n)
+
+                hub.download(entry, plan.commit, record.path, model_dir, counted)
+            return streamed.result(model_dir / record.path)
+
         def settle(record: FileRecord, present: bool) -> None:
             _stop_if(cancel)
             target = model_dir / record.path
@@ -216,8 +232,7 @@ def fetch_and_verify(entry: ModelEntry, plan: ModelPlan, model_dir: Path, hub: H
                 return
             for attempt in (1, 2):
                 _clear_path(model_dir, record.path)
-                hub.download(entry, plan.commit, record.path, model_dir, on_bytes)
-                problem = check_file(target, record)
+                problem = check_file(target, record, download_hashed(record))
                 if problem is None:
                     return
                 target.unlink(missing_ok=True)

@@ -1,29 +1,53 @@
-"""File hashes in the Hub's own terms: sha256 for LFS files, the git blob sha1 for the rest."""
+"""File hashes in the Hub's own terms: sha256 for LFS files, the git blob sha1 for the rest.
+
+A large file is hashed while it downloads (`StreamingHash`), so that verifying it does not read
+every byte a second time after the transfer.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import threading
 from pathlib import Path
+from types import TracebackType
+from typing import Protocol
 
-from modal_jobs.model_dir import FileRecord
+from modal_jobs.model_dir import DOWNLOADER_STATE, FileRecord
+
+READ_BLOCK = 1 << 20
+
+
+class Digest(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+def new_digest(algorithm: str, size: int) -> Digest:
+    """A hash object for `algorithm`; `size` seeds the git blob header."""
+    if algorithm == "sha256":
+        return hashlib.sha256()
+    if algorithm == "git-sha1":
+        return hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
+    raise ValueError(f"unknown hash algorithm {algorithm!r}")
 
 
 def hash_file(path: Path, algorithm: str, size: int) -> str:
-    """The file's hash as `<algorithm>:<hex>`; `size` seeds the git blob header."""
-    if algorithm == "sha256":
-        digest = hashlib.sha256()
-    elif algorithm == "git-sha1":
-        digest = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
-    else:
-        raise ValueError(f"unknown hash algorithm {algorithm!r}")
+    """The file's hash as `<algorithm>:<hex>`."""
+    digest = new_digest(algorithm, size)
     with path.open("rb") as f:
         # file_digest reads in large blocks and hashlib releases the GIL, so threads hash in parallel.
-        hashlib.file_digest(f, lambda: digest)
+        hashlib.file_digest(f, lambda: digest)  # type: ignore[arg-type, return-value]
     return f"{algorithm}:{digest.hexdigest()}"
 
 
-def check_file(path: Path, expected: FileRecord) -> str | None:
-    """None when the file on disk is the one described, else what is wrong with it."""
+def check_file(path: Path, expected: FileRecord, known_hash: str | None = None) -> str | None:
+    """None when the file on disk is the one described, else what is wrong with it.
+
+    `known_hash` is the hash of exactly these bytes taken while they were written; without it the file is read.
+    """
     try:
         st = path.lstat()
     except FileNotFoundError:
@@ -33,7 +57,81 @@ def check_file(path: Path, expected: FileRecord) -> str | None:
     if st.st_size != expected.size:
         return f"size {st.st_size} != {expected.size}"
     algorithm = expected.hash.split(":", 1)[0]
-    actual = hash_file(path, algorithm, expected.size)
+    actual = known_hash or hash_file(path, algorithm, expected.size)
     if actual != expected.hash:
         return f"{algorithm} mismatch"
     return None
+
+
+class StreamingHash:
+    """Hashes a file while huggingface_hub writes it, by reading its `.incomplete` file as it grows.
+
+    The result is used only when it provably covers the final file: the same inode, exactly `size`
+    bytes, and no rewind during the transfer (huggingface_hub restarts a file when a server ignores
+    `Range`). Otherwise `result` is None and the caller reads the file again, as it would anyway.
+    """
+
+    def __init__(self, model_dir: Path, record: FileRecord) -> None:
+        self.record = record
+        self.algorithm, self._etag = record.hash.split(":", 1)
+        parent = Path(record.path).parent
+        # huggingface_hub's private naming: <short hash>.<etag>.<random>.incomplete; the etag is our hash.
+        self._folder = model_dir / DOWNLOADER_STATE / "huggingface" / "download" / parent
+        self._digest = new_digest(self.algorithm, record.size)
+        self._done = threading.Event()
+        self._read = 0
+        self._inode: int | None = None
+        self.rewound = False
+        self._thread = threading.Thread(target=self._follow, name=f"hash {record.path}", daemon=True)
+
+    def __enter__(self) -> StreamingHash:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def saw(self, n: int) -> None:
+        """Called with each byte count huggingface_hub reports; a negative one is a rewind."""
+        if n < 0:
+            self.rewound = True
+
+    def result(self, final: Path) -> str | None:
+        try:
+            inode = final.stat().st_ino
+        except OSError:
+            return None
+        if self.rewound or self._inode != inode or self._read != self.record.size:
+            return None
+        return f"{self.algorithm}:{self._digest.hexdigest()}"
+
+    def _follow(self) -> None:
+        fd = self._open_incomplete()
+        if fd is None:
+            return
+        try:
+            self._inode = os.fstat(fd).st_ino
+            while self._read < self.record.size:
+                block = os.pread(fd, min(READ_BLOCK, self.record.size - self._read), self._read)
+                if block:
+                    self._digest.update(block)
+                    self._read += len(block)
+                elif self._done.wait(0.002) and not os.pread(fd, 1, self._read):
+                    return  # the transfer ended short of the size: the file will be read again
+        finally:
+            os.close(fd)
+
+    def _open_incomplete(self) -> int | None:
+        while not self._done.is_set():
+            with contextlib.suppress(FileNotFoundError):
+                found = list(self._folder.glob(f"*.{self._etag}.*.incomplete"))
+                if len(found) == 1:
+                    with contextlib.suppress(FileNotFoundError):
+                        return os.open(found[0], os.O_RDONLY)
+                if len(found) > 1:
+                    return None  # not ours alone: do not guess
+            self._done.wait(0.002)
+        return None

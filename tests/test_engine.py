@@ -1,0 +1,60 @@
+"""The engine in-process: large files are hashed while they arrive, and that hash still catches damage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modal_jobs import hashing
+from modal_jobs.catalog import ModelEntry
+from modal_jobs.engine import STREAM_HASH_MIN_BYTES, download_model
+from modal_jobs.hub import Hub
+from tests.local_hub import LocalHub, random_bytes
+
+REPO = "Qwen/Streamed"
+
+
+@pytest.fixture
+def hashed_by_reading(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the files verified by reading them back (a spy: the real hash still runs)."""
+    calls: list[str] = []
+    real = hashing.hash_file
+
+    def spy(path: Path, algorithm: str, size: int) -> str:
+        calls.append(path.name)
+        return real(path, algorithm, size)
+
+    monkeypatch.setattr(hashing, "hash_file", spy)
+    return calls
+
+
+@pytest.fixture
+def files(hub: LocalHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, bytes]:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    content = {
+        "config.json": b'{"a": 1}',
+        "model.safetensors": random_bytes(STREAM_HASH_MIN_BYTES + 3_000_001, 7),
+    }
+    hub.commit(REPO, content)
+    return content
+
+
+def test_large_files_are_verified_without_reading_them_again(
+    hub: LocalHub, files: dict[str, bytes], tmp_path: Path, hashed_by_reading: list[str]
+):
+    row = download_model(ModelEntry(REPO), tmp_path / "target", Hub(endpoint=hub.url))
+    assert row.status == "downloaded", row.error
+    assert (tmp_path / "target" / "Streamed" / "model.safetensors").read_bytes() == files["model.safetensors"]
+    assert hashed_by_reading == ["config.json"]
+
+
+def test_the_streamed_hash_catches_a_corrupt_transfer(
+    hub: LocalHub, files: dict[str, bytes], tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    hub.corrupt(REPO, "model.safetensors", times=1)
+    row = download_model(ModelEntry(REPO), tmp_path / "target", Hub(endpoint=hub.url))
+    assert row.status == "downloaded", row.error
+    assert "model.safetensors failed verification (sha256 mismatch); downloading it again" in caplog.text
+    assert (tmp_path / "target" / "Streamed" / "model.safetensors").read_bytes() == files["model.safetensors"]
+    assert hub.count(kind="resolve", method="GET") == 3
