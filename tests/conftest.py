@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -55,6 +56,16 @@ def repo_files(repo_id: str, seed: int, weights: int) -> dict[str, bytes]:
 class Repos:
     files: dict[str, dict[str, bytes]]
     commits: dict[str, str]
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """The engine configures logging as a process would; put pytest's handlers back after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ of an unbuilt image, so `image_layers` walks the lazy loaders (pinned: modal>=1.
 from __future__ import annotations
 
 import io
-import logging
 import os
 import subprocess
 import sys
 import threading
 import time
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,15 +234,6 @@ def entrypoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub: LocalHub, r
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     return target
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def run_entrypoint(**flags: Any) -> tuple[int, str, str]:

@@ -9,7 +9,6 @@ runs `download_one`/`verify_one` through `.local()` against the copy.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import stat
@@ -231,16 +230,6 @@ def normalize(summary: Summary, root: Path) -> dict[str, Any]:
 
 def statuses(summary: dict[str, Any]) -> dict[str, str]:
     return {row["repo_id"]: row["status"] for row in summary["models"]}
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """The container bodies configure logging as a process would; put pytest's handlers back after."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture
