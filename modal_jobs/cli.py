@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -17,10 +18,10 @@ from pathlib import Path
 from types import FrameType
 
 from modal_jobs.catalog import DEFAULT_CATALOG, Catalog, load_catalog
-from modal_jobs.errors import CacheError, InterruptedRun, TargetError
+from modal_jobs.errors import CacheError, InterruptedRun, TargetError, UsageError
 from modal_jobs.hub import Hub
 from modal_jobs.operations import Backend, LocalBackend, Request, run
-from modal_jobs.summary import Summary, render_json, render_text, write_summaries
+from modal_jobs.summary import render_json, render_text, write_summaries
 
 log = logging.getLogger("modal_jobs")
 
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "list":
             target.add_argument(
                 "--lock-wait",
-                type=float,
+                type=_seconds,
                 default=60.0,
                 metavar="SECONDS",
                 help="how long to wait for another run on the same local directory (default 60)",
@@ -90,9 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     cancel = threading.Event()
     try:
+        check_output_paths(args.summary_json, args.summary_md)
         with stop_on_signals(cancel) if args.operation == "download" else nullcontext():
             catalog = load_catalog(args.catalog)
-            hub = Hub()
+            hub = Hub(cancel=cancel)
             backend = open_backend(args.local_dir, catalog, hub)
             request = Request(
                 operation=args.operation,
@@ -112,7 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CacheError as exc:
         log.error("error: %s", exc)
         return exc.exit_code
-    report(summary, args)
+    sys.stdout.write(render_json(summary) if args.json else render_text(summary))
+    sys.stdout.flush()
+    try:
+        write_summaries(summary, args.summary_json, args.summary_md)
+    except OSError as exc:
+        log.error("error: cannot write the summary (%s); the operation itself finished as shown", exc)
+        return 1
     return summary.exit_code
 
 
@@ -133,10 +141,21 @@ def open_backend(local_dir: Path | None, catalog: Catalog, hub: Hub) -> Backend:
     return LocalBackend(root, hub)
 
 
-def report(summary: Summary, args: argparse.Namespace) -> None:
-    write_summaries(summary, args.summary_json, args.summary_md)
-    sys.stdout.write(render_json(summary) if args.json else render_text(summary))
-    sys.stdout.flush()
+def check_output_paths(*paths: Path | None) -> None:
+    """Refuse summary paths that cannot be files before the operation runs, not after."""
+    for flag, path in zip(("--summary-json", "--summary-md"), paths, strict=True):
+        if path is not None and path.is_dir():
+            raise UsageError(f"{flag} {path} is a directory; name a file, such as {path / 'summary'}")
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds (0 or more)")
+    return seconds
 
 
 def configure_logging() -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modal_jobs.catalog import ModelEntry
-from modal_jobs.errors import InterruptedRun, ModelFailed
+from modal_jobs.errors import Cancelled, InterruptedRun, ModelFailed
 from modal_jobs.hashing import StreamingHash, check_file
 from modal_jobs.hub import Hub
 from modal_jobs.model_dir import (
@@ -45,10 +45,6 @@ DOWNLOAD_WORKERS = 8
 # Below this, reading the file back costs less than following its transfer.
 STREAM_HASH_MIN_BYTES = 8 << 20
 HASH_WORKERS = max(2, os.cpu_count() or 2)
-
-
-class Cancelled(Exception):
-    """Raised inside a worker when the run was asked to stop."""
 
 
 @dataclass(frozen=True)
@@ -228,11 +224,11 @@ def fetch_and_verify(entry: ModelEntry, plan: ModelPlan, model_dir: Path, hub: H
         def settle(record: FileRecord, present: bool) -> None:
             _stop_if(cancel)
             target = model_dir / record.path
-            if present and check_file(target, record) is None:
+            if present and check_file(model_dir, record) is None:
                 return
             for attempt in (1, 2):
                 _clear_path(model_dir, record.path)
-                problem = check_file(target, record, download_hashed(record))
+                problem = check_file(model_dir, record, download_hashed(record))
                 if problem is None:
                     return
                 target.unlink(missing_ok=True)
@@ -312,7 +308,7 @@ def verify_models(entries: Sequence[ModelEntry], root: Path) -> list[ModelRow]:
     ]
     problems: dict[str, list[str]] = {e.repo_id: [] for e in entries}
     with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="hash") as pool:
-        results = pool.map(lambda job: check_file(root / job[0].dirname / job[1].path, job[1]), jobs)
+        results = pool.map(lambda job: check_file(root / job[0].dirname, job[1]), jobs)
         for (entry, record), problem in zip(jobs, results, strict=True):
             if problem is not None:
                 problems[entry.repo_id].append(f"{record.path} ({problem})")

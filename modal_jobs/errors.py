@@ -30,6 +30,10 @@ class ModelFailed(Exception):
     """One model could not be brought to its verified state; the run goes on with the others."""
 
 
+class Cancelled(Exception):
+    """Raised where work notices that the run was asked to stop; the engine turns it into InterruptedRun."""
+
+
 class InterruptedRun(CacheError):
     """SIGINT or SIGTERM stopped the run; what was complete stays complete."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -43,24 +44,35 @@ def hash_file(path: Path, algorithm: str, size: int) -> str:
     return f"{algorithm}:{digest.hexdigest()}"
 
 
-def check_file(path: Path, expected: FileRecord, known_hash: str | None = None) -> str | None:
-    """None when the file on disk is the one described, else what is wrong with it.
+def check_file(model_dir: Path, expected: FileRecord, known_hash: str | None = None) -> str | None:
+    """None when the model's file is the one described, else what is wrong with it.
 
     `known_hash` is the hash of exactly these bytes taken while they were written; without it the file is read.
+    A file reached through a symlinked folder is not the model's file, whatever its bytes.
     """
+    path = model_dir / expected.path
     try:
+        if any(parent.is_symlink() for parent in _parents_below(model_dir, expected.path)):
+            return "reached through a symlink"
         st = path.lstat()
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file"
+        if st.st_size != expected.size:
+            return f"size {st.st_size} != {expected.size}"
+        algorithm = expected.hash.split(":", 1)[0]
+        actual = known_hash or hash_file(path, algorithm, expected.size)
     except FileNotFoundError:
         return "missing"
-    if not path.is_file() or path.is_symlink():
-        return "not a regular file"
-    if st.st_size != expected.size:
-        return f"size {st.st_size} != {expected.size}"
-    algorithm = expected.hash.split(":", 1)[0]
-    actual = known_hash or hash_file(path, algorithm, expected.size)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
     if actual != expected.hash:
         return f"{algorithm} mismatch"
     return None
+
+
+def _parents_below(model_dir: Path, relative: str) -> list[Path]:
+    parts = relative.split("/")[:-1]
+    return [model_dir.joinpath(*parts[: i + 1]) for i in range(len(parts))]
 
 
 class StreamingHash:

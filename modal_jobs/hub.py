@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from modal_jobs.catalog import ModelEntry
-from modal_jobs.errors import ModelFailed
+from modal_jobs.errors import Cancelled, ModelFailed
 from modal_jobs.model_dir import FileRecord, safe_relative_path
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,10 @@ if TYPE_CHECKING:
 class Hub:
     """The Hub as the cache sees it, bound to one endpoint (`HF_ENDPOINT`, default huggingface.co)."""
 
-    def __init__(self, endpoint: str | None = None) -> None:
+    def __init__(self, endpoint: str | None = None, cancel: threading.Event | None = None) -> None:
         self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+        # Set when the run is asked to stop: backoff waits end at once instead of sleeping on.
+        self.cancel = cancel or threading.Event()
 
     @cached_property
     def api(self) -> HfApi:
@@ -66,6 +69,7 @@ class Hub:
             lambda: self.api.model_info(entry.repo_id, revision=entry.revision),
             f"{entry.repo_id}@{entry.revision}: resolve revision",
             entry,
+            self.cancel,
         )
         if not info.sha:
             raise HubError(f"{entry.repo_id}: the Hub gave no commit for revision {entry.revision!r}")
@@ -81,7 +85,7 @@ class Hub:
             tree = self.api.list_repo_tree(entry.repo_id, revision=commit, recursive=True)
             return [item for item in tree if isinstance(item, RepoFile)]
 
-        remote = with_retries(fetch, f"{entry.repo_id}@{commit[:7]}: list files", entry)
+        remote = with_retries(fetch, f"{entry.repo_id}@{commit[:7]}: list files", entry, self.cancel)
         chosen = filter_repo_objects(
             remote,
             allow_patterns=list(entry.include) if entry.include else None,
@@ -118,10 +122,11 @@ class Hub:
             ),
             f"{entry.repo_id}: {path}",
             entry,
+            self.cancel,
         )
 
 
-def with_retries(call: Callable[[], T], what: str, entry: ModelEntry) -> T:
+def with_retries(call: Callable[[], T], what: str, entry: ModelEntry, cancel: threading.Event) -> T:
     """Run a Hub call, retrying 429/5xx and dropped connections with backoff (Retry-After honoured)."""
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         try:
@@ -135,7 +140,8 @@ def with_retries(call: Callable[[], T], what: str, entry: ModelEntry) -> T:
             if attempt == RETRY_ATTEMPTS:
                 raise HubError(f"{what}: {describe(exc, entry)} (gave up after {attempt} attempts)") from exc
             log.warning("%s: %s; retry %d/%d in %.1fs", what, describe(exc, entry), attempt, RETRY_ATTEMPTS - 1, wait)
-            time.sleep(wait)
+            if cancel.wait(wait):
+                raise Cancelled from exc
     raise AssertionError("unreachable")
 
 
@@ -232,9 +238,25 @@ class _ByteCounter:
     def update(self, n: int | float = 1) -> None:
         self._on_bytes(int(n))
 
+    # huggingface_hub's Xet reporter also feeds these; the bytes are counted once, through update().
+    def update_transfer(self, n: int | float = 1) -> None:
+        return None
+
+    def set_postfix_str(self, *_: object, **__: object) -> None:
+        return None
+
+    def set_transfer_postfix_str(self, *_: object, **__: object) -> None:
+        return None
+
     def close(self) -> None:
         return None
 
 
-def _byte_counter(on_bytes: ByteCallback) -> Callable[..., _ByteCounter]:
-    return lambda **kwargs: _ByteCounter(on_bytes, **kwargs)
+def _byte_counter(on_bytes: ByteCallback) -> type[_ByteCounter]:
+    """A class, not a function: huggingface_hub looks for `update_transfer` on it to use one bar per file."""
+
+    class Counter(_ByteCounter):
+        def __init__(self, **kwargs: object) -> None:
+            super().__init__(on_bytes, **kwargs)
+
+    return Counter

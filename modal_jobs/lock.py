@@ -9,20 +9,22 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from modal_jobs.errors import TargetError
+from modal_jobs.errors import InterruptedRun, TargetError
 from modal_jobs.model_dir import LOCK_NAME
 
 log = logging.getLogger("modal_jobs")
 
 
 @contextmanager
-def target_lock(root: Path, wait_seconds: float) -> Iterator[None]:
-    """Hold the target's lock; wait up to `wait_seconds` for another run, then refuse."""
+def target_lock(root: Path, wait_seconds: float, cancel: threading.Event | None = None) -> Iterator[None]:
+    """Hold the target's lock; wait up to `wait_seconds` for another run (or a stop request), then refuse."""
+    stop = cancel or threading.Event()
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
@@ -42,7 +44,8 @@ def target_lock(root: Path, wait_seconds: float) -> Iterator[None]:
                 if not announced:
                     log.warning("another run (%s) is working on %s; waiting up to %.0fs", holder, root, wait_seconds)
                     announced = True
-                time.sleep(0.2)
+                if stop.wait(0.2):
+                    raise InterruptedRun("interrupted while waiting for another run; nothing was changed") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         yield

@@ -126,7 +126,7 @@ def parse_manifest(data: bytes, where: str) -> Manifest | None:
             exclude=tuple(raw["exclude"]) if raw.get("exclude") is not None else None,
             completed_at=str(raw.get("completed_at", "")),
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
         log.warning("%s: unreadable manifest (%s); treating the model as incomplete", where, exc)
         return None
 

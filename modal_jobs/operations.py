@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from modal_jobs.catalog import Catalog, ModelEntry, select_models
+from modal_jobs.catalog import ALL_SIZES, Catalog, ModelEntry, select_models
 from modal_jobs.engine import download_model, is_current, verify_models
-from modal_jobs.errors import UsageError
+from modal_jobs.errors import Cancelled, InterruptedRun, UsageError
 from modal_jobs.hub import Hub, HubError
 from modal_jobs.lock import target_lock
 from modal_jobs.store import LocalStore, Store
@@ -29,7 +29,7 @@ log = logging.getLogger("modal_jobs")
 class Backend(Protocol):
     store: Store
 
-    def exclusive(self, wait_seconds: float) -> AbstractContextManager[None]:
+    def exclusive(self, wait_seconds: float, cancel: threading.Event) -> AbstractContextManager[None]:
         """Held while a run writes, so that two runs never interleave writes on one target."""
         ...
 
@@ -46,8 +46,8 @@ class LocalBackend:
         self.store: Store = LocalStore(root)
         self.hub = hub or Hub()
 
-    def exclusive(self, wait_seconds: float) -> AbstractContextManager[None]:
-        return target_lock(self.root, wait_seconds)
+    def exclusive(self, wait_seconds: float, cancel: threading.Event) -> AbstractContextManager[None]:
+        return target_lock(self.root, wait_seconds, cancel)
 
     def download(self, entries: Sequence[ModelEntry], *, dry_run: bool, cancel: threading.Event) -> list[ModelRow]:
         if not dry_run:
@@ -80,22 +80,33 @@ def run(
     """Select the models, hold the target while writing, and run the operation."""
     entries = select_models(catalog, request.sizes, request.repo_ids)
     selected = bool(request.sizes or request.repo_ids)
+    cancel = cancel or threading.Event()
     store = backend.store
-    with backend.exclusive(request.lock_wait) if request.writes else nullcontext():
-        if request.operation == "download":
-            rows = backend.download(entries, dry_run=request.dry_run, cancel=cancel or threading.Event())
-            return Summary("download", store.location, tuple(rows))
-        if request.operation == "list":
-            rows, orphans = list_models(entries, catalog, store, hub.resolve)
-            return Summary("list", store.location, tuple(rows), tuple(orphans))
-        if request.operation == "verify":
-            present = set(store.names())
-            chosen = entries if selected else [e for e in entries if e.dirname in present]
-            return Summary("verify", store.location, tuple(backend.verify(chosen)))
-        if request.operation == "clear":
-            rows = clear(entries if selected else None, catalog, store, request)
-            return Summary("clear", store.location, tuple(rows))
+    try:
+        with backend.exclusive(request.lock_wait, cancel) if request.writes else nullcontext():
+            if request.operation == "download":
+                rows = backend.download(entries, dry_run=request.dry_run, cancel=cancel)
+                return Summary("download", store.location, tuple(rows))
+            if request.operation == "list":
+                rows, orphans = list_models(entries, catalog, store, hub.resolve)
+                return Summary("list", store.location, tuple(rows), tuple(orphans))
+            if request.operation == "verify":
+                present = set(store.names())
+                chosen = entries if selected else [e for e in entries if e.dirname in present]
+                return Summary("verify", store.location, tuple(backend.verify(chosen)))
+            if request.operation == "clear":
+                rows = clear(clear_selection(entries, request) if selected else None, catalog, store, request)
+                return Summary("clear", store.location, tuple(rows))
+    except Cancelled:
+        raise InterruptedRun("interrupted; nothing was marked complete: run the same command again to resume") from None
     raise UsageError(f"unknown operation {request.operation!r}; use download, list, verify or clear")
+
+
+def clear_selection(entries: Sequence[ModelEntry], request: Request) -> list[ModelEntry]:
+    """What a selective clear removes: a size label takes its own models, not the shared ones the others need."""
+    if any(size.lower() in ALL_SIZES for size in request.sizes):
+        return list(entries)
+    return [e for e in entries if e.size is not None or e.repo_id in request.repo_ids]
 
 
 def model_state(exists: bool, has_manifest: bool, current: bool) -> str:

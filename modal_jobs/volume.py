@@ -210,7 +210,7 @@ class ModalBackend:
         self.hub = hub
         self.start = start
 
-    def exclusive(self, wait_seconds: float) -> AbstractContextManager[None]:
+    def exclusive(self, wait_seconds: float, cancel: threading.Event) -> AbstractContextManager[None]:
         # No lock spans this machine and the containers: the workflow's concurrency group is the guard,
         # and each container writes only its own model's directory.
         return nullcontext()

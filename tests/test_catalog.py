@@ -198,3 +198,38 @@ def test_local_dir_that_is_a_file_is_refused(tmp_path):
     )
     assert result.returncode == 2
     assert "is not a directory" in result.stderr
+
+
+def test_summary_path_that_is_a_directory_is_refused_before_running(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modal_jobs",
+            "clear",
+            "--local-dir",
+            str(tmp_path),
+            "--yes",
+            "--summary-json",
+            tmp_path,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert f"--summary-json {tmp_path} is a directory; name a file" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf", "soon"])
+def test_lock_wait_must_be_a_finite_number_of_seconds(tmp_path, value):
+    result = subprocess.run(
+        [sys.executable, "-m", "modal_jobs", "download", "--local-dir", str(tmp_path), "--lock-wait", value],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert f"--lock-wait: {value!r} is not a number of seconds (0 or more)" in result.stderr

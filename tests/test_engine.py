@@ -58,3 +58,25 @@ def test_the_streamed_hash_catches_a_corrupt_transfer(
     assert "model.safetensors failed verification (sha256 mismatch); downloading it again" in caplog.text
     assert (tmp_path / "target" / "Streamed" / "model.safetensors").read_bytes() == files["model.safetensors"]
     assert hub.count(kind="resolve", method="GET") == 3
+
+
+def test_xet_progress_is_counted_once_and_never_raises():
+    """huggingface_hub's Xet reporter drives the same counter; it must see each byte once."""
+    from huggingface_hub.utils._xet_progress_reporting import XetDownloadProgressReporter
+
+    from modal_jobs.hub import _byte_counter
+
+    counted: list[int] = []
+    reporter = XetDownloadProgressReporter(
+        reconstruction_desc="model.safetensors", total=100, log_level=20, tqdm_class=_byte_counter(counted.append)
+    )
+
+    class Report:
+        total_bytes = 100
+        total_bytes_completed = 60
+        total_transfer_bytes_completed = 80
+        total_bytes_completion_rate = 1.0
+        total_transfer_bytes_completion_rate = 1.0
+
+    reporter.update_progress(Report())
+    assert sum(counted) == 60

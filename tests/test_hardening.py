@@ -7,6 +7,7 @@ model is ever marked complete unless every file verified.
 from __future__ import annotations
 
 import json
+import re
 import resource
 import shutil
 import signal
@@ -203,6 +204,7 @@ def test_listing_with_escaping_paths_is_refused(cli: Cli, repos: Repos, target: 
     assert row["status"] == "failed"
     assert "file path from the Hub" in row["error"]
     assert not list(tmp_path.rglob("escaped.json"))
+    assert not Path("/etc/escaped.json").exists()
     assert not (target / SMALL_DIR / MANIFEST_NAME).exists()
 
 
@@ -220,6 +222,7 @@ def test_truncated_body_is_resumed_and_verified(cli: Cli, repos: Repos, target: 
     result = cli("download", "--model", SMALL)
     assert result.returncode == 0, result.stderr
     assert (target / SMALL_DIR / "model.safetensors").read_bytes() == repos.files[SMALL]["model.safetensors"]
+    assert cli.hub.count(kind="resolve", method="GET", repo_id=SMALL) == len(repos.files[SMALL]) + 1
 
 
 def test_listing_that_changes_mid_run_fails_the_model(cli: Cli, repos: Repos, target: Path):
@@ -286,3 +289,60 @@ def test_untrustworthy_manifest_means_incomplete_not_a_crash(
     assert result.returncode == 0
     assert rows_by_repo(json.loads(result.stdout))[SMALL]["status"] == "repaired"
     assert cli.hub.count(kind="resolve", method="GET") == 0  # every file was verified in place
+
+
+def test_verify_reports_a_folder_replaced_by_a_file_and_remembers_it(cli: Cli, repos: Repos, target: Path):
+    assert cli("download", "--model", SMALL).returncode == 0
+    shutil.rmtree(target / SMALL_DIR / "speech_tokenizer")
+    (target / SMALL_DIR / "speech_tokenizer").write_text("junk")
+    summary = cli.json("verify")
+    assert summary["exit_code"] == 1
+    row = rows_by_repo(summary)[SMALL]
+    assert row["status"] == "damaged"
+    assert "speech_tokenizer/model.safetensors (unreadable" in row["error"]
+    assert rows_by_repo(cli.json("list"))[SMALL]["status"] == "incomplete"
+    assert cli("download", "--model", SMALL).returncode == 0
+    assert cli("verify").returncode == 0
+
+
+def test_verify_does_not_vouch_for_files_behind_a_symlinked_folder(
+    cli: Cli, repos: Repos, target: Path, tmp_path: Path
+):
+    assert cli("download", "--model", SMALL).returncode == 0
+    outside = tmp_path / "outside-tokenizer"
+    shutil.move(target / SMALL_DIR / "speech_tokenizer", outside)
+    (target / SMALL_DIR / "speech_tokenizer").symlink_to(outside, target_is_directory=True)
+    row = rows_by_repo(cli.json("verify"))[SMALL]
+    assert row["status"] == "damaged"
+    assert "(reached through a symlink)" in row["error"]
+
+
+def test_a_manifest_with_an_impossible_size_is_untrusted_not_a_crash(cli: Cli, repos: Repos, target: Path):
+    assert cli("download", "--model", SMALL).returncode == 0
+    manifest = target / SMALL_DIR / MANIFEST_NAME
+    manifest.write_text(re.sub(r'"size": \d+', '"size": Infinity', manifest.read_text(), count=1))
+    result = cli("list", "--json")
+    assert result.returncode == 0, result.stderr
+    assert rows_by_repo(json.loads(result.stdout))[SMALL]["status"] == "incomplete"
+    assert "unreadable manifest" in result.stderr
+
+
+def test_a_signal_while_waiting_for_the_lock_stops_the_wait(cli: Cli, repos: Repos, target: Path):
+    first = start_slow_download(cli, "--model-size", "0.6B")
+    try:
+        waiter = subprocess.Popen(
+            cli.argv("download", "--model-size", "0.6B", "--lock-wait", "120"),
+            env=cli.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert waiter.stderr is not None
+        assert "waiting up to 120s" in waiter.stderr.readline()
+        waiter.send_signal(signal.SIGINT)
+        _, stderr = waiter.communicate(timeout=15)
+        assert waiter.returncode == 130
+        assert "interrupted while waiting for another run; nothing was changed" in stderr
+    finally:
+        first.kill()
+        first.wait()

@@ -85,3 +85,12 @@ def test_clear_on_an_empty_target_is_not_an_error(cli: Cli, target: Path):
     result = cli("clear", "--yes", "--json")
     assert result.returncode == 0
     assert json.loads(result.stdout)["models"] == []
+
+
+def test_clearing_one_size_keeps_the_shared_models(cli: Cli, repos: Repos, target: Path):
+    assert cli("download").returncode == 0
+    summary = cli.json("clear", "--model-size", "1.7B", "--yes")
+    assert [row["repo_id"] for row in summary["models"]] == [BIG]
+    assert (target / "Qwen3-TTS-Tokenizer-12Hz" / MANIFEST_NAME).exists()
+    summary = cli.json("clear", "--model-size", "both", "--dry-run")
+    assert {row["repo_id"] for row in summary["models"]} == {SMALL, TOKENIZER}
