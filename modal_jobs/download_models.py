@@ -30,7 +30,7 @@ HF_SECRET_NAME = "huggingface-secret"  # noqa: S105 - the name of a Modal secret
 # Pinned like pyproject.toml: 2.x downloads into a local_dir without symlinks and speaks Xet.
 IMAGE_PACKAGES = ("huggingface_hub[hf_xet]>=2.4,<3",)
 # The downloader's own cache stays on the container's disk; only model directories go to the volume.
-HF_HOME = "/tmp/hf-home"  # noqa: S108 - the container's private disk, gone with the container
+HF_HOME = "/root/.cache/huggingface"  # the container's own disk, gone with the container
 TIMEOUT_SECONDS = 60 * 60
 RETRIES = modal.Retries(max_retries=2, backoff_coefficient=2.0, initial_delay=10.0)
 CPU = 2.0

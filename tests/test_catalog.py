@@ -123,26 +123,24 @@ def test_bad_model_list_is_refused_with_one_line(text, message):
     assert str(info.value).startswith("models.toml")
 
 
+def run_cli(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m modal_jobs ARGS` in its own process, as a person would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "modal_jobs", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env=env,
+    )
+
+
 @pytest.mark.parametrize(("text", "message"), BAD_LISTS[:6])
 def test_cli_exits_2_on_a_bad_model_list_and_writes_nothing(tmp_path, text, message):
     catalog = tmp_path / "models.toml"
     catalog.write_text(text)
     target = tmp_path / "target"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modal_jobs",
-            "download",
-            "--catalog",
-            str(catalog),
-            "--local-dir",
-            str(target),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_cli("download", "--catalog", str(catalog), "--local-dir", str(target))
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -152,33 +150,17 @@ def test_cli_exits_2_on_a_bad_model_list_and_writes_nothing(tmp_path, text, mess
 
 
 def test_missing_model_list_names_the_fix(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modal_jobs",
-            "list",
-            "--catalog",
-            str(tmp_path / "nope.toml"),
-            "--local-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_cli("list", "--catalog", str(tmp_path / "nope.toml"), "--local-dir", str(tmp_path))
     assert result.returncode == 2
     assert "no such model list; pass --catalog FILE" in result.stderr
 
 
 def test_hf_home_inside_the_target_is_refused(tmp_path):
     target = tmp_path / "models"
-    result = subprocess.run(
-        [sys.executable, "-m", "modal_jobs", "download", "--local-dir", str(target)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
+    result = run_cli(
+        "download",
+        "--local-dir",
+        str(target),
         env={"PATH": "/usr/bin:/bin", "HF_HOME": str(target / "hf"), "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 2
@@ -189,47 +171,19 @@ def test_hf_home_inside_the_target_is_refused(tmp_path):
 def test_local_dir_that_is_a_file_is_refused(tmp_path):
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
-    result = subprocess.run(
-        [sys.executable, "-m", "modal_jobs", "list", "--local-dir", str(not_a_dir)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
+    result = run_cli("list", "--local-dir", str(not_a_dir))
     assert result.returncode == 2
     assert "is not a directory" in result.stderr
 
 
 def test_summary_path_that_is_a_directory_is_refused_before_running(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "modal_jobs",
-            "clear",
-            "--local-dir",
-            str(tmp_path),
-            "--yes",
-            "--summary-json",
-            tmp_path,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
+    result = run_cli("clear", "--local-dir", str(tmp_path), "--yes", "--summary-json", tmp_path)
     assert result.returncode == 2
     assert f"--summary-json {tmp_path} is a directory; name a file" in result.stderr
 
 
 @pytest.mark.parametrize("value", ["nan", "-1", "inf", "soon"])
 def test_lock_wait_must_be_a_finite_number_of_seconds(tmp_path, value):
-    result = subprocess.run(
-        [sys.executable, "-m", "modal_jobs", "download", "--local-dir", str(tmp_path), "--lock-wait", value],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
+    result = run_cli("download", "--local-dir", str(tmp_path), "--lock-wait", value)
     assert result.returncode == 2
     assert f"--lock-wait: {value!r} is not a number of seconds (0 or more)" in result.stderr

@@ -152,8 +152,8 @@ def test_the_image_holds_huggingface_hub_and_this_package_only():
     assert installs == ["RUN python -m pip install 'huggingface_hub[hf_xet]>=2.4,<3'"]
     assert not [c for c in commands if "torch" in c or "transformers" in c]
     assert "ENV HF_XET_HIGH_PERFORMANCE=1" in commands
-    assert "ENV HF_HOME=/tmp/hf-home" in commands
-    assert "ENV HF_XET_CACHE=/tmp/hf-home/xet" in commands
+    assert "ENV HF_HOME=/root/.cache/huggingface" in commands
+    assert "ENV HF_XET_CACHE=/root/.cache/huggingface/xet" in commands
     assert not jobs.HF_HOME.startswith(jobs.MOUNT), "the downloader's cache must stay off the volume"
     assert any("_MountedPythonModule(module_name='modal_jobs', remote_dir='/root'" in m for m in mounts)
     assert any(f"{ROOT / 'models.toml'}" in m and "/root/models.toml" in m for m in mounts)
