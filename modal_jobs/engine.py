@@ -291,11 +291,6 @@ def _clear_path(model_dir: Path, rel: str) -> None:
             target.unlink()
 
 
-def verify_model(entry: ModelEntry, root: Path) -> ModelRow:
-    """Re-hash a model against its manifest; damage removes the manifest so the next download repairs it."""
-    return verify_models([entry], root)[0]
-
-
 def verify_models(entries: Sequence[ModelEntry], root: Path) -> list[ModelRow]:
     """Hash every file of every selected model on one pool, so that small and large files share the cores."""
     started = time.monotonic()

@@ -74,6 +74,12 @@ class Summary:
     models: tuple[ModelRow, ...]
     orphans: tuple[OrphanRow, ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        allowed = STATUSES[self.operation]
+        unknown = sorted({row.status for row in self.models} - set(allowed))
+        if unknown:
+            raise ValueError(f"{self.operation} rows may say {', '.join(allowed)}, not {', '.join(unknown)}")
+
     @property
     def total_bytes(self) -> int:
         return sum(row.bytes for row in self.models)

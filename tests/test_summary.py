@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from modal_jobs.summary import ModelRow, OrphanRow, Summary, human_bytes, render_json, render_markdown
 
 COMMIT = "3f2a9c1" + "0" * 33
@@ -52,3 +54,8 @@ def test_human_bytes():
         "5.0 MiB",
         "3072.0 GiB",
     ]
+
+
+def test_each_operation_has_its_own_statuses():
+    with pytest.raises(ValueError, match="verify rows may say ok, damaged, not downloaded"):
+        Summary("verify", "/x", (ModelRow("Qwen/A", "/x/A", "downloaded"),))
