@@ -6,7 +6,9 @@ model is ever marked complete unless every file verified.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import resource
 import shutil
@@ -150,6 +152,18 @@ def test_not_enough_space_is_refused_before_any_transfer(cli: Cli, repos: Repos,
     assert cli("verify", "--model", SMALL).returncode == 0
 
 
+def fill_up(path: Path) -> None:
+    """Write until the filesystem is full, racing whatever else writes there."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize("small_disk", ["6m"], indirect=True)
 def test_disk_filling_mid_download_fails_that_model_only(cli: Cli, repos: Repos, small_disk: Path):
     cli.target = small_disk / "models"
@@ -157,8 +171,7 @@ def test_disk_filling_mid_download_fails_that_model_only(cli: Cli, repos: Repos,
     complete = tree(cli.target / TOKENIZER_DIR)
 
     process = start_slow_download(cli, "--model", SMALL)
-    free = shutil.disk_usage(small_disk).free
-    (small_disk / "another-writer").write_bytes(b"\0" * (free - 4096))  # leaves the model no room
+    fill_up(small_disk / "another-writer")  # another writer takes the room the model was counting on
     cli.hub.throttle(None)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, stderr
