@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 from modal_jobs.catalog import DEFAULT_CATALOG, Catalog, load_catalog
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError, UsageError
@@ -34,7 +35,7 @@ OPERATIONS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="python -m modal_jobs",
         description="Keep Qwen3-TTS model weights cached, verified, on a Modal Volume or a local directory.",
     )
@@ -84,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         output.add_argument("--summary-json", type=Path, metavar="FILE", help="also write the summary as JSON")
         output.add_argument("--summary-md", type=Path, metavar="FILE", help="also write the summary as Markdown")
     return parser
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors as one line that says where the help is, not the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -187,3 +187,12 @@ def test_lock_wait_must_be_a_finite_number_of_seconds(tmp_path, value):
     result = run_cli("download", "--local-dir", str(tmp_path), "--lock-wait", value)
     assert result.returncode == 2
     assert f"--lock-wait: {value!r} is not a number of seconds (0 or more)" in result.stderr
+
+
+@pytest.mark.parametrize("args", [("download", "--bogus"), ("frobnicate",), ()])
+def test_usage_errors_are_one_line_naming_the_help(args):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and line.endswith("--help`")
