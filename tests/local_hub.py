@@ -118,6 +118,7 @@ class LocalHub:
         self._corruptions: list[Corruption] = []
         self._tree_overrides: dict[tuple[str, str], dict[str, object]] = {}
         self._rate: int | None = None
+        self._ignore_ranges = False
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -245,6 +246,10 @@ class LocalHub:
         with self._lock:
             self._corruptions.append(Corruption(repo_id, path, times, truncate))
 
+    def ignore_ranges(self, ignore: bool = True) -> None:
+        """Answer every `Range` request with the whole file and 200, as some CDNs do."""
+        self._ignore_ranges = ignore
+
     def throttle(self, bytes_per_second: int | None) -> None:
         self._rate = bytes_per_second
 
@@ -253,6 +258,7 @@ class LocalHub:
             self._faults.clear()
             self._corruptions.clear()
             self._tree_overrides.clear()
+        self._ignore_ranges = False
         self._rate = None
 
     def _take_fault(self, method: str, kind: str, repo_id: str, path: str) -> Fault | None:
@@ -375,7 +381,8 @@ class _Handler(BaseHTTPRequestHandler):
         sha = resolved[0]
         start, end = 0, blob.size - 1
         status = 200
-        if (rng := self.headers.get("Range")) and (m := re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())):
+        rng = None if self.hub._ignore_ranges else self.headers.get("Range")
+        if rng and (m := re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())):
             start = int(m.group(1))
             end = int(m.group(2)) if m.group(2) else blob.size - 1
             status = 206

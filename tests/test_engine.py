@@ -80,3 +80,24 @@ def test_xet_progress_is_counted_once_and_never_raises():
 
     reporter.update_progress(Report())
     assert sum(counted) == 60
+
+
+def test_a_restarted_transfer_is_hashed_again_from_disk(
+    hub: LocalHub,
+    files: dict[str, bytes],
+    tmp_path: Path,
+    hashed_by_reading: list[str],
+    caplog: pytest.LogCaptureFixture,
+):
+    """A cut body is resumed with Range; a server that ignores Range makes the client start the file over.
+
+    The hash taken while streaming saw the first attempt's bytes too, so it must not be trusted.
+    """
+    hub.corrupt(REPO, "model.safetensors", truncate=True, times=1)
+    hub.ignore_ranges()
+    row = download_model(ModelEntry(REPO), tmp_path / "target", Hub(endpoint=hub.url))
+    assert row.status == "downloaded", row.error
+    assert (tmp_path / "target" / "Streamed" / "model.safetensors").read_bytes() == files["model.safetensors"]
+    assert "model.safetensors" in hashed_by_reading
+    assert "failed verification" not in caplog.text
+    assert hub.count(kind="resolve", method="GET", repo_id=REPO) == 3  # config, the cut body, the restart
