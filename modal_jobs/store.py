@@ -16,8 +16,6 @@ from modal_jobs.model_dir import Manifest
 class Store(Protocol):
     location: str
 
-    def exists(self) -> bool: ...
-
     def names(self) -> list[str]:
         """Top-level entries (model directories, and whatever else stands there), hidden ones excluded."""
         ...
@@ -37,9 +35,6 @@ class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.location = str(root)
-
-    def exists(self) -> bool:
-        return self.root.is_dir()
 
     def names(self) -> list[str]:
         if not self.root.is_dir():
