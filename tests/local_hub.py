@@ -5,11 +5,23 @@ It speaks the part of the Hub's protocol that `huggingface_hub` uses to download
 - `GET /api/models/{id}/revision/{rev}` -> `{"id", "sha"}`
 - `GET /api/models/{id}/tree/{rev}?recursive=true` -> entries with `type, path, size, oid` (+ `lfs`)
 - `HEAD`/`GET /{id}/resolve/{rev}/{path}` with `X-Repo-Commit`, `ETag`, `X-Linked-Etag`,
-  `X-Linked-Size`, `Content-Length` and `Range`. No `X-Xet-*` header, so the client uses plain HTTP.
+  `X-Linked-Size`, `Content-Length` and `Range`.
 
-Every request is counted, and faults (status bursts, throttling, corrupt bodies) can be injected,
-so tests assert what went over the wire. Bodies are sent with `sendfile` from content-addressed
-blobs on disk: it is also the server the benchmark measures `curl` against.
+With Xet on (`LocalHub(root, xet=True)`, or `enable_xet(repo_id)` for one repo), LFS files go the
+way the real Hub sends them, through `hf_xet`:
+
+- `HEAD /{id}/resolve/…` adds `X-Xet-Hash` and `Link: <…/xet-read-token/{rev}>; rel="xet-auth"`;
+- `GET /api/models/{id}/xet-read-token/{rev}` -> `X-Xet-Cas-Url`, `X-Xet-Access-Token`,
+  `X-Xet-Token-Expiration` (and the same as JSON);
+- the CAS, on the same port: `GET /v2/reconstructions/{file hash}` (and `/v1/…`, the older shape),
+  honouring `Range`, and `GET /xorbs/{xorb hash}` with `Range`, both requiring the access token.
+  Xorbs hold uncompressed chunks (`tests.local_xet`).
+
+Every request is counted (kinds `revision`, `tree`, `resolve`, `xet-token`, `reconstruction`,
+`xorb`), and faults (status bursts, throttling, corrupt bodies) can be injected on either path, so
+tests assert what went over the wire. Bodies are sent with `sendfile` from content-addressed blobs
+(and xorbs) on disk: it is also the server the benchmark measures `curl` and bare
+`huggingface_hub` against.
 """
 
 from __future__ import annotations
@@ -22,12 +34,14 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.local_xet import CHUNKS_PER_XORB, XetFile, Xorb, build_xet_file, reconstruction
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt")
 
@@ -99,18 +113,30 @@ class Repo:
     refs: dict[str, str] = field(default_factory=dict)
 
 
-_API = re.compile(r"^/api/models/([^/]+/[^/]+)/(revision|tree)/(.+)$")
+_API = re.compile(r"^/api/models/([^/]+/[^/]+)/(revision|tree|xet-read-token)/(.+)$")
 _RESOLVE = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+_RECONSTRUCTION = re.compile(r"^/v([12])/reconstructions/([0-9a-f]{64})$")
+_XORB = re.compile(r"^/xorbs/([0-9a-f]{64})$")
+XET_TOKEN_SECONDS = 3600
 
 
 class LocalHub:
     """A threaded HTTP server on 127.0.0.1; use as a context manager."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, xet: bool = False, chunks_per_xorb: int = CHUNKS_PER_XORB) -> None:
         self.root = root
         self.blobs = root / "blobs"
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.repos: dict[str, Repo] = {}
+        self.xet_token = f"xet-{random.Random(str(root)).getrandbits(64):016x}"
+        self.xorb_signature = hashlib.sha256(self.xet_token.encode()).hexdigest()[:32]
+        self._xet_everywhere = xet
+        self._xet_repos: set[str] = set()
+        self._chunks_per_xorb = chunks_per_xorb
+        self._xet_files: dict[str, XetFile] = {}  # by the blob's sha256
+        self._xet_by_hash: dict[str, XetFile] = {}  # by the Xet file hash
+        self._xorbs: dict[str, tuple[XetFile, Xorb]] = {}
+        self._owners: dict[str, list[tuple[str, str]]] = {}  # sha256 -> (repo_id, path) that hold it
         self.requests: list[Request] = []
         self.authorizations: list[str | None] = []
         self.bytes_sent = 0
@@ -171,9 +197,47 @@ class LocalHub:
             digest.update(f"{path}\0{blob.sha1}\0".encode())
         sha = digest.hexdigest()
         with self._lock:
+            for path, blob in tree.items():
+                owners = self._owners.setdefault(blob.sha256, [])
+                if (repo_id, path) not in owners:
+                    owners.append((repo_id, path))
+        if self.uses_xet(repo_id):
+            self._index_xet(tree.values())
+        with self._lock:
             repo.commits[sha] = tree
             repo.refs[branch] = sha
         return sha
+
+    # -- Xet -------------------------------------------------------------------------------
+    def enable_xet(self, repo_id: str | None = None) -> None:
+        """Serve LFS files through Xet: every repo's (None), or one repo's, those committed already included."""
+        if repo_id is None:
+            self._xet_everywhere = True
+        else:
+            self._xet_repos.add(repo_id)
+        for name, repo in self.repos.items():
+            if repo_id in (None, name):
+                for tree in repo.commits.values():
+                    self._index_xet(tree.values())
+
+    def uses_xet(self, repo_id: str) -> bool:
+        return self._xet_everywhere or repo_id in self._xet_repos
+
+    def xet_file(self, blob: Blob) -> XetFile | None:
+        """How the CAS holds a blob, when it is an LFS file of a Xet repo."""
+        with self._lock:
+            return self._xet_files.get(blob.sha256) if blob.lfs else None
+
+    def _index_xet(self, blobs: Iterable[Blob]) -> None:
+        for blob in blobs:
+            if not blob.lfs or blob.size == 0 or blob.sha256 in self._xet_files:
+                continue
+            built = build_xet_file(blob.file, blob.sha256, blob.size, self.blobs / "xorbs", self._chunks_per_xorb)
+            with self._lock:
+                self._xet_files[blob.sha256] = built
+                self._xet_by_hash[built.hash] = built
+                for xorb in built.xorbs:
+                    self._xorbs[xorb.hash] = (built, xorb)
 
     def tag(self, repo_id: str, name: str, sha: str) -> None:
         self.repos[repo_id].refs[name] = sha
@@ -242,7 +306,11 @@ class LocalHub:
             self._tree_overrides[(repo_id, path)] = fields
 
     def corrupt(self, repo_id: str, path: str, *, times: int | None = 1, truncate: bool = False) -> None:
-        """Serve a file's body with one byte flipped (same size), or cut short."""
+        """Serve a file's body with one byte flipped (same size), or cut short.
+
+        On the Xet path the byte flipped is in the data of a chunk (headers stay valid, as a bad
+        disk or a bad cache would leave them), in the next xorb range served for that file.
+        """
         with self._lock:
             self._corruptions.append(Corruption(repo_id, path, times, truncate))
 
@@ -251,6 +319,7 @@ class LocalHub:
         self._ignore_ranges = ignore
 
     def throttle(self, bytes_per_second: int | None) -> None:
+        """Send file bodies and xorbs at this rate (None: as fast as sendfile goes); a stall is a low rate."""
         self._rate = bytes_per_second
 
     def clear_faults(self) -> None:
@@ -276,10 +345,11 @@ class LocalHub:
                     return fault
         return None
 
-    def _take_corruption(self, repo_id: str, path: str) -> Corruption | None:
+    def _take_corruption(self, owners: Iterable[tuple[str, str]]) -> Corruption | None:
+        wanted = set(owners)
         with self._lock:
             for c in self._corruptions:
-                if c.repo_id == repo_id and c.path == path and (c.times is None or c.times > 0):
+                if (c.repo_id, c.path) in wanted and (c.times is None or c.times > 0):
                     if c.times is not None:
                         c.times -= 1
                     return c
@@ -308,6 +378,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._route("HEAD")
 
+    def do_POST(self) -> None:
+        # hf_xet may report transfer telemetry to the CAS; take it, count it, keep nothing.
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        path = urlsplit(self.path).path
+        self._record("POST", "telemetry" if path == "/v1/telemetry" else "other", "", path, 200)
+        self._json(200, {}, "POST")
+
     def _route(self, method: str) -> None:
         url = urlsplit(self.path)
         path = unquote(url.path)
@@ -317,6 +395,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif match := _RESOLVE.match(path):
             repo_id, rev, file_path = match.groups()
             self._resolve(method, repo_id, rev, file_path)
+        elif match := _RECONSTRUCTION.match(path):
+            self._reconstruction(method, int(match.group(1)), match.group(2))
+        elif match := _XORB.match(path):
+            self._xorb(method, match.group(1), parse_qs(url.query).get("sig", [""])[0])
         else:
             self._record(method, "other", "", path, 404)
             self._json(404, {"error": "not found"}, method)
@@ -357,12 +439,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         sha, tree = resolved
         self._record(method, kind, repo_id, rest, 200)
+        if kind == "xet-read-token":
+            self._xet_token(method, repo_id)
+            return
         if kind == "revision":
             siblings = [{"rfilename": p} for p in tree]
             self._json(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "siblings": siblings}, method)
             return
         recursive = query.get("recursive", ["false"])[0].lower() == "true"
         entries = _tree_entries(tree, sub.strip("/"), recursive)
+        if self.hub.uses_xet(repo_id):
+            for entry in entries:
+                blob = tree.get(str(entry["path"]))
+                xet = self.hub.xet_file(blob) if blob is not None else None
+                if xet is not None:
+                    entry["xetHash"] = xet.hash
         with self.hub._lock:
             for entry in entries:
                 entry.update(self.hub._tree_overrides.get((repo_id, str(entry["path"])), {}))
@@ -394,6 +485,11 @@ class _Handler(BaseHTTPRequestHandler):
         if blob.lfs:
             self.send_header("X-Linked-Etag", f'"{blob.sha256}"')
             self.send_header("X-Linked-Size", str(blob.size))
+        xet = self.hub.xet_file(blob) if self.hub.uses_xet(repo_id) else None
+        if xet is not None:
+            self.send_header("X-Xet-Hash", xet.hash)
+            token_url = f"{self.hub.url}/api/models/{repo_id}/xet-read-token/{sha}"
+            self.send_header("Link", f'<{token_url}>; rel="xet-auth"')
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(length))
@@ -402,10 +498,102 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if method == "HEAD":
             return
-        corruption = self.hub._take_corruption(repo_id, file_path)
+        corruption = self.hub._take_corruption([(repo_id, file_path)])
         self._send_body(blob.file, start, length, corruption)
 
-    def _send_body(self, file: Path, start: int, length: int, corruption: Corruption | None) -> None:
+    # -- the CAS ---------------------------------------------------------------------------
+    def _xet_token(self, method: str, repo_id: str) -> None:
+        if not self.hub.uses_xet(repo_id):
+            self._json(404, {"error": "Xet is not enabled for this repo"}, method)
+            return
+        expires = int(time.time()) + XET_TOKEN_SECONDS
+        headers = {
+            "X-Xet-Cas-Url": self.hub.url,
+            "X-Xet-Access-Token": self.hub.xet_token,
+            "X-Xet-Token-Expiration": str(expires),
+        }
+        body = {"casUrl": self.hub.url, "accessToken": self.hub.xet_token, "exp": expires}
+        self._json(200, body, method, headers)
+
+    def _cas_owner(self, file: XetFile) -> tuple[str, str]:
+        """The (repo_id, path) a CAS request is counted under: the first commit that held the bytes."""
+        with self.hub._lock:
+            owners = self.hub._owners.get(file.sha256) or [("", "")]
+            return owners[0]
+
+    def _cas_denied(self, method: str, kind: str, repo_id: str, path: str) -> bool:
+        if self.headers.get("Authorization") == f"Bearer {self.hub.xet_token}":
+            return False
+        self._record(method, kind, repo_id, path, 401)
+        self._json(401, {"error": "missing or wrong Xet access token"}, method)
+        return True
+
+    def _reconstruction(self, method: str, version: int, file_hash: str) -> None:
+        with self.hub._lock:
+            file = self.hub._xet_by_hash.get(file_hash)
+        if file is None:
+            self._record(method, "reconstruction", "", file_hash, 404)
+            self._json(404, {"error": "file not found"}, method)
+            return
+        repo_id, path = self._cas_owner(file)
+        if self._cas_denied(method, "reconstruction", repo_id, path) or self._fault(
+            method, "reconstruction", repo_id, path
+        ):
+            return
+        start, end = 0, file.size
+        if (rng := self.headers.get("Range")) and (m := re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())):
+            start = int(m.group(1))
+            end = min(file.size, int(m.group(2)) + 1) if m.group(2) else file.size
+        if start >= file.size or start >= end:
+            self._record(method, "reconstruction", repo_id, path, 416)
+            self._json(416, {"error": "range not satisfiable"}, method)
+            return
+        self._record(method, "reconstruction", repo_id, path, 200)
+        xorb_url = f"{self.hub.url}/xorbs/{{hash}}?sig={self.hub.xorb_signature}"
+        self._json(200, reconstruction(file, start, end, xorb_url, version), method)
+
+    def _xorb(self, method: str, xorb_hash: str, signature: str) -> None:
+        with self.hub._lock:
+            found = self.hub._xorbs.get(xorb_hash)
+        if found is None:
+            self._record(method, "xorb", "", xorb_hash, 404)
+            self._json(404, {"error": "xorb not found"}, method)
+            return
+        file, xorb = found
+        repo_id, path = self._cas_owner(file)
+        if signature != self.hub.xorb_signature:
+            # Like a presigned S3 URL: the signature is in the query, the client sends no token.
+            self._record(method, "xorb", repo_id, path, 403)
+            self._json(403, {"error": "bad signature"}, method)
+            return
+        if self._fault(method, "xorb", repo_id, path):
+            return
+        total = xorb.file.stat().st_size
+        start, end = 0, total - 1
+        status = 200
+        if (rng := self.headers.get("Range")) and (m := re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())):
+            start = int(m.group(1))
+            end = min(total - 1, int(m.group(2))) if m.group(2) else total - 1
+            status = 206
+        length = max(0, end - start + 1)
+        self._record(method, "xorb", repo_id, path, status)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(length))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{total}")
+        self.end_headers()
+        if method == "HEAD":
+            return
+        with self.hub._lock:
+            owners = list(self.hub._owners.get(file.sha256, []))
+        corruption = self.hub._take_corruption(owners)
+        flip_at = file.middle_data_offset(xorb, start, length) if corruption is not None else None
+        self._send_body(xorb.file, start, length, corruption, flip_at)
+
+    def _send_body(
+        self, file: Path, start: int, length: int, corruption: Corruption | None, flip_at: int | None = None
+    ) -> None:
         with file.open("rb") as f:
             if corruption is None and self.hub._rate is None:
                 sent = self.connection.sendfile(f, offset=start, count=length)
@@ -414,7 +602,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             f.seek(start)
             left = length if corruption is None or not corruption.truncate else length // 2
-            flip_at = length // 2 if corruption is not None and not corruption.truncate else -1
+            if corruption is None or corruption.truncate:
+                flip_at = -1
+            elif flip_at is None:
+                flip_at = length // 2
             position = 0
             while left > 0:
                 rate = self.hub._rate
