@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,3 +170,66 @@ def tree(path: Path) -> dict[str, bytes]:
         for p in sorted(path.rglob("*"))
         if p.is_file() and p.name != LOCK_NAME
     }
+
+
+# -- privileged set-up --------------------------------------------------------------------------
+
+
+def as_root(argv: Sequence[str]) -> list[str]:
+    """`argv` run with root's privilege: as it is when we are root, else through passwordless sudo.
+
+    GitHub-hosted runners run steps as `runner`, who has passwordless sudo but is not root. Where
+    neither is available the calling test fails (never skips): the behaviour it protects is unchecked.
+    """
+    if os.geteuid() == 0:
+        return list(argv)
+    sudo = shutil.which("sudo")
+    if sudo is None:
+        pytest.fail(f"{argv[0]} needs root: run the tests as root, or as a user with passwordless sudo (no sudo here)")
+    probe = subprocess.run([sudo, "-n", "true"], capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+    if probe.returncode != 0:
+        pytest.fail(
+            f"{argv[0]} needs root: `sudo -n` was refused ({probe.stderr.strip()}); run as root or with NOPASSWD"
+        )
+    return [sudo, "-n", *argv]
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    """A tmpfs mounted by `mount_tmpfs`, owned by the user running the tests."""
+
+    path: Path
+    size_bytes: int
+
+    def remount(self, *, read_only: bool) -> None:
+        """Make it read-only (or writable again) in place, keeping what it holds."""
+        mode = "ro" if read_only else "rw"
+        run_as_root(["mount", "-o", f"remount,{mode}", str(self.path)], f"remount {self.path} {mode}")
+
+
+def run_as_root(argv: Sequence[str], what: str) -> None:
+    result = subprocess.run(as_root(argv), capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        pytest.fail(f"cannot {what}: {result.stderr.strip()!r}")
+
+
+@contextlib.contextmanager
+def mount_tmpfs(path: Path, size_bytes: int, *, read_only: bool = False) -> Iterator[Tmpfs]:
+    """Mount a tmpfs of `size_bytes` at `path` (created if missing) for the `with` block, then unmount it.
+
+    A tmpfs gives a real filesystem with a known size: full-disk and read-only behaviour can be
+    checked without touching the machine's disks. The root directory belongs to the current user
+    (uid/gid options), so the test writes to it without privilege; only mount and umount need root.
+    For a read-only tmpfs holding prepared files, mount it writable, fill it, then `remount(read_only=True)`.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    options = [f"size={size_bytes}", f"uid={os.getuid()}", f"gid={os.getgid()}", "mode=0755"]
+    if read_only:
+        options.append("ro")
+    source = f"test-tmpfs-{uuid.uuid4().hex[:8]}"  # a unique name finds a leaked mount in /proc/mounts
+    run_as_root(["mount", "-t", "tmpfs", "-o", ",".join(options), source, str(path)], f"mount a tmpfs at {path}")
+    try:
+        yield Tmpfs(path, size_bytes)
+    finally:
+        # Lazy: a child process the test started may still hold a file open; the mount goes when it lets go.
+        subprocess.run(as_root(["umount", "-l", str(path)]), capture_output=True, check=False, stdin=subprocess.DEVNULL)

@@ -15,17 +15,17 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from modal_jobs.model_dir import MANIFEST_NAME
-from tests.conftest import SMALL, TOKENIZER, Cli, Repos, rows_by_repo, tree
+from tests.conftest import SMALL, TOKENIZER, Cli, Repos, mount_tmpfs, rows_by_repo, tree
 
 SMALL_DIR = "Qwen3-TTS-12Hz-0.6B-Base"
 TOKENIZER_DIR = "Qwen3-TTS-Tokenizer-12Hz"
+MIB = 1024 * 1024
 
 
 def start_slow_download(cli: Cli, *args: str) -> subprocess.Popen[str]:
@@ -122,21 +122,23 @@ def test_signal_stops_promptly_cleans_up_and_rerun_resumes(cli: Cli, repos: Repo
 
 @pytest.fixture
 def small_disk(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
-    """A small filesystem (3 MiB unless the test says): a tmpfs, which the tests, run as root, can mount."""
-    size = getattr(request, "param", "3m")
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", f"tmpfs-{uuid.uuid4().hex[:8]}", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs here (run the tests as root): {mounted.stderr!r}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    """A small filesystem (3 MiB unless the test says): a tmpfs, mounted as root or through sudo."""
+    size = getattr(request, "param", 3 * MIB)
+    with mount_tmpfs(tmp_path / "small-disk", size) as disk:
+        yield disk.path
+
+
+def test_a_tmpfs_is_ours_to_fill_and_then_read_only(tmp_path: Path):
+    """mount_tmpfs as the read-only tests use it: filled writable by this user, then remounted read-only."""
+    with mount_tmpfs(tmp_path / "prepared", MIB) as disk:
+        (disk.path / "config.json").write_bytes(b"{}")
+        disk.remount(read_only=True)
+        with pytest.raises(OSError) as refused:
+            (disk.path / "more.json").write_bytes(b"{}")
+        assert refused.value.errno == errno.EROFS
+        assert (disk.path / "config.json").read_bytes() == b"{}"
+        assert os.statvfs(disk.path).f_flag & os.ST_RDONLY
+    assert not os.path.ismount(tmp_path / "prepared")
 
 
 def test_not_enough_space_is_refused_before_any_transfer(cli: Cli, repos: Repos, small_disk: Path):
@@ -164,7 +166,7 @@ def fill_up(path: Path) -> None:
         os.close(fd)
 
 
-@pytest.mark.parametrize("small_disk", ["6m"], indirect=True)
+@pytest.mark.parametrize("small_disk", [6 * MIB], indirect=True)
 def test_disk_filling_mid_download_fails_that_model_only(cli: Cli, repos: Repos, small_disk: Path):
     cli.target = small_disk / "models"
     assert cli("download", "--model", TOKENIZER).returncode == 0
