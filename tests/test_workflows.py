@@ -4,8 +4,9 @@
 actions/checkout is act's built-in copy of the work tree; the other actions are swapped for the stubs
 in tests/resources/actions by `--local-repository`, so the workflow file runs unchanged. The run works
 on a local directory (MODEL_CACHE_LOCAL_DIR, the workflow's test-only hook) against the local hub on
-127.0.0.1. Nothing inside reaches a registry: the runner's `python` is a venv that already sees this
-environment's nox and uv (PIP_NO_INDEX), and the nox sessions install from uv's cache (UV_OFFLINE).
+127.0.0.1. Nothing inside reaches a registry: the runner's `python3` is a bare venv; tools/nox_locked.py
+finds this environment's uv on PATH (the version uv.lock pins, as this environment comes from uv.lock)
+and so fetches nothing, and every `uv sync` installs from uv's cache (UV_OFFLINE).
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
-import sysconfig
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import ConnectionTerminated, DataReceived, RequestReceived, StreamEnded
 from ruamel.yaml import YAML
 
 from modal_jobs.catalog import load_catalog
@@ -160,13 +165,48 @@ def test_the_summary_is_uploaded_whatever_happened():
     assert isinstance(upload["with"]["retention-days"], int)
 
 
-def test_ci_runs_the_readme_test_command():
+TEST_COMMAND = "python3 tools/nox_locked.py -s lint tests"
+
+
+def test_ci_runs_the_readme_test_command_on_each_supported_python():
+    """ci.yml, .ci/run and the README's quick start run one command, so CI proves the quick start."""
     workflow = load_workflow(WORKFLOWS / "ci.yml")
     assert set(workflow["on"]) == {"pull_request", "push"}
     runs = [step["run"] for _, step in steps(workflow) if "run" in step]
-    assert runs == ['python -m pip install --quiet "nox[uv]>=2026.10.20" && python -m nox -s lint tests']
+    assert runs == [TEST_COMMAND]
+    assert f"```console\n{TEST_COMMAND}\n```" in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()[-1] == TEST_COMMAND
+    [job] = workflow["jobs"].values()
+    assert job["strategy"]["matrix"]["python"] == ["3.11", "3.12"]
     setup = next(step for _, step in steps(workflow) if step.get("uses", "").startswith("actions/setup-python@"))
-    assert setup["with"]["python-version"] == "3.11"
+    assert setup["with"]["python-version"] == "${{ matrix.python }}"
+
+
+# A run: script may get tools only through the bootstrap, which installs uv.lock's pins by hash.
+INSTALLERS = re.compile(r"\b(pip3?|pipx|uvx|npm|npx|gem|curl|wget)\b|\buv (tool|pip|add)\b|\bapt(-get)? install\b|>=")
+
+
+@pytest.mark.parametrize("path", workflow_paths(), ids=lambda p: p.name)
+def test_workflows_install_nothing_but_the_lock(path: Path):
+    scripts = [step["run"] for _, step in steps(load_workflow(path)) if "run" in step]
+    assert [script for script in scripts if INSTALLERS.search(script)] == []
+    assert any("tools/nox_locked.py" in script for script in scripts)
+
+
+def test_the_secret_bearing_job_is_behind_the_model_cache_environment():
+    """Environment secrets reach only jobs that name the environment, and only from branches it admits."""
+    for path in workflow_paths():
+        for job_id, job in load_workflow(path)["jobs"].items():
+            if any("secrets." in text for text in strings_in(job)):
+                assert job.get("environment") == "model-cache", f"{path.name}: {job_id}"
+
+
+def test_the_step_that_sees_the_secrets_installs_nothing():
+    workflow = load_workflow(MODEL_CACHE)
+    install = step_named(workflow, "Install the locked tools")["run"]
+    run = step_named(workflow, "Run")["run"]
+    assert "--install-only" in install
+    assert 'tools/nox_locked.py -R -s "$OPERATION"' in run  # -R: reuse the environment, install nothing
 
 
 def test_dependabot_updates_actions_and_the_lock_file():
@@ -175,7 +215,7 @@ def test_dependabot_updates_actions_and_the_lock_file():
 
 
 def test_lint_gate_fails_on_script_injection_and_unpinned_actions(tmp_path: Path):
-    """zizmor and actionlint (with shellcheck) pass the real workflows and fail planted mistakes."""
+    """zizmor (as auditor) and actionlint (with shellcheck) pass the real workflows and fail planted mistakes."""
     clean = tmp_path / "clean" / ".github"
     shutil.copytree(ROOT / ".github", clean)
     planted = tmp_path / "planted" / ".github"
@@ -183,15 +223,16 @@ def test_lint_gate_fails_on_script_injection_and_unpinned_actions(tmp_path: Path
     workflow = planted / "workflows" / "model-cache.yml"
     text = workflow.read_text(encoding="utf-8")
     text = re.sub(r"uses: actions/checkout@\S+ # v[\d.]+", "uses: actions/checkout@v4", text)
+    text = text.replace("    environment: model-cache\n", "")
     text = text.replace(
-        'run: python -m pip install --quiet "nox[uv]>=2026.10.20"',
+        'run: python3 tools/nox_locked.py --install-only -s "$OPERATION"',
         "run: echo ${{ github.event.inputs.confirm }} $OPERATION",
     )
     workflow.write_text(text, encoding="utf-8")
 
     def zizmor(path: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [tool("zizmor"), "--offline", "--no-progress", "--format=plain", str(path)],
+            [tool("zizmor"), "--offline", "--persona=auditor", "--no-progress", "--format=plain", str(path)],
             capture_output=True,
             text=True,
             check=False,
@@ -214,6 +255,7 @@ def test_lint_gate_fails_on_script_injection_and_unpinned_actions(tmp_path: Path
     assert found.returncode != 0
     assert "template-injection" in found.stdout
     assert "unpinned-uses" in found.stdout
+    assert "secrets-outside-env" in found.stdout
     linted = actionlint(planted)
     assert linted.returncode != 0
     assert "SC2086" in linted.stdout  # shellcheck ran on the run: block: unquoted $OPERATION
@@ -271,17 +313,10 @@ class ActRun:
 
 @pytest.fixture(scope="module")
 def runner_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv standing in for setup-python's interpreter: it has pip and sees this environment's nox and uv."""
+    """A bare venv standing in for setup-python's interpreter: `python3` and nothing installed."""
     venv = tmp_path_factory.mktemp("runner-python")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    Path(purelib, "test-environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Without pip, as on a stock Debian or Ubuntu: the workflows must not need it.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
     return venv / "bin"
 
 
@@ -300,6 +335,7 @@ class Act:
         *,
         local_dir: Path | None,
         secrets: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> ActRun:
         run_dir = self.work / f"run-{len(list(self.work.glob('run-*')))}"
         run_dir.mkdir()
@@ -308,7 +344,7 @@ class Act:
         empty = run_dir / "empty"
         empty.write_text("")
         record = run_dir / "record"
-        step_env = {**self.step_env, "STUB_RECORD_DIR": str(record)}
+        step_env = {**self.step_env, **(env or {}), "STUB_RECORD_DIR": str(record)}
         if local_dir is not None:
             step_env["MODEL_CACHE_LOCAL_DIR"] = str(local_dir)
         argv = [
@@ -368,8 +404,6 @@ def act(runner_python: Path, hub: LocalHub, tmp_path: Path) -> Act:
         "UV_OFFLINE": "1",
         "UV_CACHE_DIR": uv_cache,
         "UV_PYTHON_DOWNLOADS": "never",
-        "PIP_NO_INDEX": "1",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "NO_COLOR": "1",
     }
     work = tmp_path / "act"
@@ -506,4 +540,92 @@ def test_a_missing_modal_secret_fails_at_once_naming_it(act: Act, secrets: dict[
         "Upload the summary": "success",
     }
     [error] = run.annotations("error")
-    assert f"the repository secret {missing} is missing" in error
+    assert f"the secret {missing} is missing from the environment model-cache" in error
+
+
+def test_the_hf_token_secret_reaches_the_hub(act: Act, hub: LocalHub, repos: Repos, target: Path):
+    run = act("workflow_dispatch", dispatch("download", "0.6B"), local_dir=target, secrets=DISTINCT_SECRETS)
+
+    assert run.succeeded, run.log
+    assert set(hub.authorizations) == {f"Bearer {DISTINCT_SECRETS['HF_TOKEN']}"}
+
+
+def test_the_modal_secrets_reach_modal_as_the_token_pair(act: Act, repos: Repos, modal_stand_in: ModalStandIn):
+    """The real workflow, on the Modal path: what the Modal client sends is each secret in its own place."""
+    run = act(
+        "workflow_dispatch",
+        dispatch("list"),
+        local_dir=None,
+        secrets=DISTINCT_SECRETS,
+        env={"MODAL_SERVER_URL": modal_stand_in.url},
+    )
+
+    assert run.step_results()["Check the request"] == "success", run.log
+    assert run.step_results()["Run"] == "failure"  # the stand-in refuses every call
+    assert modal_stand_in.requests, run.log
+    for headers in modal_stand_in.requests:
+        assert headers["x-modal-token-id"] == DISTINCT_SECRETS["MODAL_TOKEN_ID"]
+        assert headers["x-modal-token-secret"] == DISTINCT_SECRETS["MODAL_TOKEN_SECRET"]
+    for value in DISTINCT_SECRETS.values():
+        assert value not in run.log
+
+
+# Each secret a value no other has: a step given the wrong one sends a value the test can tell apart.
+DISTINCT_SECRETS = {"MODAL_TOKEN_ID": "ak-id-0001", "MODAL_TOKEN_SECRET": "as-secret-0002", "HF_TOKEN": "hf_token0003"}
+
+
+class ModalStandIn:
+    """Modal's API on 127.0.0.1: records each gRPC call's headers and refuses it as unauthenticated.
+
+    The Modal client speaks gRPC over HTTP/2 to MODAL_SERVER_URL and sends its token pair as the
+    `x-modal-token-id` and `x-modal-token-secret` headers of every call. Answering with grpc-status 16
+    at once makes the client stop there, with the credentials recorded.
+    """
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.requests: list[dict[str, str]] = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:  # closed: the test is over
+                return
+            threading.Thread(target=self.answer, args=(connection,), daemon=True).start()
+
+    def answer(self, connection: socket.socket) -> None:
+        h2 = H2Connection(config=H2Configuration(client_side=False, header_encoding="utf-8"))
+        h2.initiate_connection()
+        with connection:
+            connection.sendall(h2.data_to_send())
+            while data := connection.recv(65536):
+                for event in h2.receive_data(data):
+                    if isinstance(event, RequestReceived) and event.stream_id is not None:
+                        self.requests.append({str(k): str(v) for k, v in event.headers or []})
+                    elif isinstance(event, DataReceived) and event.stream_id is not None:
+                        h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    elif isinstance(event, StreamEnded) and event.stream_id is not None:
+                        trailers = [
+                            (":status", "200"),
+                            ("content-type", "application/grpc"),
+                            ("grpc-status", "16"),  # UNAUTHENTICATED
+                            ("grpc-message", "the test's stand-in for Modal accepts no call"),
+                        ]
+                        h2.send_headers(event.stream_id, trailers, end_stream=True)
+                    elif isinstance(event, ConnectionTerminated):
+                        return
+                connection.sendall(h2.data_to_send())
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture
+def modal_stand_in() -> Iterator[ModalStandIn]:
+    stand_in = ModalStandIn()
+    yield stand_in
+    stand_in.close()
