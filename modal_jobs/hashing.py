@@ -1,13 +1,15 @@
 """File hashes in the Hub's own terms: sha256 for LFS files, the git blob sha1 for the rest.
 
 A large file is hashed while it downloads (`StreamingHash`), so that verifying it does not read
-every byte a second time after the transfer.
+every byte a second time after the transfer. That hash is an optimisation, never a verdict: when it
+disagrees with the expected one, the file is read once more and only that reading can call it bad.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import stat
 import threading
@@ -16,6 +18,8 @@ from types import TracebackType
 from typing import Protocol
 
 from modal_jobs.model_dir import DOWNLOADER_STATE, FileRecord
+
+log = logging.getLogger(__name__)
 
 READ_BLOCK = 1 << 20
 
@@ -47,8 +51,9 @@ def hash_file(path: Path, algorithm: str, size: int) -> str:
 def check_file(model_dir: Path, expected: FileRecord, known_hash: str | None = None) -> str | None:
     """None when the model's file is the one described, else what is wrong with it.
 
-    `known_hash` is the hash of exactly these bytes taken while they were written; without it the file is read.
-    A file reached through a symlinked folder is not the model's file, whatever its bytes.
+    `known_hash` is the hash taken while the bytes were written: it can only vouch for the file. When it
+    disagrees, or is absent, the file is read. A file reached through a symlinked folder is not the
+    model's file, whatever its bytes.
     """
     path = model_dir / expected.path
     try:
@@ -61,6 +66,16 @@ def check_file(model_dir: Path, expected: FileRecord, known_hash: str | None = N
             return f"size {st.st_size} != {expected.size}"
         algorithm = expected.hash.split(":", 1)[0]
         actual = known_hash or hash_file(path, algorithm, expected.size)
+        if known_hash is not None and known_hash != expected.hash:
+            # What the follower read may not be what the writer left (a writer that rewrites, or writes out
+            # of order): only the file itself can say it is bad.
+            actual = hash_file(path, algorithm, expected.size)
+            if actual == expected.hash:
+                log.warning(
+                    "%s: the hash taken during the download disagreed with the file, which is good; "
+                    "the downloader may have changed how it writes",
+                    expected.path,
+                )
     except FileNotFoundError:
         return "missing"
     except OSError as exc:

@@ -105,6 +105,7 @@ class Request:
     repo_id: str
     path: str
     status: int
+    offset: int | None = None  # where a file body or reconstruction starts (`Range`), for file transfers
 
 
 @dataclass
@@ -276,6 +277,24 @@ class LocalHub:
                 and (method is None or r.method == method)
             )
 
+    def transfers(self, repo_id: str, path: str) -> int:
+        """How many times a transfer of this file started from its first byte, on either path.
+
+        Plain HTTP: a GET of the file without a `Range` past 0 (a resume does not count). Xet: a
+        reconstruction asked from byte 0 (hf_xet asks once per file, then fetches xorbs).
+        """
+        with self._lock:
+            return sum(
+                1
+                for r in self.requests
+                if r.repo_id == repo_id
+                and r.path == path
+                and r.method == "GET"
+                and r.kind in ("resolve", "reconstruction")
+                and r.status in (200, 206)
+                and not r.offset
+            )
+
     def reset_counts(self) -> None:
         with self._lock:
             self.requests.clear()
@@ -403,9 +422,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._record(method, "other", "", path, 404)
             self._json(404, {"error": "not found"}, method)
 
-    def _record(self, method: str, kind: str, repo_id: str, path: str, status: int) -> None:
+    def _record(self, method: str, kind: str, repo_id: str, path: str, status: int, offset: int | None = None) -> None:
         with self.hub._lock:
-            self.hub.requests.append(Request(method, kind, repo_id, path, status))
+            self.hub.requests.append(Request(method, kind, repo_id, path, status, offset))
             self.hub.authorizations.append(self.headers.get("Authorization"))
 
     def _fault(self, method: str, kind: str, repo_id: str, path: str) -> bool:
@@ -478,7 +497,7 @@ class _Handler(BaseHTTPRequestHandler):
             end = int(m.group(2)) if m.group(2) else blob.size - 1
             status = 206
         length = max(0, end - start + 1)
-        self._record(method, "resolve", repo_id, file_path, status)
+        self._record(method, "resolve", repo_id, file_path, status, start)
         self.send_response(status)
         self.send_header("X-Repo-Commit", sha)
         self.send_header("ETag", f'"{blob.sha1}"')
@@ -548,7 +567,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._record(method, "reconstruction", repo_id, path, 416)
             self._json(416, {"error": "range not satisfiable"}, method)
             return
-        self._record(method, "reconstruction", repo_id, path, 200)
+        self._record(method, "reconstruction", repo_id, path, 200, start)
         xorb_url = f"{self.hub.url}/xorbs/{{hash}}?sig={self.hub.xorb_signature}"
         self._json(200, reconstruction(file, start, end, xorb_url, version), method)
 

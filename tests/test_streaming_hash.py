@@ -1,0 +1,140 @@
+"""The streaming hash on both transfer paths: what it assumes of the downloader, and that it never decides alone.
+
+`StreamingHash` follows the downloader's `.incomplete` file and hashes it as it grows. That only
+covers the final file if the downloader writes one file, in order, on one inode, which is how
+huggingface_hub (plain HTTP) and hf_xet 1.8 write today. These tests fail when a release of either
+changes that; and when the hash it took disagrees, the file is read once before it is called bad.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from huggingface_hub import hf_hub_download
+
+from modal_jobs import hashing
+from modal_jobs.catalog import ModelEntry
+from modal_jobs.engine import STREAM_HASH_MIN_BYTES, download_model
+from modal_jobs.hashing import StreamingHash
+from modal_jobs.hub import ByteCallback, Hub
+from modal_jobs.model_dir import DOWNLOADER_STATE, FileRecord
+from tests.local_hub import LocalHub, random_bytes
+
+REPO = "Qwen/Streamed"
+WEIGHTS = "model.safetensors"
+
+
+@pytest.fixture(params=["http", "xet"])
+def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalHub]:
+    with LocalHub(tmp_path / "hub-data", xet=request.param == "xet") as server:
+        yield server
+
+
+@pytest.fixture
+def weights(hub: LocalHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> bytes:
+    """A file large enough to be hashed while it arrives, committed with a small config."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    content = random_bytes(STREAM_HASH_MIN_BYTES + 3_000_001, 7)
+    hub.commit(REPO, {"config.json": b'{"a": 1}', WEIGHTS: content})
+    return content
+
+
+@pytest.fixture
+def hashed_by_reading(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the files verified by reading them back (a spy: the real hash still runs)."""
+    calls: list[str] = []
+    real = hashing.hash_file
+
+    def spy(path: Path, algorithm: str, size: int) -> str:
+        calls.append(path.name)
+        return real(path, algorithm, size)
+
+    monkeypatch.setattr(hashing, "hash_file", spy)
+    return calls
+
+
+def test_the_real_client_writes_as_the_streaming_hash_assumes(hub: LocalHub, weights: bytes, tmp_path: Path):
+    """huggingface_hub's own download, followed: the hash taken while it wrote is the file's hash.
+
+    A client that writes out of order, in parallel, or to another file than the one it renames
+    into place makes `result` None or wrong, and this fails.
+    """
+    hub.throttle(20_000_000)  # slow enough that the follower reads while the file grows
+    record = FileRecord(WEIGHTS, len(weights), f"sha256:{hashlib.sha256(weights).hexdigest()}")
+    model_dir = tmp_path / "model"
+    with StreamingHash(model_dir, record) as streamed:
+        hf_hub_download(REPO, WEIGHTS, local_dir=model_dir, endpoint=hub.url, token=False)
+    assert streamed.result(model_dir / WEIGHTS) == record.hash
+    assert (model_dir / WEIGHTS).read_bytes() == weights
+    assert (hub.count(kind="xorb") > 0) is hub.uses_xet(REPO)
+
+
+def test_large_files_are_verified_without_reading_them_again(
+    hub: LocalHub, weights: bytes, tmp_path: Path, hashed_by_reading: list[str]
+):
+    row = download_model(ModelEntry(REPO), tmp_path / "target", Hub(endpoint=hub.url))
+    assert row.status == "downloaded", row.error
+    assert (tmp_path / "target" / "Streamed" / WEIGHTS).read_bytes() == weights
+    assert hashed_by_reading == ["config.json"]
+    assert (hub.count(kind="xorb") > 0) is hub.uses_xet(REPO)
+
+
+class OutOfOrderWriterHub(Hub):
+    """A downloader that fills the weights out of order, as a parallel writer would: placeholder bytes
+    over the whole length first, then, once the follower has read them all, the real bytes in place.
+
+    The bytes still come from the local hub over HTTP, so the hub counts the transfer.
+    """
+
+    def __init__(self, endpoint: str, sha256: str) -> None:
+        super().__init__(endpoint=endpoint)
+        self.sha256 = sha256
+
+    def download(self, entry: ModelEntry, commit: str, path: str, model_dir: Path, on_bytes: ByteCallback) -> None:
+        if path != WEIGHTS:
+            super().download(entry, commit, path, model_dir, on_bytes)
+            return
+        with urllib.request.urlopen(f"{self.endpoint}/{entry.repo_id}/resolve/{commit}/{path}") as response:
+            body = response.read()  # 127.0.0.1 only
+        folder = model_dir / DOWNLOADER_STATE / "huggingface" / "download"
+        folder.mkdir(parents=True, exist_ok=True)
+        incomplete = folder / f"weights.{self.sha256}.0000beef.incomplete"
+        with incomplete.open("wb") as f:
+            f.write(b"\0" * len(body))
+            f.flush()
+            wait_for_follower(f"hash {path}")
+            f.seek(0)
+            f.write(body)
+        on_bytes(len(body))
+        incomplete.replace(model_dir / path)
+
+
+def wait_for_follower(thread_name: str) -> None:
+    """Until the streaming hash's follower has read every byte and ended (it stops at the file's size)."""
+    deadline = time.monotonic() + 30
+    while any(t.name == thread_name for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the follower never finished reading"
+        time.sleep(0.005)
+
+
+def test_a_streamed_hash_that_disagrees_is_checked_by_reading_the_file_not_refetched(
+    hub: LocalHub, weights: bytes, tmp_path: Path, hashed_by_reading: list[str], caplog: pytest.LogCaptureFixture
+):
+    """The follower hashed placeholder bytes that the writer then replaced: its hash disagrees, the file is right.
+
+    The file is read once, found good, and kept: one transfer, no "failed verification".
+    """
+    writer = OutOfOrderWriterHub(hub.url, hashlib.sha256(weights).hexdigest())
+    row = download_model(ModelEntry(REPO), tmp_path / "target", writer)
+    assert row.status == "downloaded", row.error
+    assert (tmp_path / "target" / "Streamed" / WEIGHTS).read_bytes() == weights
+    assert hub.transfers(REPO, WEIGHTS) == 1
+    assert hashed_by_reading.count(WEIGHTS) == 1
+    assert "failed verification" not in caplog.text
+    assert "the hash taken during the download disagreed with the file, which is good" in caplog.text
