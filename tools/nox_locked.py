@@ -134,28 +134,32 @@ def uv_version(uv: Path) -> str | None:
     return words[1] if result.returncode == 0 and len(words) > 1 and words[0] == "uv" else None
 
 
-def synced_nox(uv: Path) -> Path:
+def synced_nox(uv: Path, environ: dict[str, str]) -> Path:
     """The Python of an environment holding exactly the lock's `nox` group."""
     environment = BOOTSTRAP / "nox"
     # The sessions run on nox's interpreter: this one when the project supports it, else a 3.11 uv provides.
     python = sys.executable if sys.version_info >= MIN_PYTHON else f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]}"
     command = [str(uv), "sync", "--locked", "--only-group", "nox", "--python", python, "--quiet"]
     # Only this command gets the variable: the sessions name their own environments.
-    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(environment)}
+    env = {**environ, "UV_PROJECT_ENVIRONMENT": str(environment)}
     if subprocess.run(command, cwd=ROOT, env=env, check=False).returncode != 0:
         raise BootstrapError(f"`{' '.join(command)}` failed (see above)")
     return environment / "bin" / "python"
 
 
 def main(argv: list[str]) -> int:
+    environ = dict(os.environ)
+    # uv trusts its bundled Mozilla roots; this script (and pip) trust the platform's store. Make uv
+    # trust the same, so that where python3 reached PyPI (through a proxy with its own root too), uv does.
+    environ.setdefault("UV_SYSTEM_CERTS", "1")
     try:
         version, wheels = locked_uv(LOCK.read_text(encoding="utf-8"))
-        python = synced_nox(installed_uv(version, wheels))
+        python = synced_nox(installed_uv(version, wheels), environ)
     except BootstrapError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     os.chdir(ROOT)
-    os.execv(python, [str(python), "-m", "nox", *argv])  # noqa: S606 (replaces this process; signals reach nox)
+    os.execve(python, [str(python), "-m", "nox", *argv], environ)  # noqa: S606 (replaces this process; signals reach nox)
 
 
 if __name__ == "__main__":
