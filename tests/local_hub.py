@@ -221,6 +221,11 @@ class LocalHub:
                 for tree in repo.commits.values():
                     self._index_xet(tree.values())
 
+    def disable_xet(self) -> None:
+        """Back to plain HTTP for every repo; the xorbs stay on disk for the next `enable_xet`."""
+        self._xet_everywhere = False
+        self._xet_repos.clear()
+
     def uses_xet(self, repo_id: str) -> bool:
         return self._xet_everywhere or repo_id in self._xet_repos
 

@@ -21,10 +21,15 @@ def test_quick_benchmark_reports_every_measurement(tmp_path: Path):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "| cold download |" in result.stdout
+    assert "| cold download, plain HTTP | `modal_jobs download` | `huggingface_hub alone` |" in result.stdout
+    assert "| cold download, plain HTTP | `modal_jobs download` | `one curl process` |" in result.stdout
+    assert "| cold download, Xet | `modal_jobs download` | `huggingface_hub alone` |" in result.stdout
     report = json.loads(out.read_text())
     assert report["machine"]["cores"] >= 1
     names = {m["name"] for m in report["measurements"]}
-    assert {"cold download", "no-op re-run (3 models)", "verify"} <= names
+    assert {"cold download, plain HTTP", "cold download, Xet", "no-op re-run (3 models)", "verify"} <= names
     assert any(name.startswith("list") for name in names)
-    assert report["memory"]
+    assert {row["workload"] for row in report["memory"]} >= {
+        "catalog-shaped repos, plain HTTP",
+        "catalog-shaped repos, Xet",
+    }
