@@ -80,6 +80,12 @@ def list_models(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def plan(session: nox.Session) -> None:
+    """Check the model list against the Hub and say what merging it would change (`-- --base-catalog FILE`)."""
+    _cache_session(session, "plan")
+
+
+@nox.session(default=False)
 def verify(session: nox.Session) -> None:
     """Re-hash the cached models against their manifests; damage is repaired by the next download."""
     _cache_session(session, "verify")
@@ -89,6 +95,20 @@ def verify(session: nox.Session) -> None:
 def clear(session: nox.Session) -> None:
     """Remove cached models; refuses without --yes."""
     _cache_session(session, "clear")
+
+
+@nox.session(name="container-requirements", default=False)
+def container_requirements(session: nox.Session) -> None:
+    """Write modal_jobs/container-requirements.txt from uv.lock: what the Modal image installs, hashes included."""
+    session.run_install(
+        "uv",
+        "export",
+        "--quiet",
+        "--frozen",
+        "--only-group=container",
+        "--no-emit-project",
+        "--output-file=modal_jobs/container-requirements.txt",
+    )
 
 
 @nox.session(default=False)

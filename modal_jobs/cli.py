@@ -1,6 +1,8 @@
-"""`python -m modal_jobs <command> [options]`: the one command line behind nox, the workflows and people.
+"""`python -m modal_jobs <command> [options]`: the one driver behind nox, the workflows, `modal run` and people.
 
-Only the summary goes to stdout (as JSON with `--json`); logs and progress go to stderr.
+Only the summary goes to stdout (as JSON with `--json`); logs and progress go to stderr. Every entry
+point calls `main`, which maps errors to exit codes: 0 done, 1 a model failed or is damaged,
+2 bad input or an unusable target, 130 stopped by SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,21 +15,22 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
 from modal_jobs.catalog import DEFAULT_CATALOG, Catalog, load_catalog
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError, UsageError
-from modal_jobs.hub import Hub
+from modal_jobs.hub import CONNECT_SECONDS_ENV, STALL_SECONDS_ENV, Deadlines, Hub
 from modal_jobs.operations import Backend, LocalBackend, Request, run
-from modal_jobs.summary import render_json, render_text, write_summaries
+from modal_jobs.summary import Operation, render_json, render_text, write_summaries
 
 log = logging.getLogger("modal_jobs")
 
 OPERATIONS = {
     "download": "fetch the selected models, skipping what is complete and repairing what is not",
+    "plan": "check the model list against the Hub and say what merging it would change (no target needed)",
     "list": "show every model of the list with its state on the target, and directories no entry owns",
     "verify": "re-hash what is on the target against each manifest",
     "clear": "remove the selected models (everything, with no selection); needs --yes",
@@ -46,12 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
         target.add_argument(
             "--local-dir", type=Path, metavar="DIR", help="work on this directory instead of the Modal Volume"
         )
+        if name == "plan":
+            target.add_argument(
+                "--volume", action="store_true", help="also plan against the Modal Volume (needs Modal credentials)"
+            )
+            target.add_argument(
+                "--base-catalog",
+                type=Path,
+                metavar="FILE",
+                help="the model list before the change (a pull request's base branch); rows say what changed",
+            )
         target.add_argument(
             "--catalog",
             type=Path,
             default=DEFAULT_CATALOG,
             metavar="FILE",
-            help="the model list (default: models.toml)",
+            help="the model list (default: ./models.toml)",
         )
         selection = sub.add_argument_group("selection")
         selection.add_argument(
@@ -69,10 +82,30 @@ def build_parser() -> argparse.ArgumentParser:
             help="a repo id from the model list (repeatable)",
         )
         if name in ("download", "clear"):
-            sub.add_argument("--dry-run", action="store_true", help="say what would happen; change nothing")
+            sub.add_argument("--dry-run", action="store_true", help="say what would happen (the plan); change nothing")
+        if name == "download":
+            sub.add_argument(
+                "--prune",
+                action="store_true",
+                help="also remove model directories the cache wrote for repos the list no longer names",
+            )
         if name == "clear":
             sub.add_argument("--yes", action="store_true", help="really remove (without it, clear only refuses)")
-        if name != "list":
+        if name in ("download", "plan", "list"):
+            hub = sub.add_argument_group("hub")
+            hub.add_argument(
+                "--stall-timeout",
+                type=_seconds,
+                metavar="SECONDS",
+                help=f"fail a model whose transfer makes no progress this long (default 120, or ${STALL_SECONDS_ENV})",
+            )
+            hub.add_argument(
+                "--connect-timeout",
+                type=_seconds,
+                metavar="SECONDS",
+                help=f"give up when the Hub cannot be reached this long (default 10, or ${CONNECT_SECONDS_ENV})",
+            )
+        if name in ("download", "verify", "clear"):
             target.add_argument(
                 "--lock-wait",
                 type=_seconds,
@@ -94,23 +127,44 @@ class _OneLineErrors(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, app_running: bool = False) -> int:
+    """The driver: parse, run, print the summary, write the files; the exit code says how it went.
+
+    `app_running`: called by `modal run`, which has started the Modal app already.
+    """
     args = build_parser().parse_args(argv)
     configure_logging()
     cancel = threading.Event()
+    operation = Operation(args.operation)
     try:
         check_output_paths(args.summary_json, args.summary_md)
-        with stop_on_signals(cancel) if args.operation == "download" else nullcontext():
+        with stop_on_signals(cancel):
             catalog = load_catalog(args.catalog)
-            hub = Hub(cancel=cancel)
-            backend = open_backend(args.local_dir, catalog, hub)
+            base = load_catalog(args.base_catalog) if getattr(args, "base_catalog", None) else None
+            defaults = Deadlines.from_env()
+            hub = Hub(
+                cancel=cancel,
+                deadlines=Deadlines(
+                    stall_seconds=getattr(args, "stall_timeout", None) or defaults.stall_seconds,
+                    connect_seconds=getattr(args, "connect_timeout", None) or defaults.connect_seconds,
+                ),
+            )
+            wants_target = operation is not Operation.PLAN or args.local_dir is not None or args.volume
+            writes = operation is Operation.DOWNLOAD and not getattr(args, "dry_run", False)
+            backend = (
+                open_backend(args.local_dir, catalog, hub, create=writes, app_running=app_running)
+                if wants_target
+                else None
+            )
             request = Request(
-                operation=args.operation,
+                operation=operation,
                 sizes=tuple(args.model_size),
                 repo_ids=tuple(args.model),
                 dry_run=getattr(args, "dry_run", False),
                 yes=getattr(args, "yes", False),
+                prune=getattr(args, "prune", False),
                 lock_wait=getattr(args, "lock_wait", 60.0),
+                base_catalog=base,
             )
             summary = run(request, catalog, backend, hub, cancel)
     except InterruptedRun as exc:
@@ -132,14 +186,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return summary.exit_code
 
 
-def open_backend(local_dir: Path | None, catalog: Catalog, hub: Hub) -> Backend:
+def open_backend(
+    local_dir: Path | None, catalog: Catalog, hub: Hub, *, create: bool = False, app_running: bool = False
+) -> Backend:
+    """The target: `--local-dir`, else the Modal Volume the list names (created only by a download that writes)."""
     if local_dir is None:
         from modal_jobs.volume import open_volume_backend
 
-        return open_volume_backend(catalog, hub)
+        return open_volume_backend(catalog, create=create, app_running=app_running)
     root = local_dir.expanduser().absolute()
     if root.exists() and not root.is_dir():
-        raise TargetError(f"--local-dir {local_dir} is not a directory; pass a directory (it is created if missing)")
+        raise TargetError(f"--local-dir {local_dir} is not a directory; pass a directory (download creates it)")
     hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface").absolute()
     if hf_home == root or root in hf_home.parents:
         raise TargetError(
@@ -166,13 +223,15 @@ def _seconds(value: str) -> float:
     return seconds
 
 
-def configure_logging() -> None:
+def configure_logging() -> logging.Handler:
+    """One handler on stderr for the cache's lines and huggingface_hub's warnings."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     log.setLevel(logging.INFO)
+    return handler
 
 
 class _Formatter(logging.Formatter):
@@ -187,20 +246,46 @@ class _Formatter(logging.Formatter):
 
 @contextmanager
 def stop_on_signals(cancel: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM ask the run to stop: workers notice within a chunk, the engine cleans up."""
+    """SIGINT/SIGTERM ask the run to stop: the main loop notices within 0.2 s and the run ends with 130.
+
+    The handler itself does nothing: Python's C-level handler writes the signal number to a pipe
+    (`signal.set_wakeup_fd`), and a watcher thread reads it, logs and sets `cancel`. Logging, locks
+    and `Event.set` are not safe inside a signal handler: a stop request could be lost, or deadlock.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if cancel.is_set():
-            os._exit(128 + signum)  # a second signal: stop now, the next run cleans up
-        log.warning("received %s; stopping and cleaning up", signal.Signals(signum).name)
-        cancel.set()
+    def watch() -> None:
+        while True:
+            try:
+                data = os.read(read_end, 1)
+            except OSError:
+                return
+            if not data or data == b"\xff":  # closed, or our own "stop watching"
+                return
+            signum = data[0]
+            if cancel.is_set():
+                os._exit(128 + signum)  # a second signal: stop now, the next run cleans up
+            log.warning("received %s; stopping and cleaning up", signal.Signals(signum).name)
+            cancel.set()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def note(signum: int, frame: FrameType | None) -> None:
+        """Nothing to do: the wakeup fd carries the signal to the watcher."""
+
+    watcher = threading.Thread(target=watch, name="signals", daemon=True)
+    watcher.start()
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        signal.set_wakeup_fd(previous_fd)
+        os.write(write_end, b"\xff")
+        watcher.join(timeout=1)
+        os.close(write_end)
+        os.close(read_end)

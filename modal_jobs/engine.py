@@ -1,8 +1,8 @@
-"""The cache's operations on a directory the process can write: download and verify.
+"""The cache's work on a directory this process writes: carry out a plan, and verify.
 
-`download_model` is the whole life of one model: resolve, skip if complete, plan, fetch what is
-missing or wrong, verify every file, drop what the commit no longer has, and record completion
-last. The same function runs locally and inside a Modal container.
+`apply_model` is the whole life of one planned model: make room, fetch and check what the plan
+names, drop what the commit does not have, and record completion last. It decides nothing. The
+same function runs on a local directory and inside a Modal container, on the volume.
 """
 
 from __future__ import annotations
@@ -14,18 +14,15 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from modal_jobs.catalog import ModelEntry
-from modal_jobs.errors import Cancelled, InterruptedRun, ModelFailed
+from modal_jobs.errors import Cancelled, ModelFailed
 from modal_jobs.hashing import StreamingHash, check_file
 from modal_jobs.hub import Hub
 from modal_jobs.model_dir import (
-    RESERVED_NAMES,
     FileRecord,
-    Manifest,
     invalidate,
     new_manifest,
     read_manifest,
@@ -33,159 +30,111 @@ from modal_jobs.model_dir import (
     remove_extras,
     remove_tree,
     usage,
-    walk_files,
     write_manifest,
 )
+from modal_jobs.plan import DONE_STATUS, Action, ModelPlan, row_for, shorten
 from modal_jobs.progress import ModelProgress
-from modal_jobs.summary import ModelRow, human_bytes
+from modal_jobs.summary import ModelRow, Status, human_bytes
 
 log = logging.getLogger("modal_jobs")
 
+# File transfers in flight at once, shared by every model of a run.
 DOWNLOAD_WORKERS = 8
+FETCH_THREADS = "fetch"
+# Models worked on at once on a local target: one stuck model does not hold up the others.
+MODEL_WORKERS = 3
 # Below this, reading the file back costs less than following its transfer.
 STREAM_HASH_MIN_BYTES = 8 << 20
 HASH_WORKERS = max(2, os.cpu_count() or 2)
 
 
-@dataclass(frozen=True)
-class ModelPlan:
-    """What a download of one model at one commit has to do, decided before any byte moves."""
+def apply_models(plans: Sequence[ModelPlan], root: Path, hub: Hub, cancel: threading.Event) -> dict[str, ModelRow]:
+    """Carry out the FETCH and REPAIR plans, a few models at a time over one shared pool of file workers.
 
-    commit: str
-    files: tuple[FileRecord, ...]
-    fetch: tuple[FileRecord, ...]  # absent, or present with the wrong size
-    check: tuple[FileRecord, ...]  # present with the right size: hashed, fetched only if wrong
-    leftovers: tuple[str, ...]  # on disk, not in the commit
-
-    @property
-    def fetch_bytes(self) -> int:
-        return sum(f.size for f in self.fetch)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
-
-def is_current(manifest: Manifest | None, entry: ModelEntry, commit: str | None) -> bool:
-    """A manifest that vouches for this entry at this commit (None: commit not known, not checked)."""
-    return (
-        manifest is not None
-        and manifest.repo_id == entry.repo_id
-        and (commit is None or manifest.commit == commit)
-        and manifest.include == entry.include
-        and manifest.exclude == entry.exclude
-    )
-
-
-def target_commit(entry: ModelEntry, hub: Hub) -> str:
-    """The commit the model must be at: the pinned one (no request), else what the revision points at now."""
-    return entry.pinned_commit or hub.resolve(entry)
-
-
-def log_plan(entry: ModelEntry, plan: ModelPlan) -> None:
-    log.info(
-        "%s: would download %d of %d files (%s), check %d present",
-        entry.repo_id,
-        len(plan.fetch),
-        len(plan.files),
-        human_bytes(plan.fetch_bytes),
-        len(plan.check),
-    )
-
-
-def plan_model(commit: str, files: Sequence[FileRecord], on_disk: dict[str, int]) -> ModelPlan:
-    """Split a commit's files by what the disk already holds (`on_disk`: relative path -> size)."""
-    wanted = {f.path for f in files}
-    return ModelPlan(
-        commit=commit,
-        files=tuple(files),
-        fetch=tuple(f for f in files if on_disk.get(f.path) != f.size),
-        check=tuple(f for f in files if on_disk.get(f.path) == f.size),
-        leftovers=tuple(sorted(p for p in on_disk if p not in wanted)),
-    )
+    Space is claimed for every model in plan order before any starts, so that models running side by
+    side never count the same free bytes twice. Raises Cancelled when the run is asked to stop, after
+    dropping the downloader's partial files; nothing that was not complete was marked so.
+    """
+    work = [p for p in plans if p.action in (Action.FETCH, Action.REPAIR)]
+    if not work:
+        return {}
+    root.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, ModelRow] = {}
+    free = shutil.disk_usage(root).free
+    started: list[ModelPlan] = []
+    for plan in work:
+        if plan.fetch_bytes > free:
+            message = (
+                f"not enough free space on {root}: needs {human_bytes(plan.fetch_bytes)}, {human_bytes(free)} free "
+                "after the models before it; free some space or select fewer models"
+            )
+            log.error("%s: failed: %s", plan.repo_id, message)
+            rows[plan.name] = row_for(plan, str(root), Status.FAILED, error=message)
+        else:
+            free -= plan.fetch_bytes
+            started.append(plan)
+    if not started:
+        return rows
+    transfers = ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS, thread_name_prefix=FETCH_THREADS)
+    models = ThreadPoolExecutor(max_workers=min(MODEL_WORKERS, len(started)), thread_name_prefix="model")
+    futures = {models.submit(apply_model, p, root, hub, cancel, transfers): p for p in started}
+    pending = set(futures)
+    try:
+        while pending:
+            _done, pending = wait(pending, timeout=0.2)
+            _stop_if(cancel)
+        rows.update((futures[f].name, f.result()) for f in futures)
+        return rows
+    except Cancelled:
+        cancel.set()
+        for plan in started:
+            _discard_partial_files(root / plan.name)
+        raise
+    finally:
+        # On a stop, do not wait for transfers in flight: the process leaves without them.
+        stopping = cancel.is_set()
+        models.shutdown(wait=not stopping, cancel_futures=True)
+        transfers.shutdown(wait=not stopping, cancel_futures=True)
 
 
-def files_on_disk(model_dir: Path) -> dict[str, int]:
-    return {rel: st.st_size for rel, st in walk_files(model_dir) if rel.split("/", 1)[0] not in RESERVED_NAMES}
+def apply_model(plan: ModelPlan, root: Path, hub: Hub, cancel: threading.Event, transfers: Executor) -> ModelRow:
+    """Carry out one model's FETCH or REPAIR plan on a directory this process writes, and record completion last.
 
-
-def download_model(
-    entry: ModelEntry,
-    root: Path,
-    hub: Hub,
-    *,
-    dry_run: bool = False,
-    cancel: threading.Event | None = None,
-) -> ModelRow:
-    """Make `root/<model>` hold exactly the entry's files at its current commit, verified."""
-    model_dir = root / entry.dirname
+    Decides nothing: what to fetch, check and drop comes from the plan, the commit included.
+    """
+    model_dir = root / plan.name
     started = time.monotonic()
-    cancel = cancel or threading.Event()
-
-    def row(status: str, commit: str | None, files: int, size: int, error: str | None = None) -> ModelRow:
-        return ModelRow(entry.repo_id, str(model_dir), status, commit, files, size, time.monotonic() - started, error)
-
-    commit: str | None = entry.pinned_commit
+    entry = plan.entry
+    assert entry is not None and plan.commit is not None, "only FETCH and REPAIR plans are applied here"
     try:
         if model_dir.is_symlink():
             raise ModelFailed(
                 f"{model_dir} is a symlink; the cache writes only real directories inside the target: "
                 "replace the link with a directory"
             )
-        manifest = read_manifest(model_dir)
-        commit = target_commit(entry, hub)
         _stop_if(cancel)
-        if manifest is not None and is_current(manifest, entry, commit):
-            return row("up-to-date", commit, len(manifest.files), manifest.total_bytes)
-
-        plan = plan_model(commit, hub.list_files(entry, commit), files_on_disk(model_dir))
-        if dry_run:
-            log_plan(entry, plan)
-            return row("planned", commit, len(plan.files), plan.fetch_bytes)
-
-        had_partial_copy = manifest is None and model_dir.exists() and bool(plan.check or plan.leftovers)
-        _stop_if(cancel)
-        require_space(root, plan.fetch_bytes)
         model_dir.mkdir(parents=True, exist_ok=True)
         invalidate(model_dir)
         remove_downloader_state(model_dir)
-        fetch_and_verify(entry, plan, model_dir, hub, cancel)
+        fetch_and_verify(plan, model_dir, hub, cancel, transfers)
+        _stop_if(cancel)
         removed = remove_extras(model_dir, keep={f.path for f in plan.files})
         if removed:
-            log.info(
-                "%s: removed %d files the commit does not have: %s",
-                entry.repo_id,
-                len(removed),
-                _shorten(removed),
-            )
+            log.info("%s: removed %d files the commit does not have: %s", plan.repo_id, len(removed), shorten(removed))
         remove_downloader_state(model_dir)
         write_manifest(
             model_dir,
-            new_manifest(entry.repo_id, entry.revision, commit, plan.files, entry.include, entry.exclude),
+            new_manifest(entry.repo_id, entry.revision, plan.commit, plan.files, entry.include, entry.exclude),
         )
-        status = "repaired" if had_partial_copy else "downloaded"
-        return row(status, commit, len(plan.files), plan.total_bytes)
+        return row_for(plan, str(root), DONE_STATUS[plan.action], time.monotonic() - started)
     except (ModelFailed, OSError) as exc:
         message = str(exc) if isinstance(exc, ModelFailed) else f"{type(exc).__name__}: {exc}"
-        log.error("%s: failed: %s", entry.repo_id, message)
+        log.error("%s: failed: %s", plan.repo_id, message)
         _discard_partial_files(model_dir)
-        return row("failed", commit, 0, 0, message)
+        return row_for(plan, str(root), Status.FAILED, time.monotonic() - started, message)
     except Cancelled:
         _discard_partial_files(model_dir)
-        raise InterruptedRun(
-            f"interrupted while downloading {entry.repo_id}; nothing was marked complete: run the same command again"
-            " to resume"
-        ) from None
-
-
-def require_space(root: Path, needed: int) -> None:
-    """Refuse before transferring when the bytes still needed exceed the free space: never fill a disk halfway."""
-    free = shutil.disk_usage(root if root.exists() else root.parent).free
-    if needed > free:
-        raise ModelFailed(
-            f"not enough free space on {root}: needs {human_bytes(needed)}, {human_bytes(free)} free; "
-            "free some space or select fewer models"
-        )
+        raise
 
 
 def _discard_partial_files(model_dir: Path) -> None:
@@ -199,26 +148,34 @@ def _stop_if(cancel: threading.Event) -> None:
         raise Cancelled
 
 
-def fetch_and_verify(entry: ModelEntry, plan: ModelPlan, model_dir: Path, hub: Hub, cancel: threading.Event) -> None:
+def fetch_and_verify(plan: ModelPlan, model_dir: Path, hub: Hub, cancel: threading.Event, transfers: Executor) -> None:
     """Bring every file of the plan to its verified state; raise ModelFailed naming the files that failed."""
-    with ModelProgress(entry.repo_id, plan.fetch_bytes) as progress:
-
-        def on_bytes(n: int) -> None:
-            _stop_if(cancel)
-            progress.add(n)
+    entry = plan.entry
+    commit = plan.commit
+    assert entry is not None and commit is not None
+    with ModelProgress(plan.repo_id, plan.fetch_bytes, len(plan.fetch), len(plan.check)) as progress:
 
         def download_hashed(record: FileRecord) -> str | None:
             """Download one file; for a large one, also its hash, taken as the bytes arrived."""
+            count = progress.file_counter(record.size)
+
+            def counted(n: int) -> None:
+                # A stop ends a plain HTTP transfer at its next chunk, raised on our own thread. Never inside
+                # hf_xet's progress callback (another thread): there it would only print a traceback.
+                if cancel.is_set() and threading.current_thread().name.startswith(FETCH_THREADS):
+                    raise Cancelled
+                count(n)
+
             if record.size < STREAM_HASH_MIN_BYTES:
-                hub.download(entry, plan.commit, record.path, model_dir, on_bytes)
+                hub.download(entry, commit, record.path, model_dir, counted)
                 return None
             with StreamingHash(model_dir, record) as streamed:
 
-                def counted(n: int) -> None:
+                def seen(n: int) -> None:
                     streamed.saw(n)
-                    on_bytes(n)
+                    counted(n)
 
-                hub.download(entry, plan.commit, record.path, model_dir, counted)
+                hub.download(entry, commit, record.path, model_dir, seen)
             return streamed.result(model_dir / record.path)
 
         def settle(record: FileRecord, present: bool) -> None:
@@ -227,6 +184,7 @@ def fetch_and_verify(entry: ModelEntry, plan: ModelPlan, model_dir: Path, hub: H
             if present and check_file(model_dir, record) is None:
                 return
             for attempt in (1, 2):
+                _stop_if(cancel)
                 _clear_path(model_dir, record.path)
                 problem = check_file(model_dir, record, download_hashed(record))
                 if problem is None:
@@ -234,27 +192,23 @@ def fetch_and_verify(entry: ModelEntry, plan: ModelPlan, model_dir: Path, hub: H
                 target.unlink(missing_ok=True)
                 if attempt == 1:
                     log.warning(
-                        "%s: %s failed verification (%s); downloading it again",
-                        entry.repo_id,
-                        record.path,
-                        problem,
+                        "%s: %s failed verification (%s); downloading it again", plan.repo_id, record.path, problem
                     )
             raise ModelFailed(f"{record.path} failed verification twice ({problem}); the Hub may be serving a bad copy")
 
         # Files already present are hashed alongside the transfers rather than before them.
         jobs = [(r, False) for r in plan.fetch] + [(r, True) for r in plan.check]
-        run_parallel(jobs, lambda job: settle(*job), DOWNLOAD_WORKERS, cancel)
+        run_parallel(jobs, lambda job: settle(*job), transfers, cancel)
 
 
 def run_parallel(
     items: Iterable[tuple[FileRecord, bool]],
     work: Callable[[tuple[FileRecord, bool]], None],
-    workers: int,
+    pool: Executor,
     cancel: threading.Event,
 ) -> None:
-    """Run `work` over items on a thread pool; wake often enough to notice `cancel`; collect failures."""
+    """Run `work` over items on a (shared) pool; wake often enough to notice `cancel`; collect failures."""
     failures: list[str] = []
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
     futures: dict[Future[None], str] = {pool.submit(work, item): item[0].path for item in items}
     pending = set(futures)
     try:
@@ -270,10 +224,10 @@ def run_parallel(
                     failures.append(f"{futures[future]}: {type(exc).__name__}: {exc}")
             _stop_if(cancel)
     finally:
-        # On a stop, do not wait for transfers in flight: they notice at their next chunk.
-        pool.shutdown(wait=not cancel.is_set(), cancel_futures=True)
+        for future in pending:
+            future.cancel()  # not started yet: never starts; in flight: notices `cancel` at its next step
     if failures:
-        raise ModelFailed(f"{len(failures)} file(s) failed: {_shorten(failures)}")
+        raise ModelFailed(f"{len(failures)} file(s) failed: {shorten(failures)}")
 
 
 def _clear_path(model_dir: Path, rel: str) -> None:
@@ -291,8 +245,15 @@ def _clear_path(model_dir: Path, rel: str) -> None:
             target.unlink()
 
 
-def verify_models(entries: Sequence[ModelEntry], root: Path) -> list[ModelRow]:
-    """Hash every file of every selected model on one pool, so that small and large files share the cores."""
+def verify_models(
+    entries: Sequence[ModelEntry], root: Path, cancel: threading.Event | None = None, *, writable: bool = True
+) -> list[ModelRow]:
+    """Hash every file of every selected model on one pool, so that small and large files share the cores.
+
+    Damage removes the model's manifest, so that `list` says incomplete and `download` repairs it; on a
+    read-only target the row says that it could not.
+    """
+    stop = cancel or threading.Event()
     started = time.monotonic()
     manifests = {e.repo_id: read_manifest(root / e.dirname) for e in entries}
     jobs = [
@@ -302,65 +263,61 @@ def verify_models(entries: Sequence[ModelEntry], root: Path) -> list[ModelRow]:
         for record in m.files
     ]
     problems: dict[str, list[str]] = {e.repo_id: [] for e in entries}
-    with ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="hash") as pool:
-        results = pool.map(lambda job: check_file(root / job[0].dirname, job[1]), jobs)
-        for (entry, record), problem in zip(jobs, results, strict=True):
+
+    def check(job: tuple[ModelEntry, FileRecord]) -> str | None:
+        _stop_if(stop)
+        return check_file(root / job[0].dirname, job[1])
+
+    pool = ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="hash")
+    try:
+        futures = [pool.submit(check, job) for job in jobs]
+        pending = set(futures)
+        while pending:
+            _done, pending = wait(pending, timeout=0.2)
+            _stop_if(stop)
+        for (entry, record), future in zip(jobs, futures, strict=True):
+            problem = future.result()
             if problem is not None:
                 problems[entry.repo_id].append(f"{record.path} ({problem})")
+    finally:
+        pool.shutdown(wait=not stop.is_set(), cancel_futures=True)
 
     rows = []
     for entry in entries:
         model_dir = root / entry.dirname
         manifest = manifests[entry.repo_id]
         seconds = time.monotonic() - started
+        path = str(model_dir)
         if manifest is None or manifest.repo_id != entry.repo_id:
             state = "missing" if not model_dir.exists() else "incomplete (no manifest)"
             files, size = usage(model_dir) if model_dir.is_dir() else (0, 0)
+            error = f"{state}: run download to fetch it"
+            rows.append(ModelRow(entry.repo_id, path, Status.DAMAGED, None, files, size, seconds, error))
+            continue
+        bad = problems[entry.repo_id]
+        if not bad:
             rows.append(
                 ModelRow(
-                    entry.repo_id,
-                    str(model_dir),
-                    "damaged",
-                    None,
-                    files,
-                    size,
-                    seconds,
-                    f"{state}: run download to fetch it",
+                    entry.repo_id, path, Status.OK, manifest.commit, len(manifest.files), manifest.total_bytes, seconds
                 )
             )
             continue
-        bad = problems[entry.repo_id]
-        if bad:
+        log.error("%s: %d damaged file(s): %s", entry.repo_id, len(bad), ", ".join(bad))
+        error = f"{len(bad)} damaged file(s): {shorten(bad)}; run download to repair"
+        if writable:
             invalidate(model_dir)
-            log.error("%s: %d damaged file(s): %s", entry.repo_id, len(bad), ", ".join(bad))
-            error = f"{len(bad)} damaged file(s): {_shorten(bad)}; run download to repair"
-            rows.append(
-                ModelRow(
-                    entry.repo_id,
-                    str(model_dir),
-                    "damaged",
-                    manifest.commit,
-                    len(manifest.files),
-                    manifest.total_bytes,
-                    seconds,
-                    error,
-                )
-            )
         else:
-            rows.append(
-                ModelRow(
-                    entry.repo_id,
-                    str(model_dir),
-                    "ok",
-                    manifest.commit,
-                    len(manifest.files),
-                    manifest.total_bytes,
-                    seconds,
-                )
+            error += f" (the target is read-only: could not mark {entry.dirname} for repair)"
+        rows.append(
+            ModelRow(
+                entry.repo_id,
+                path,
+                Status.DAMAGED,
+                manifest.commit,
+                len(manifest.files),
+                manifest.total_bytes,
+                seconds,
+                error,
             )
+        )
     return rows
-
-
-def _shorten(items: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(items[:limit])
-    return shown if len(items) <= limit else f"{shown} ({len(items) - limit} more)"

@@ -1,8 +1,14 @@
 """The Hugging Face Hub edge: resolve a revision, list a commit's files, download one file.
 
 Everything that crosses the network goes through `huggingface_hub` (auth from `HF_TOKEN`,
-redirects, Xet, resumable HTTP). What it does not do here, this module adds: retries with
-backoff for metadata calls and for 5xx on file downloads, and error messages that say what to do.
+redirects, Xet, resumable HTTP). What it does not do here, this module adds: one retry policy
+for every call, bounded by time rather than by attempts (`Deadlines`), and error messages that
+say what to do.
+
+- A call that makes no progress (no response, no byte of a file) fails after `stall_seconds`,
+  huggingface_hub's own resume loop included: its read timeout is set from the same deadline.
+- A run that never reaches the Hub at all gives up after `connect_seconds`, once for the run,
+  not once per model.
 
 `huggingface_hub` is imported on first use: it is most of the CLI's start-up, and `verify`,
 `list` on a pinned list and `clear` never need it.
@@ -15,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import cached_property
 from pathlib import Path
@@ -29,13 +36,57 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-RETRY_ATTEMPTS = 6
 RETRY_BASE_SECONDS = 1.0
 RETRY_MAX_SECONDS = 30.0
+# A Hub that answers (429, 5xx) is asked this many times at most, deadline or not: it is up, and saying no.
+ANSWERED_ATTEMPTS = 6
+# huggingface_hub tries a stalled body this many times (first try included) before it gives up.
+_HF_BODY_TRIES = 6
+
+STALL_SECONDS_ENV = "MODEL_CACHE_STALL_TIMEOUT"
+CONNECT_SECONDS_ENV = "MODEL_CACHE_CONNECT_TIMEOUT"
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long the cache waits on the Hub: without progress per call, and to reach it at all per run."""
+
+    stall_seconds: float = 120.0
+    connect_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Deadlines:
+        env = os.environ if environ is None else environ
+        return cls(
+            stall_seconds=_positive(env.get(STALL_SECONDS_ENV), cls.stall_seconds),
+            connect_seconds=_positive(env.get(CONNECT_SECONDS_ENV), cls.connect_seconds),
+        )
+
+    @property
+    def read_timeout(self) -> float:
+        """huggingface_hub's socket read timeout, so that its own resume loop ends well inside the stall deadline."""
+        return max(1.0, min(10.0, self.stall_seconds / (2 * _HF_BODY_TRIES)))
+
+    @property
+    def longest_call(self) -> float:
+        """The longest one download call can go without a byte: every try of the resume loop timing out."""
+        return _HF_BODY_TRIES * (self.read_timeout + 1.0)
+
+
+def _positive(value: str | None, default: float) -> float:
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        return default
+    return number if number > 0 else default
 
 
 class HubError(ModelFailed):
     """The Hub would not give what a model needs; the message says what to do."""
+
+
+class AccessDenied(HubError):
+    """The repo is gated or private, and the token (if any) does not open it."""
 
 
 ByteCallback = Callable[[int], None]
@@ -47,29 +98,44 @@ if TYPE_CHECKING:
 class Hub:
     """The Hub as the cache sees it, bound to one endpoint (`HF_ENDPOINT`, default huggingface.co)."""
 
-    def __init__(self, endpoint: str | None = None, cancel: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        cancel: threading.Event | None = None,
+        deadlines: Deadlines | None = None,
+    ) -> None:
         self.endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
         # Set when the run is asked to stop: backoff waits end at once instead of sleeping on.
         self.cancel = cancel or threading.Event()
+        self.deadlines = deadlines or Deadlines.from_env()
+        self._lock = threading.Lock()
+        self._reached = False  # any answer from the Hub this run
+        self._first_unreachable: float | None = None
+        self._unreachable: str | None = None  # set once the run gave up reaching the Hub
 
     @cached_property
     def api(self) -> HfApi:
+        """huggingface_hub, set up once for this run: the one place the cache changes its globals."""
         import huggingface_hub.constants
         from huggingface_hub import HfApi
 
         # Hand each socket read to the file as it comes. The default gathers 10 MiB per chunk and copies
         # it out: 40% of a download's CPU, and 10 MiB of memory per transfer in flight.
         huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE = None  # type: ignore[assignment]
+        # Its resume loop on a stalled body must end inside our stall deadline (see Deadlines).
+        huggingface_hub.constants.HF_HUB_DOWNLOAD_TIMEOUT = self.deadlines.read_timeout  # type: ignore[assignment]
+        # Its records reach the run's one stderr handler; its own handler would print each warning twice.
+        logging.getLogger("huggingface_hub").handlers.clear()
+        logging.getLogger("huggingface_hub").propagate = True
         # No token argument: huggingface_hub reads HF_TOKEN (or a saved login) itself.
         return HfApi(endpoint=self.endpoint)
 
     def resolve(self, entry: ModelEntry) -> str:
         """The commit the entry's revision points at now: one request."""
-        info = with_retries(
+        info = self.call(
             lambda: self.api.model_info(entry.repo_id, revision=entry.revision),
             f"{entry.repo_id}@{entry.revision}: resolve revision",
             entry,
-            self.cancel,
         )
         if not info.sha:
             raise HubError(f"{entry.repo_id}: the Hub gave no commit for revision {entry.revision!r}")
@@ -85,7 +151,7 @@ class Hub:
             tree = self.api.list_repo_tree(entry.repo_id, revision=commit, recursive=True)
             return [item for item in tree if isinstance(item, RepoFile)]
 
-        remote = with_retries(fetch, f"{entry.repo_id}@{commit[:7]}: list files", entry, self.cancel)
+        remote = self.call(fetch, f"{entry.repo_id}@{commit[:7]}: list files", entry)
         chosen = filter_repo_objects(
             remote,
             allow_patterns=list(entry.include) if entry.include else None,
@@ -111,38 +177,113 @@ class Hub:
         from huggingface_hub import hf_hub_download
 
         self.api  # noqa: B018 - sets up huggingface_hub for downloads
-        with_retries(
+        last_byte = time.monotonic()
+
+        def counted(n: int) -> None:
+            nonlocal last_byte
+            last_byte = time.monotonic()
+            on_bytes(n)
+
+        self.call(
             lambda: hf_hub_download(
                 entry.repo_id,
                 path,
                 revision=commit,
                 local_dir=model_dir,
                 endpoint=self.endpoint,
-                tqdm_class=cast(Any, _byte_counter(on_bytes)),
+                tqdm_class=cast(Any, _byte_counter(counted)),
             ),
             f"{entry.repo_id}: {path}",
             entry,
-            self.cancel,
+            progress=lambda: last_byte,
+            longest_call=self.deadlines.longest_call,
         )
 
+    def call(
+        self,
+        call: Callable[[], T],
+        what: str,
+        entry: ModelEntry,
+        *,
+        progress: Callable[[], float] | None = None,
+        longest_call: float = 0.0,
+    ) -> T:
+        """Run a Hub call, retrying 429/5xx and dropped connections (Retry-After honoured) within the deadlines.
 
-def with_retries(call: Callable[[], T], what: str, entry: ModelEntry, cancel: threading.Event) -> T:
-    """Run a Hub call, retrying 429/5xx and dropped connections with backoff (Retry-After honoured)."""
-    for attempt in range(1, RETRY_ATTEMPTS + 1):
-        try:
-            return call()
-        except Exception as raised:
-            # huggingface_hub wraps a failed HEAD in LocalEntryNotFoundError; judge by what happened on the wire.
-            exc = _wire_error(raised)
-            wait = _retry_wait(exc, attempt)
-            if wait is None:
-                raise HubError(f"{what}: {describe(exc, entry)}") from exc
-            if attempt == RETRY_ATTEMPTS:
-                raise HubError(f"{what}: {describe(exc, entry)} (gave up after {attempt} attempts)") from exc
-            log.warning("%s: %s; retry %d/%d in %.1fs", what, describe(exc, entry), attempt, RETRY_ATTEMPTS - 1, wait)
-            if cancel.wait(wait):
-                raise Cancelled from exc
-    raise AssertionError("unreachable")
+        A new attempt starts only if it can end before the call has gone `stall_seconds` without progress
+        (`progress` tells when the last byte came). Connection failures before the Hub ever answered count
+        against `connect_seconds` for the whole run.
+        """
+        deadlines = self.deadlines
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            if self._unreachable:
+                raise HubError(f"{what}: {self._unreachable}")
+            attempt += 1
+            try:
+                result = call()
+            except Cancelled:
+                raise
+            except Exception as raised:
+                # huggingface_hub wraps a failed HEAD in LocalEntryNotFoundError; judge by what happened on the wire.
+                exc = _wire_error(raised)
+                wait = _retry_wait(exc, attempt)
+                if wait is None:
+                    error = AccessDenied if _is_access_denied(exc) else HubError
+                    raise error(f"{what}: {describe(exc, entry)}") from exc
+                now = time.monotonic()
+                if _is_unreachable(exc) and self._gave_up_reaching(now, exc, entry):
+                    raise HubError(f"{what}: {self._unreachable}") from exc
+                if _answered(exc) and attempt >= ANSWERED_ATTEMPTS:
+                    raise HubError(f"{what}: {describe(exc, entry)} (gave up after {attempt} attempts)") from exc
+                idle = now - max(started, progress() if progress else started)
+                if idle + wait + longest_call > deadlines.stall_seconds:
+                    raise HubError(
+                        f"{what}: {describe(exc, entry)} (no progress for {idle:.0f}s, gave up after {attempt} "
+                        f"attempt(s); the deadline is {deadlines.stall_seconds:.0f}s, set by {STALL_SECONDS_ENV})"
+                    ) from exc
+                log.warning("%s: %s; attempt %d failed, next in %.1fs", what, describe(exc, entry), attempt, wait)
+                if self.cancel.wait(wait):
+                    raise Cancelled from exc
+                continue
+            with self._lock:
+                self._reached = True
+            return result
+
+    def _gave_up_reaching(self, now: float, exc: Exception, entry: ModelEntry) -> bool:
+        """Record a failure to connect; True once the run has spent `connect_seconds` without ever reaching the Hub."""
+        with self._lock:
+            if self._reached:
+                return False
+            if self._first_unreachable is None:
+                self._first_unreachable = now
+            if now - self._first_unreachable + RETRY_BASE_SECONDS < self.deadlines.connect_seconds:
+                return False
+            self._unreachable = (
+                f"{describe(exc, entry)} (no answer for {now - self._first_unreachable:.0f}s; the deadline is "
+                f"{self.deadlines.connect_seconds:.0f}s, set by {CONNECT_SECONDS_ENV})"
+            )
+            return True
+
+
+def _answered(exc: Exception) -> bool:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return isinstance(exc, HfHubHTTPError)
+
+
+def _is_unreachable(exc: Exception) -> bool:
+    import httpx2
+
+    return isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout)
+
+
+def _is_access_denied(exc: Exception) -> bool:
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return isinstance(exc, GatedRepoError) or (status in (401, 403) and not isinstance(exc, RepositoryNotFoundError))
 
 
 def _wire_error(exc: Exception) -> Exception:

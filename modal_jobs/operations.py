@@ -1,41 +1,78 @@
-"""The four operations over a target, as the CLI, nox and the workflows run them.
+"""The operations over a target, as the CLI, `modal run`, nox and the workflows run them.
+
+```
+download: survey the target ─► ask the Hub ─► plan_run() ─► show (--dry-run) or apply ─► summary
+plan:     ask the Hub for the list and its base ─► changes (+ the target's plan, if one is given)
+list:     survey the target ─► ask the Hub about complete models only ─► states
+verify:   hash what the manifests name (locally, or one container per model)
+clear:    survey ─► refuse without --yes ─► remove
+```
 
 A `Backend` is where the bytes are: `LocalBackend` for a directory on this machine, the Modal
-backend (`modal_jobs.volume`) for the volume. `list` and `clear` only need the backend's `Store`;
-`download` and `verify` need the bytes and go through the backend.
+backend (`modal_jobs.volume`) for the volume. Both survey through a `Store` and apply the same
+`Plan`; only how the bytes move differs.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from modal_jobs.catalog import ALL_SIZES, Catalog, ModelEntry, select_models
-from modal_jobs.engine import download_model, is_current, verify_models
-from modal_jobs.errors import Cancelled, InterruptedRun, UsageError
-from modal_jobs.hub import Hub, HubError
+from modal_jobs.engine import apply_models, verify_models
+from modal_jobs.errors import Cancelled, InterruptedRun, ModelFailed, TargetError, UsageError
+from modal_jobs.hub import AccessDenied, Hub
 from modal_jobs.lock import target_lock
-from modal_jobs.store import LocalStore, Store
-from modal_jobs.summary import ModelRow, OrphanRow, Summary, human_bytes
+from modal_jobs.plan import (
+    DONE_STATUS,
+    PLANNED_STATUS,
+    Action,
+    HeldModel,
+    HubAnswer,
+    Kind,
+    ModelPlan,
+    Plan,
+    manifest_matches,
+    missing_or_resized,
+    plan_run,
+    row_for,
+)
+from modal_jobs.store import LocalStore, Store, is_writable, require_writable, survey
+from modal_jobs.summary import ModelRow, Operation, OrphanRow, Status, Summary, human_bytes
 
 log = logging.getLogger("modal_jobs")
+
+# Models resolved against the Hub at once while planning.
+RESOLVE_WORKERS = 4
 
 
 class Backend(Protocol):
     store: Store
 
+    def check_writable(self) -> None:
+        """Raise TargetError when the target cannot be written (download, clear)."""
+        ...
+
+    def check_exists(self) -> None:
+        """Raise TargetError when the target does not exist (verify)."""
+        ...
+
     def exclusive(self, wait_seconds: float, cancel: threading.Event) -> AbstractContextManager[None]:
         """Held while a run writes, so that two runs never interleave writes on one target."""
         ...
 
-    def download(self, entries: Sequence[ModelEntry], *, dry_run: bool, cancel: threading.Event) -> list[ModelRow]: ...
+    def apply(self, plan: Plan, cancel: threading.Event) -> list[ModelRow]:
+        """Carry out the plan; one row per planned model, in plan order."""
+        ...
 
-    def verify(self, entries: Sequence[ModelEntry]) -> list[ModelRow]: ...
+    def verify(self, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]: ...
 
 
 class LocalBackend:
@@ -46,60 +83,196 @@ class LocalBackend:
         self.store: Store = LocalStore(root)
         self.hub = hub or Hub()
 
+    def check_writable(self) -> None:
+        require_writable(self.root)
+
+    def check_exists(self) -> None:
+        if not self.root.is_dir():
+            raise TargetError(f"{self.root} does not exist; check --local-dir (verify never creates a target)")
+
     def exclusive(self, wait_seconds: float, cancel: threading.Event) -> AbstractContextManager[None]:
+        if self.root.exists() and not is_writable(self.root):
+            return nullcontext()  # read-only: no writer can be working here through this mount
         return target_lock(self.root, wait_seconds, cancel)
 
-    def download(self, entries: Sequence[ModelEntry], *, dry_run: bool, cancel: threading.Event) -> list[ModelRow]:
-        if not dry_run:
-            self.root.mkdir(parents=True, exist_ok=True)
-        return [download_model(e, self.root, self.hub, dry_run=dry_run, cancel=cancel) for e in entries]
+    def apply(self, plan: Plan, cancel: threading.Event) -> list[ModelRow]:
+        done = apply_models(plan.models, self.root, self.hub, cancel)
+        rows = []
+        for model in plan.models:
+            if model.name in done:
+                rows.append(done[model.name])
+            elif model.action is Action.PRUNE:
+                rows.append(prune(model, self.store, cancel))
+            else:
+                rows.append(row_for(model, self.store.location, DONE_STATUS[model.action]))
+        return rows
 
-    def verify(self, entries: Sequence[ModelEntry]) -> list[ModelRow]:
-        return verify_models(entries, self.root)
+    def verify(self, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
+        return verify_models(entries, self.root, cancel, writable=is_writable(self.root))
+
+
+def prune(model: ModelPlan, store: Store, cancel: threading.Event) -> ModelRow:
+    """Remove a model directory the list dropped (the plan checked that it holds our manifest)."""
+    if cancel.is_set():
+        raise Cancelled
+    store.remove(model.name)
+    log.info("%s: pruned %s/ (%s)", model.repo_id, model.name, human_bytes(model.held_bytes))
+    return row_for(model, store.location, Status.PRUNED)
 
 
 @dataclass(frozen=True)
 class Request:
     """What the person asked for, already parsed."""
 
-    operation: str
+    operation: Operation
     sizes: tuple[str, ...] = ()
     repo_ids: tuple[str, ...] = ()
     dry_run: bool = False
     yes: bool = False
+    prune: bool = False
     lock_wait: float = 60.0
+    base_catalog: Catalog | None = None
 
-    @property
-    def writes(self) -> bool:
-        return self.operation in ("download", "verify", "clear") and not self.dry_run
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "operation", Operation(self.operation))
 
 
 def run(
-    request: Request, catalog: Catalog, backend: Backend, hub: Hub, cancel: threading.Event | None = None
+    request: Request,
+    catalog: Catalog,
+    backend: Backend | None,
+    hub: Hub,
+    cancel: threading.Event | None = None,
 ) -> Summary:
     """Select the models, hold the target while writing, and run the operation."""
     entries = select_models(catalog, request.sizes, request.repo_ids)
-    selected = bool(request.sizes or request.repo_ids)
     cancel = cancel or threading.Event()
-    store = backend.store
     try:
-        with backend.exclusive(request.lock_wait, cancel) if request.writes else nullcontext():
-            if request.operation == "download":
-                rows = backend.download(entries, dry_run=request.dry_run, cancel=cancel)
-                return Summary("download", store.location, tuple(rows))
-            if request.operation == "list":
-                rows, orphans = list_models(entries, catalog, store, hub.resolve)
-                return Summary("list", store.location, tuple(rows), tuple(orphans))
-            if request.operation == "verify":
-                present = set(store.names())
+        if request.operation is Operation.PLAN:
+            return plan_changes(entries, catalog, request.base_catalog, backend, hub, cancel)
+        if backend is None:
+            raise UsageError(f"{request.operation} needs a target: pass --local-dir DIR, or set up Modal")
+        if request.operation is Operation.DOWNLOAD:
+            return download(entries, catalog, backend, hub, request, cancel)
+        if request.operation is Operation.LIST:
+            return list_models(entries, catalog, backend.store, hub, cancel)
+        if request.operation is Operation.VERIFY:
+            backend.check_exists()
+            with backend.exclusive(request.lock_wait, cancel):
+                selected = bool(request.sizes or request.repo_ids)
+                present = set(backend.store.top())
                 chosen = entries if selected else [e for e in entries if e.dirname in present]
-                return Summary("verify", store.location, tuple(backend.verify(chosen)))
-            if request.operation == "clear":
-                rows = clear(clear_selection(entries, request) if selected else None, catalog, store, request)
-                return Summary("clear", store.location, tuple(rows))
+                return Summary(Operation.VERIFY, backend.store.location, tuple(backend.verify(chosen, cancel)))
+        if request.operation is Operation.CLEAR:
+            selection = clear_selection(entries, request) if (request.sizes or request.repo_ids) else None
+            return Summary(
+                Operation.CLEAR, backend.store.location, tuple(clear(selection, catalog, backend, request, cancel))
+            )
     except Cancelled:
         raise InterruptedRun("interrupted; nothing was marked complete: run the same command again to resume") from None
-    raise UsageError(f"unknown operation {request.operation!r}; use download, list, verify or clear")
+    raise UsageError(f"unknown operation {request.operation!r}; use download, plan, list, verify or clear")
+
+
+def download(
+    entries: Sequence[ModelEntry],
+    catalog: Catalog,
+    backend: Backend,
+    hub: Hub,
+    request: Request,
+    cancel: threading.Event,
+) -> Summary:
+    """Plan against what the target holds, then show the plan (`--dry-run`) or apply it."""
+    store = backend.store
+    if not request.dry_run:
+        backend.check_writable()
+    lock = nullcontext() if request.dry_run else backend.exclusive(request.lock_wait, cancel)
+    with lock:
+        plan = make_plan(entries, catalog, store, hub, cancel, prune=request.prune)
+        log_plan(plan)
+        if request.dry_run:
+            rows = [row_for(m, store.location, PLANNED_STATUS[m.action]) for m in plan.models]
+        else:
+            rows = backend.apply(plan, cancel)
+    orphans = tuple(OrphanRow(o.name, _join(store.location, o.name), o.files, o.bytes, o.repo_id) for o in plan.orphans)
+    return Summary(Operation.DOWNLOAD, store.location, tuple(rows), orphans, plan.prune_refused)
+
+
+def make_plan(
+    entries: Sequence[ModelEntry], catalog: Catalog, store: Store, hub: Hub, cancel: threading.Event, *, prune: bool
+) -> Plan:
+    held = survey(store)
+    _stop_if(cancel)
+    answers = ask_hub(entries, hub, held, cancel)
+    return plan_run(entries, as_facts(answers), held, catalog, prune=prune)
+
+
+def as_facts(answers: Mapping[str, HubAnswer | ModelFailed]) -> dict[str, HubAnswer | str]:
+    """The plan's view of the Hub's answers: a failure is the line that says why."""
+    return {repo_id: str(a) if isinstance(a, ModelFailed) else a for repo_id, a in answers.items()}
+
+
+def ask_hub(
+    entries: Sequence[ModelEntry], hub: Hub, held: Mapping[str, HeldModel], cancel: threading.Event
+) -> dict[str, HubAnswer | ModelFailed]:
+    """The Hub's answer for each entry, or why there is none: a few at a time, one request each when current.
+
+    A commit's files never change, so when the target's manifest was written for this entry at the
+    commit the revision points at now, its file list is the Hub's answer and the tree is not listed again.
+    """
+
+    def one(entry: ModelEntry) -> HubAnswer | ModelFailed:
+        try:
+            commit = entry.pinned_commit or hub.resolve(entry)
+            item = held.get(entry.dirname)
+            manifest = item.manifest if item is not None else None
+            if manifest is not None and manifest_matches(manifest, entry, commit):
+                return HubAnswer(commit, manifest.files)
+            return HubAnswer(commit, tuple(hub.list_files(entry, commit)))
+        except ModelFailed as exc:
+            log.error("%s: failed: %s", entry.repo_id, exc)
+            return exc
+
+    if not entries:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(RESOLVE_WORKERS, len(entries)), thread_name_prefix="resolve") as pool:
+        futures = {e.repo_id: pool.submit(one, e) for e in entries}
+        answers = {}
+        for repo_id, future in futures.items():
+            while True:
+                _stop_if(cancel)
+                try:
+                    answers[repo_id] = future.result(timeout=0.2)
+                    break
+                except TimeoutError:
+                    continue
+    return answers
+
+
+def log_plan(plan: Plan) -> None:
+    for model in plan.models:
+        if model.action is Action.FETCH:
+            log.info(
+                "%s: fetch %d of %d files (%s) at %s%s",
+                model.repo_id,
+                len(model.fetch),
+                len(model.files),
+                human_bytes(model.fetch_bytes),
+                (model.commit or "")[:7],
+                f", check {len(model.check)} present" if model.check else "",
+            )
+        elif model.action is Action.REPAIR:
+            log.info(
+                "%s: repair: fetch %d file(s) (%s)%s; %s",
+                model.repo_id,
+                len(model.fetch),
+                human_bytes(model.fetch_bytes),
+                f", check {len(model.check)} present" if model.check else "",
+                model.reason,
+            )
+        elif model.action is Action.PRUNE:
+            log.info("%s: prune %s/ (%s): %s", model.repo_id, model.name, human_bytes(model.held_bytes), model.reason)
+    if plan.prune_refused:
+        log.warning("%s", plan.prune_refused)
 
 
 def clear_selection(entries: Sequence[ModelEntry], request: Request) -> list[ModelEntry]:
@@ -109,63 +282,74 @@ def clear_selection(entries: Sequence[ModelEntry], request: Request) -> list[Mod
     return [e for e in entries if e.size is not None or e.repo_id in request.repo_ids]
 
 
-def model_state(exists: bool, has_manifest: bool, current: bool) -> str:
-    """`missing`, `incomplete`, `stale` (complete, but not what the list pins now) or `complete`."""
-    if not exists:
-        return "missing"
-    if not has_manifest:
-        return "incomplete"
-    return "complete" if current else "stale"
+def model_state(held: HeldModel | None, entry: ModelEntry, current: bool) -> Status:
+    """`missing`, `incomplete` (no manifest, or a file gone), `stale` (complete at another commit) or `complete`."""
+    if held is None:
+        return Status.MISSING
+    manifest = held.manifest
+    if held.kind is not Kind.DIRECTORY or manifest is None or manifest.repo_id != entry.repo_id:
+        return Status.INCOMPLETE
+    if missing_or_resized(manifest, held):
+        return Status.INCOMPLETE
+    return Status.COMPLETE if current else Status.STALE
 
 
 def list_models(
-    entries: Sequence[ModelEntry], catalog: Catalog, store: Store, resolve: Callable[[ModelEntry], str]
-) -> tuple[list[ModelRow], list[OrphanRow]]:
+    entries: Sequence[ModelEntry], catalog: Catalog, store: Store, hub: Hub, cancel: threading.Event
+) -> Summary:
     """Each model's state on the target; the Hub is asked only about models complete at some commit."""
-    names = set(store.names())
+    held = survey(store)
     rows = []
     for entry in entries:
+        _stop_if(cancel)
         path = _join(store.location, entry.dirname)
-        if entry.dirname not in names:
-            rows.append(ModelRow(entry.repo_id, path, "missing"))
-            continue
-        manifest = store.read_manifest(entry.dirname)
+        item = held.get(entry.dirname)
+        manifest = item.manifest if item is not None and item.kind is Kind.DIRECTORY else None
         if manifest is not None and manifest.repo_id != entry.repo_id:
             manifest = None
-        files, size = store.usage(entry.dirname)
         error = None
         current = False
-        if manifest is not None:
+        if item is not None and manifest is not None and not missing_or_resized(manifest, item):
             try:
-                commit = entry.pinned_commit or resolve(entry)
-                current = is_current(manifest, entry, commit)
-            except HubError as exc:
+                commit = entry.pinned_commit or hub.resolve(entry)
+                current = manifest_matches(manifest, entry, commit)
+            except ModelFailed as exc:
                 # Offline or refused: say what is on the target, and why staleness is unknown.
-                current = is_current(manifest, entry, None)
+                current = manifest_matches(manifest, entry, None)
                 error = f"could not check for a newer commit: {exc}"
                 log.warning("%s: %s", entry.repo_id, error)
-        state = model_state(True, manifest is not None, current)
+        state = model_state(item, entry, current)
+        files, size = (len(item.files), item.bytes) if item is not None else (0, 0)
         rows.append(
             ModelRow(entry.repo_id, path, state, manifest.commit if manifest else None, files, size, error=error)
         )
     owned = {m.dirname for m in catalog.models}
-    orphans = [OrphanRow(name, _join(store.location, name), *store.usage(name)) for name in sorted(names - owned)]
-    return rows, orphans
+    listed = {m.repo_id for m in catalog.models}
+    orphans = []
+    for name in sorted(set(held) - owned):
+        item = held[name]
+        ours = item.manifest is not None and item.manifest.repo_id not in listed
+        owner = item.manifest.repo_id if ours and item.manifest else None
+        orphans.append(OrphanRow(name, _join(store.location, name), len(item.files), item.bytes, owner))
+    return Summary(Operation.LIST, store.location, tuple(rows), tuple(orphans))
 
 
-def clear(entries: Sequence[ModelEntry] | None, catalog: Catalog, store: Store, request: Request) -> list[ModelRow]:
+def clear(
+    entries: Sequence[ModelEntry] | None, catalog: Catalog, backend: Backend, request: Request, cancel: threading.Event
+) -> list[ModelRow]:
     """Remove the selected models, or everything on the target when nothing is selected.
 
-    Without `--yes` it refuses, listing what would go: no prompt, so it never hangs in CI.
+    Without `--yes` it refuses, listing what would go, and changes nothing at all: no prompt, so it
+    never hangs in CI.
     """
-    present = store.names()
-    names = present if entries is None else [e.dirname for e in entries if e.dirname in present]
-    owners = {m.dirname: m.repo_id for m in catalog.models}
-    sized = [(name, *store.usage(name)) for name in names]
-    total = sum(size for _, _, size in sized)
+    store = backend.store
+    top = store.top()
+    names = sorted(top) if entries is None else [e.dirname for e in entries if e.dirname in top]
     if not names:
         log.info("clear: nothing to remove on %s", store.location)
         return []
+    held = {name: store.held(name, top[name]) for name in names}
+    total = sum(h.bytes for h in held.values())
     if not request.yes and not request.dry_run:
         listing = ", ".join(f"{n}/" for n in names)
         raise UsageError(
@@ -173,14 +357,133 @@ def clear(entries: Sequence[ModelEntry] | None, catalog: Catalog, store: Store, 
             f"({human_bytes(total)}) from {store.location}: {listing}; add --yes to remove them "
             "(--dry-run only lists them)"
         )
+    owners = {m.dirname: m.repo_id for m in catalog.models}
     rows = []
-    for name, files, size in sized:
-        if not request.dry_run:
-            store.remove(name)
-            log.info("removed %s (%s)", _join(store.location, name), human_bytes(size))
-        status = "would-remove" if request.dry_run else "removed"
-        rows.append(ModelRow(owners.get(name, name), _join(store.location, name), status, None, files, size))
+    if request.dry_run:
+        lock: AbstractContextManager[None] = nullcontext()
+    else:
+        backend.check_writable()
+        lock = backend.exclusive(request.lock_wait, cancel)
+    with lock:
+        for name in names:
+            _stop_if(cancel)
+            item = held[name]
+            if not request.dry_run:
+                store.remove(name)
+                log.info("removed %s (%s)", _join(store.location, name), human_bytes(item.bytes))
+            status = Status.WOULD_REMOVE if request.dry_run else Status.REMOVED
+            owner = owners.get(name) or (item.manifest.repo_id if item.manifest else name)
+            rows.append(ModelRow(owner, _join(store.location, name), status, None, len(item.files), item.bytes))
     return rows
+
+
+def plan_changes(
+    entries: Sequence[ModelEntry],
+    catalog: Catalog,
+    base: Catalog | None,
+    backend: Backend | None,
+    hub: Hub,
+    cancel: threading.Event,
+) -> Summary:
+    """What merging this list would change: added, removed and changed models, with what each costs.
+
+    Every model of the list is resolved (a typo fails here, before the merge). A repo the Hub refuses
+    for lack of a token is `not-checked` when no HF_TOKEN is set: a fork's pull request cannot have one.
+    With a target, what it already holds is subtracted from what the merge transfers.
+    """
+    held = survey(backend.store) if backend is not None else {}
+    answers = ask_hub(entries, hub, held, cancel)
+    base_models = {m.repo_id: m for m in (base.models if base else ())}
+    plans = {m.repo_id: m for m in plan_run(entries, as_facts(answers), held, catalog, prune=False).models}
+    location = backend.store.location if backend is not None else "(no target)"
+    rows = []
+    for entry in entries:
+        plan = plans[entry.repo_id]
+        old = base_models.get(entry.repo_id)
+        answer = answers[entry.repo_id]
+        changes = _entry_changes(old, entry) if old is not None else []
+        if isinstance(answer, ModelFailed):
+            denied = isinstance(answer, AccessDenied) and not os.environ.get("HF_TOKEN")
+            status = Status.NOT_CHECKED if denied else Status.FAILED
+            note = "not checked: needs HF_TOKEN" if denied else None
+            rows.append(
+                ModelRow(
+                    entry.repo_id,
+                    _join(location, entry.dirname),
+                    status,
+                    entry.pinned_commit,
+                    error=None if denied else str(answer),
+                    note=note,
+                )
+            )
+            continue
+        if old is not None and changes and old.revision != entry.revision:
+            changes.append(_base_commit(old, hub))
+        status = Status.ADDED if old is None else Status.CHANGED if changes else Status.UNCHANGED
+        # Without a target, everything added or changed is the most the merge can transfer.
+        fetch = plan.fetch_bytes if backend is not None else (plan.total_bytes if status is not Status.UNCHANGED else 0)
+        note = "; ".join(changes) or None
+        if backend is not None and plan.action is not Action.FAILED:
+            note = "; ".join(filter(None, [note, f"on the target: {plan.action.value}"]))
+        rows.append(
+            ModelRow(
+                entry.repo_id,
+                _join(location, entry.dirname),
+                status,
+                answer.commit,
+                len(plan.files),
+                plan.total_bytes,
+                fetch_bytes=fetch,
+                note=note,
+            )
+        )
+    listed = {e.repo_id for e in catalog.models}
+    for old in base.models if base else ():
+        if old.repo_id not in listed:
+            item = held.get(old.dirname)
+            files, size = (len(item.files), item.bytes) if item is not None else (0, 0)
+            rows.append(
+                ModelRow(
+                    old.repo_id,
+                    _join(location, old.dirname),
+                    Status.DROPPED,
+                    None,
+                    files,
+                    size,
+                    note="download --prune removes it from the volume",
+                )
+            )
+    return Summary(Operation.PLAN, location, tuple(rows))
+
+
+def _entry_changes(old: ModelEntry, new: ModelEntry) -> list[str]:
+    changes = []
+    if old.revision != new.revision:
+        changes.append(f"revision {old.revision} → {new.revision}")
+    if old.include != new.include:
+        changes.append(f"include {_globs(old.include)} → {_globs(new.include)}")
+    if old.exclude != new.exclude:
+        changes.append(f"exclude {_globs(old.exclude)} → {_globs(new.exclude)}")
+    if old.size != new.size:
+        changes.append(f"size {old.size or 'shared'} → {new.size or 'shared'}")
+    return changes
+
+
+def _base_commit(old: ModelEntry, hub: Hub) -> str:
+    try:
+        commit = old.pinned_commit or hub.resolve(old)
+    except ModelFailed as exc:
+        return f"base revision did not resolve ({exc})"
+    return f"was at commit {commit[:7]}"
+
+
+def _globs(globs: tuple[str, ...] | None) -> str:
+    return "all files" if globs is None else "[" + ", ".join(globs) + "]"
+
+
+def _stop_if(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise Cancelled
 
 
 def _join(location: str, name: str) -> str:

@@ -1,11 +1,18 @@
-"""Progress for people: a byte bar with rate on a terminal, one line per model start and finish otherwise."""
+"""Progress for people: a byte bar on a terminal; otherwise start, finish, and a line every 30 s while bytes flow.
+
+The lines go through the `modal_jobs` logger, so a container's progress reaches the caller by the
+same path as its other messages (see `modal_jobs.volume`), and an Actions log gets tens of lines
+for a multi-GB model, not thousands.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -15,27 +22,67 @@ from modal_jobs.summary import human_bytes
 
 log = logging.getLogger("modal_jobs")
 
+PROGRESS_SECONDS_ENV = "MODEL_CACHE_PROGRESS_SECONDS"
+DEFAULT_PROGRESS_SECONDS = 30.0
+
+
+def progress_interval() -> float:
+    try:
+        return max(0.1, float(os.environ.get(PROGRESS_SECONDS_ENV, DEFAULT_PROGRESS_SECONDS)))
+    except ValueError:
+        return DEFAULT_PROGRESS_SECONDS
+
 
 class ModelProgress:
     """Counts the bytes a model's download transfers; safe to call from many threads."""
 
-    def __init__(self, label: str, total_bytes: int) -> None:
+    def __init__(self, label: str, total_bytes: int, fetch_files: int = 0, check_files: int = 0) -> None:
         self.label = label
         self.total_bytes = total_bytes
         self.transferred = 0
         self._lock = threading.Lock()
         self._started = time.monotonic()
+        self._interval = progress_interval()
+        self._next_line = self._started + self._interval
         self._bar: tqdm[Any] | None = None
         if sys.stderr.isatty():
             self._bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc=label, leave=False)
         else:
-            log.info("%s: downloading %s", label, human_bytes(total_bytes))
+            checking = f", checking {check_files} present" if check_files else ""
+            log.info("%s: fetching %d file(s), %s%s", label, fetch_files, human_bytes(total_bytes), checking)
 
     def add(self, n: int) -> None:
+        line = None
         with self._lock:
             self.transferred += n
             if self._bar is not None:
                 self._bar.update(n)
+            now = time.monotonic()
+            if self._bar is None and now >= self._next_line:
+                self._next_line = now + self._interval
+                line = self._line(now)
+        if line:
+            log.info("%s", line)
+
+    def file_counter(self, size: int) -> Callable[[int], None]:
+        """A byte callback for one file that counts each of its bytes once, across resumes and restarts."""
+        counted = 0
+        lock = threading.Lock()
+
+        def count(n: int) -> None:
+            nonlocal counted
+            with lock:
+                step = max(0, min(n, size - counted))
+                counted += step
+            if step:
+                self.add(step)
+
+        return count
+
+    def _line(self, now: float) -> str:
+        seconds = max(now - self._started, 1e-6)
+        rate = human_bytes(int(self.transferred / seconds))
+        return f"{self.label}: {human_bytes(self.transferred)} of {human_bytes(self.total_bytes)} ({rate}/s)"
 
     def __enter__(self) -> ModelProgress:
         return self

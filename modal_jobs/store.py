@@ -1,32 +1,42 @@
-"""A target seen from outside: which model directories it holds, their manifests and sizes.
+"""A target seen from outside: what stands at its top level, and what each model directory holds.
 
-`list` and `clear` need nothing more, so they run against this view: a local directory here,
-the Modal Volume through its client API in `modal_jobs.volume`, with no container started.
+Planning, `list` and `clear` need nothing more, so they run against this view: a local directory
+here, the Modal Volume through its client API in `modal_jobs.volume`, with no container started.
+Both answer with the same `HeldModel` records, so the plan cannot tell them apart.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path
 from typing import Protocol
 
 from modal_jobs import model_dir
-from modal_jobs.model_dir import Manifest
+from modal_jobs.errors import TargetError
+from modal_jobs.model_dir import RESERVED_NAMES
+from modal_jobs.plan import NOT_A_FILE, HeldModel, Kind
 
 
 class Store(Protocol):
     location: str
 
-    def names(self) -> list[str]:
-        """Top-level entries (model directories, and whatever else stands there), hidden ones excluded."""
+    def top(self) -> dict[str, Kind]:
+        """Top-level names (model directories, and whatever else stands there), hidden ones excluded."""
         ...
 
-    def read_manifest(self, name: str) -> Manifest | None: ...
-
-    def usage(self, name: str) -> tuple[int, int]:
-        """(files, bytes) below an entry, the cache's own state files not counted."""
+    def held(self, name: str, kind: Kind) -> HeldModel:
+        """What one top-level name holds: its manifest and its files by size, without reading file contents."""
         ...
 
     def remove(self, name: str) -> None: ...
+
+
+def survey(store: Store, names: set[str] | None = None) -> dict[str, HeldModel]:
+    """What the target holds at every top-level name (or only at `names`)."""
+    top = store.top()
+    return {name: store.held(name, kind) for name, kind in sorted(top.items()) if names is None or name in names}
 
 
 class LocalStore:
@@ -36,23 +46,54 @@ class LocalStore:
         self.root = root
         self.location = str(root)
 
-    def names(self) -> list[str]:
+    def top(self) -> dict[str, Kind]:
         if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith("."))
+            return {}
+        found = {}
+        for entry in os.scandir(self.root):
+            if entry.name.startswith("."):
+                continue
+            mode = entry.stat(follow_symlinks=False).st_mode
+            found[entry.name] = (
+                Kind.SYMLINK if stat.S_ISLNK(mode) else Kind.DIRECTORY if stat.S_ISDIR(mode) else Kind.FILE
+            )
+        return found
 
-    def read_manifest(self, name: str) -> Manifest | None:
+    def held(self, name: str, kind: Kind) -> HeldModel:
         path = self.root / name
-        return None if path.is_symlink() else model_dir.read_manifest(path)
-
-    def usage(self, name: str) -> tuple[int, int]:
-        path = self.root / name
-        if path.is_symlink() or not path.is_dir():
-            return (1, 0) if path.is_symlink() else (1, path.stat().st_size)
-        return model_dir.usage(path)
+        if kind is not Kind.DIRECTORY:
+            size = path.lstat().st_size if kind is Kind.FILE else 0
+            return HeldModel(name, kind, None, {name: size})
+        files = {
+            rel: st.st_size if stat.S_ISREG(st.st_mode) else NOT_A_FILE
+            for rel, st in model_dir.walk_files(path)
+            if rel.split("/", 1)[0] not in RESERVED_NAMES
+        }
+        return HeldModel(name, kind, model_dir.read_manifest(path), files)
 
     def remove(self, name: str) -> None:
         path = self.root / name
         if path.is_dir() and not path.is_symlink():
             model_dir.invalidate(path)  # an interrupted clear must not leave a manifest over half a model
         model_dir.remove_tree(path)
+
+
+def require_writable(root: Path) -> None:
+    """Refuse, before anything changes, a target this process cannot write (a read-only mount, say)."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK):
+        why = "is on a read-only filesystem" if _read_only_fs(existing) else "is not writable by this user"
+        raise TargetError(f"{root} {why}; download and clear need a writable target (list and verify work read-only)")
+
+
+def is_writable(root: Path) -> bool:
+    return root.is_dir() and os.access(root, os.W_OK)
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError as exc:
+        return exc.errno == errno.EROFS

@@ -5,39 +5,104 @@ JSON contract (CI and other tools read it):
 ```json
 {"operation": "download", "target": "/vol/models",
  "models": [{"repo_id": "...", "path": "/vol/models/<name>", "status": "downloaded",
-             "commit": "<40 hex>", "files": 12, "bytes": 2400000000, "seconds": 41.2, "error": null}],
- "orphans": [{"name": "old-model", "path": "/vol/models/old-model", "files": 3, "bytes": 1024}],
- "total_bytes": 2400000000}
+             "commit": "<40 hex>", "files": 12, "bytes": 2400000000, "seconds": 41.2, "error": null,
+             "fetch_bytes": 2400000000, "note": null}],
+ "orphans": [{"name": "old-model", "path": "/vol/models/old-model", "files": 3, "bytes": 1024,
+              "repo_id": "Qwen/old-model"}],
+ "total_bytes": 2400000000, "fetch_bytes": 2400000000, "note": null}
 ```
+
+`bytes` is the model's size; `fetch_bytes` what was (or, in a plan, would be) transferred. An
+orphan with a `repo_id` is a model of ours the list dropped (`download --prune` removes it); one
+without is a directory the cache did not write, which it never removes on its own.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+
+class Status(StrEnum):
+    """What a row says of a model. A plan's rows say the action (`fetch`, `repair`, `prune`)."""
+
+    DOWNLOADED = "downloaded"
+    REPAIRED = "repaired"
+    UP_TO_DATE = "up-to-date"
+    PRUNED = "pruned"
+    FAILED = "failed"
+    FETCH = "fetch"
+    REPAIR = "repair"
+    PRUNE = "prune"
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+    MISSING = "missing"
+    STALE = "stale"
+    OK = "ok"
+    DAMAGED = "damaged"
+    REMOVED = "removed"
+    WOULD_REMOVE = "would-remove"
+    ADDED = "added"
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"
+    DROPPED = "removed-from-list"
+    NOT_CHECKED = "not-checked"
+
+
+class Operation(StrEnum):
+    DOWNLOAD = "download"
+    LIST = "list"
+    VERIFY = "verify"
+    CLEAR = "clear"
+    PLAN = "plan"
+
+
 # What each operation may say of a model, and which of those fail the run.
-STATUSES = {
-    "download": ("downloaded", "up-to-date", "repaired", "failed", "planned"),
-    "list": ("complete", "incomplete", "missing", "stale"),
-    "verify": ("ok", "damaged"),
-    "clear": ("removed", "would-remove"),
+STATUSES: dict[Operation, frozenset[Status]] = {
+    Operation.DOWNLOAD: frozenset(
+        {
+            Status.DOWNLOADED,
+            Status.REPAIRED,
+            Status.UP_TO_DATE,
+            Status.PRUNED,
+            Status.FAILED,
+            Status.FETCH,
+            Status.REPAIR,
+            Status.PRUNE,
+        }
+    ),
+    Operation.LIST: frozenset({Status.COMPLETE, Status.INCOMPLETE, Status.MISSING, Status.STALE}),
+    Operation.VERIFY: frozenset({Status.OK, Status.DAMAGED}),
+    Operation.CLEAR: frozenset({Status.REMOVED, Status.WOULD_REMOVE}),
+    Operation.PLAN: frozenset(
+        {Status.ADDED, Status.CHANGED, Status.UNCHANGED, Status.DROPPED, Status.NOT_CHECKED, Status.FAILED}
+    ),
 }
-FAILING_STATUSES = frozenset({"failed", "damaged"})
+FAILING_STATUSES = frozenset({Status.FAILED, Status.DAMAGED})
 _ICONS = {
-    "downloaded": "✅",
-    "up-to-date": "✅",
-    "repaired": "🛠️",
-    "complete": "✅",
-    "ok": "✅",
-    "removed": "🗑️",
-    "failed": "❌",
-    "damaged": "❌",
-    "incomplete": "⚠️",
-    "stale": "⚠️",
+    Status.DOWNLOADED: "✅",
+    Status.UP_TO_DATE: "✅",
+    Status.REPAIRED: "🛠️",
+    Status.COMPLETE: "✅",
+    Status.OK: "✅",
+    Status.REMOVED: "🗑️",
+    Status.PRUNED: "🗑️",
+    Status.FAILED: "❌",
+    Status.DAMAGED: "❌",
+    Status.INCOMPLETE: "⚠️",
+    Status.STALE: "⚠️",
+    Status.FETCH: "⬇️",
+    Status.REPAIR: "🛠️",
+    Status.PRUNE: "🗑️",
+    Status.ADDED: "➕",
+    Status.CHANGED: "✏️",
+    Status.DROPPED: "➖",
+    Status.NOT_CHECKED: "⚠️",
 }
 
 
@@ -45,12 +110,14 @@ _ICONS = {
 class ModelRow:
     repo_id: str
     path: str
-    status: str
+    status: Status
     commit: str | None = None
     files: int = 0
     bytes: int = 0
     seconds: float = 0.0
     error: str | None = None
+    fetch_bytes: int = 0
+    note: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -65,24 +132,30 @@ class OrphanRow:
     path: str
     files: int
     bytes: int
+    repo_id: str | None = None  # set when the directory holds our manifest for a model the list dropped
 
 
 @dataclass(frozen=True)
 class Summary:
-    operation: str
+    operation: Operation
     target: str
     models: tuple[ModelRow, ...]
     orphans: tuple[OrphanRow, ...] = field(default=())
+    note: str | None = None  # a run-wide remark, such as why --prune did nothing
 
     def __post_init__(self) -> None:
-        allowed = STATUSES[self.operation]
-        unknown = sorted({row.status for row in self.models} - set(allowed))
+        allowed = STATUSES[Operation(self.operation)]
+        unknown = sorted({str(row.status) for row in self.models} - set(allowed))
         if unknown:
-            raise ValueError(f"{self.operation} rows may say {', '.join(allowed)}, not {', '.join(unknown)}")
+            raise ValueError(f"{self.operation} rows may say {', '.join(sorted(allowed))}, not {', '.join(unknown)}")
 
     @property
     def total_bytes(self) -> int:
         return sum(row.bytes for row in self.models)
+
+    @property
+    def fetch_bytes(self) -> int:
+        return sum(row.fetch_bytes for row in self.models)
 
     @property
     def exit_code(self) -> int:
@@ -95,6 +168,8 @@ class Summary:
             "models": [{**asdict(row), "seconds": round(row.seconds, 3)} for row in self.models],
             "orphans": [asdict(o) for o in self.orphans],
             "total_bytes": self.total_bytes,
+            "fetch_bytes": self.fetch_bytes,
+            "note": self.note,
         }
 
 
@@ -118,13 +193,27 @@ def render_markdown(summary: Summary) -> str:
         )
     noun = "model" if len(summary.models) == 1 else "models"
     lines += ["", f"**Total:** {human_bytes(summary.total_bytes)} in {len(summary.models)} {noun}."]
+    if summary.fetch_bytes:
+        verb = "Transfers" if summary.operation is Operation.DOWNLOAD else "At most"
+        lines.append(f"**{verb}:** {human_bytes(summary.fetch_bytes)}.")
+    notes = [row for row in summary.models if row.note and not row.error]
+    if notes:
+        lines += ["", "**Details:**", ""]
+        lines += [f"- `{row.repo_id}`: {_one_line(row.note or '')}" for row in notes]
     failures = [row for row in summary.models if row.error]
     if failures:
         lines += ["", "**Problems:**", ""]
         lines += [f"- `{row.repo_id}`: {_one_line(row.error or '')}" for row in failures]
-    if summary.orphans:
-        lines += ["", "**Not in the model list** (remove with `clear --yes`):", ""]
-        lines += [f"- `{o.name}/`: {o.files} files, {human_bytes(o.bytes)}" for o in summary.orphans]
+    dropped = [o for o in summary.orphans if o.repo_id]
+    unknown = [o for o in summary.orphans if not o.repo_id]
+    if dropped:
+        lines += ["", "**Dropped from the model list** (`download --prune` removes them):", ""]
+        lines += [f"- `{o.name}/` (`{o.repo_id}`): {o.files} files, {human_bytes(o.bytes)}" for o in dropped]
+    if unknown:
+        lines += ["", "**Not written by the cache** (never pruned; remove by hand or with `clear`):", ""]
+        lines += [f"- `{o.name}/`: {o.files} files, {human_bytes(o.bytes)}" for o in unknown]
+    if summary.note:
+        lines += ["", f"**Note:** {_one_line(summary.note)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -140,10 +229,16 @@ def render_text(summary: Summary) -> str:
             line += f"  {_one_line(row.error)}"
         lines.append(line)
     lines.extend(
-        f"{o.name + '/':<{width}}  {'orphan':<12} {'-':<7}  {o.files:>6} files  {human_bytes(o.bytes):>10}"
+        f"{o.name + '/':<{width}}  {'dropped' if o.repo_id else 'orphan':<12} {'-':<7}  {o.files:>6} files  "
+        f"{human_bytes(o.bytes):>10}"
         for o in summary.orphans
     )
-    lines.append(f"total: {human_bytes(summary.total_bytes)}")
+    total = f"total: {human_bytes(summary.total_bytes)}"
+    if summary.fetch_bytes:
+        total += f", transfer: {human_bytes(summary.fetch_bytes)}"
+    lines.append(total)
+    if summary.note:
+        lines.append(f"note: {_one_line(summary.note)}")
     return "\n".join(lines) + "\n"
 
 
@@ -154,6 +249,24 @@ def human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def github_annotations(summary: Summary) -> list[str]:
+    """Workflow commands for what needs a look on GitHub: models the list no longer owns."""
+    lines = []
+    dropped = [o.name for o in summary.orphans if o.repo_id]
+    unknown = [o.name for o in summary.orphans if not o.repo_id]
+    if dropped:
+        lines.append(
+            f"::warning title=Models dropped from the list::{', '.join(dropped)} on {summary.target}: "
+            "run download with prune to remove them"
+        )
+    if unknown:
+        lines.append(
+            f"::warning title=Directories the cache did not write::{', '.join(unknown)} on {summary.target}: "
+            "never pruned; remove them by hand or with clear"
+        )
+    return lines
 
 
 def write_summaries(summary: Summary, json_path: Path | None, markdown_path: Path | None) -> None:
@@ -167,6 +280,10 @@ def write_summaries(summary: Summary, json_path: Path | None, markdown_path: Pat
     if step_summary:
         with Path(step_summary).open("a", encoding="utf-8") as f:
             f.write(markdown)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        # The runner reads workflow commands on stderr too; stdout stays the summary (JSON with --json).
+        for line in github_annotations(summary):
+            print(line, file=sys.stderr)
 
 
 def _write(path: Path, text: str) -> None:

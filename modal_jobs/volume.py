@@ -1,30 +1,29 @@
-"""The Modal Volume target: planned and inspected from this machine, written only by containers.
+"""The Modal Volume target: surveyed and planned from this machine, written only by containers.
 
 ```
-this machine                                   Modal
-------------                                   -----
-VolumeStore ── Volume client API ──────────►   Volume <name>          list, clear, manifests,
-  (listdir / read_file / remove_file)            └── <model>/…          sizes: no container
-ModalBackend.download
-  plan: manifest + hub.resolve + is_current
-  start only what needs work ── app.run() ──►  download_one(model)    one container per model,
-                                               verify_one(model)      each writing only its dir
+this machine                                      Modal
+------------                                      -----
+VolumeStore ── 1 lookup, 1 root listing ─────►    Volume <name>
+            ── per model: 1 listing, 1 read ─►      └── <model>/…        list, clear, prune, plans:
+ModalBackend.apply(plan)                                                 no container
+  FETCH / REPAIR ── app.run(), spawn ────────►    apply_one(plan)       one container per model,
+  log lines ◄────── ephemeral queue ──────────      verify_one(model)     each writing only its dir
 ```
 
-`list` and `clear` never build an image or start a container. A `download` where every model is
-complete does not even start the app. Every Modal problem that can be seen before anything starts
-(no credentials, no volume, Modal unreachable) is a one-line `TargetError` (exit 2).
+Every Modal problem that can be seen before anything starts (no credentials, Modal unreachable,
+no volume where one must exist) is a one-line `TargetError` (exit 2), within `CONNECT_SECONDS`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import modal
@@ -33,17 +32,17 @@ import modal.exception
 from modal.types import FileEntry, FileEntryType
 
 from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
-from modal_jobs.engine import is_current, log_plan, plan_model, target_commit
-from modal_jobs.errors import InterruptedRun, ModelFailed, TargetError
-from modal_jobs.hub import Hub
-from modal_jobs.model_dir import MANIFEST_NAME, RESERVED_NAMES, Manifest, parse_manifest
-from modal_jobs.operations import Backend
+from modal_jobs.errors import Cancelled, InterruptedRun, TargetError
+from modal_jobs.model_dir import MANIFEST_NAME, RESERVED_NAMES, parse_manifest
+from modal_jobs.plan import DONE_STATUS, NOT_A_FILE, Action, HeldModel, Kind, Plan, row_for
 from modal_jobs.store import Store
-from modal_jobs.summary import ModelRow
+from modal_jobs.summary import ModelRow, Status
 
 log = logging.getLogger("modal_jobs")
 
 POLL_SECONDS = 1.0
+# Modal's client retries a refused connection for about a minute; the first call gets this long.
+CONNECT_SECONDS = 10.0
 SETUP_HINT = "run `modal setup` (or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET), or pass --local-dir DIR"
 
 
@@ -89,94 +88,104 @@ def modal_errors(doing: str) -> Iterator[None]:
         ) from None
 
 
+def within(seconds: float, call: Callable[[], Any], doing: str) -> Any:
+    """Run the run's first Modal call with a deadline: the client's own retries would take about a minute."""
+    outcome: dict[str, Any] = {}
+
+    def go() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=go, name="modal-connect", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise TargetError(f"{doing}: no answer from Modal within {seconds:.0f}s; check the network and try again")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
 # -- the store -----------------------------------------------------------------------------
 
 
 class VolumeStore:
-    """The volume through the client API: a `Store` for `list`/`clear`, and the planner's view of it."""
+    """The volume through the client API: what planning, `list` and `clear` see, with no container."""
 
     def __init__(self, volume: VolumeClient, spec: VolumeSpec, environment: str = "") -> None:
         self.volume = volume
         self.spec = spec
         self.environment = environment
         self.location = spec.mount  # rows name what the inference service sees: <mount>/<model>
+        self._exists: bool | None = None
+        self._top: dict[str, Kind] | None = None
 
     def exists(self) -> bool:
-        with modal_errors(f"Modal Volume {self.spec.name!r}"):
-            try:
-                self.volume.hydrate()
-            except modal.exception.NotFoundError:
-                return False
-        return True
+        """Looked up once per run."""
+        if self._exists is None:
+            with modal_errors(f"Modal Volume {self.spec.name!r}"):
+                try:
+                    within(CONNECT_SECONDS, self.volume.hydrate, f"Modal Volume {self.spec.name!r}")
+                    self._exists = True
+                except modal.exception.NotFoundError:
+                    self._exists = False
+        return self._exists
 
-    def names(self) -> list[str]:
-        return sorted(self.top())
-
-    def top(self) -> dict[str, FileEntry]:
-        """Top-level entries by name, hidden ones excluded; a missing volume is a `TargetError`."""
+    def require(self) -> None:
         if not self.exists():
             where = f" in {self.environment}" if self.environment else ""
             raise TargetError(
                 f"the Modal Volume {self.spec.name!r} does not exist{where}; run `python -m modal_jobs "
-                "download` (or `modal run -m modal_jobs.download_models`) to create it, "
-                "or check MODAL_ENVIRONMENT"
+                "download` to create it, or check MODAL_ENVIRONMENT"
             )
-        entries = (_relative(e, "") for e in self._listdir("/", recursive=False))
-        return {path: entry for path, entry in entries if path and "/" not in path and not path.startswith(".")}
 
-    def read_manifest(self, name: str) -> Manifest | None:
-        if not self._is_dir(name):
-            return None
-        path = f"{name}/{MANIFEST_NAME}"
-        if [e.type for e in self._listdir(path, recursive=False)] != [FileEntryType.FILE]:
-            return None  # absent, or a link or a directory standing where the manifest goes
-        with modal_errors(f"reading {path}"):
-            try:
-                data = b"".join(self.volume.read_file(path))
-            except FileNotFoundError:
-                return None
-        return parse_manifest(data, f"{self.spec.name}:{path}")
+    def top(self) -> dict[str, Kind]:
+        """Top-level names, hidden ones excluded: one root listing per run; a missing volume holds nothing."""
+        if self._top is None:
+            if not self.exists():
+                return {}
+            entries = (_relative(e, "") for e in self._listdir("/", recursive=False))
+            self._top = {
+                path: _kind(entry) for path, entry in entries if path and "/" not in path and not path.startswith(".")
+            }
+        return dict(self._top)
 
-    def usage(self, name: str) -> tuple[int, int]:
-        entry = self.top().get(name)
-        if entry is None:
-            return (0, 0)
-        if entry.type != FileEntryType.DIRECTORY:
-            return (1, entry.size if entry.type == FileEntryType.FILE else 0)
-        files = size = 0
-        for rel, item in self._tree(name):
-            if rel.split("/", 1)[0] in RESERVED_NAMES:
-                continue
-            files += 1
-            size += item.size if item.type == FileEntryType.FILE else 0
-        return files, size
-
-    def files(self, name: str) -> dict[str, int]:
-        """Relative path -> size of what a model directory holds, the cache's own state left out."""
-        if not self._is_dir(name):
-            return {}
-        return {rel: item.size for rel, item in self._tree(name) if rel.split("/", 1)[0] not in RESERVED_NAMES}
-
-    def remove(self, name: str) -> None:
-        with modal_errors(f"removing {name}"):
-            if self._is_dir(name):
-                # The manifest goes first: an interrupted clear must not leave it over half a model.
-                with suppress(FileNotFoundError):
-                    self.volume.remove_file(f"{name}/{MANIFEST_NAME}")
-            # A link is removed as a link: the volume server deletes the path, it does not follow it.
-            with suppress(FileNotFoundError):
-                self.volume.remove_file(name, recursive=True)
-
-    def _is_dir(self, name: str) -> bool:
-        entry = self.top().get(name)
-        return entry is not None and entry.type == FileEntryType.DIRECTORY
-
-    def _tree(self, name: str) -> Iterator[tuple[str, FileEntry]]:
-        """Every non-directory entry below a model directory; links are listed, never entered."""
+    def held(self, name: str, kind: Kind) -> HeldModel:
+        """One recursive listing of the model directory, and one read of its manifest when there is one."""
+        if kind is not Kind.DIRECTORY:
+            return HeldModel(name, kind, None, {name: 0})
+        files: dict[str, int] = {}
+        manifest_listed = False
         for entry in self._listdir(name, recursive=True):
             rel, item = _relative(entry, name)
-            if rel and item.type != FileEntryType.DIRECTORY:
-                yield rel, item
+            if not rel or item.type == FileEntryType.DIRECTORY:
+                continue
+            if rel == MANIFEST_NAME:
+                manifest_listed = item.type == FileEntryType.FILE  # a link standing for it is not trusted
+            if rel.split("/", 1)[0] in RESERVED_NAMES:
+                continue
+            files[rel] = item.size if item.type == FileEntryType.FILE else NOT_A_FILE
+        manifest = None
+        if manifest_listed:
+            path = f"{name}/{MANIFEST_NAME}"
+            with modal_errors(f"reading {path}"), suppress(FileNotFoundError):
+                manifest = parse_manifest(b"".join(self.volume.read_file(path)), f"{self.spec.name}:{path}")
+        return HeldModel(name, kind, manifest, files)
+
+    def remove(self, name: str) -> None:
+        kind = self.top().get(name)
+        with modal_errors(f"removing {name}"):
+            if kind is Kind.DIRECTORY:
+                # The manifest goes first: an interrupted clear must not leave it over half a model.
+                with suppress(FileNotFoundError, modal.exception.NotFoundError):
+                    self.volume.remove_file(f"{name}/{MANIFEST_NAME}")
+            # A link is removed as a link: the volume server deletes the path, it does not follow it.
+            with suppress(FileNotFoundError, modal.exception.NotFoundError):
+                self.volume.remove_file(name, recursive=True)
+        if self._top is not None:
+            self._top.pop(name, None)
 
     def _listdir(self, path: str, *, recursive: bool) -> list[FileEntry]:
         with modal_errors(f"listing {self.spec.name}:{path}"):
@@ -184,6 +193,12 @@ class VolumeStore:
                 return self.volume.listdir(path, recursive=recursive)
             except (modal.exception.NotFoundError, FileNotFoundError):
                 return []
+
+
+def _kind(entry: FileEntry) -> Kind:
+    if entry.type == FileEntryType.DIRECTORY:
+        return Kind.DIRECTORY
+    return Kind.SYMLINK if entry.type == FileEntryType.SYMLINK else Kind.FILE
 
 
 def _relative(entry: FileEntry, parent: str) -> tuple[str, FileEntry]:
@@ -197,98 +212,98 @@ def _relative(entry: FileEntry, parent: str) -> tuple[str, FileEntry]:
 
 # -- the backend ---------------------------------------------------------------------------
 
-# Starts one container per entry for "download" or "verify" and returns their rows in entry order.
-StartContainers = Callable[[str, Sequence[ModelEntry], threading.Event], list[ModelRow]]
+
+@dataclass(frozen=True)
+class ContainerJob:
+    """One container's work: `apply_one` takes a plan, `verify_one` an entry; both as plain data."""
+
+    label: str  # the repo id, for log lines and failed rows
+    path: str  # <mount>/<model>
+    payload: dict[str, Any]
+    commit: str | None = None
+
+
+# Starts one container per job for "download" or "verify" and returns their rows in job order.
+StartContainers = Callable[[str, Sequence[ContainerJob], threading.Event], list[ModelRow]]
 
 
 class ModalBackend:
-    """Plans on this machine, and starts containers only for the models that need work."""
+    """Applies plans made on this machine: prunes through the client API, starts containers for the rest."""
 
-    def __init__(self, store: VolumeStore, hub: Hub, start: StartContainers) -> None:
+    def __init__(self, store: VolumeStore, start: StartContainers) -> None:
         self.store: Store = store  # what `operations` sees
-        self.volume_store = store  # the same, with what planning needs
-        self.hub = hub
+        self.volume_store = store  # the same, with the volume's own checks
         self.start = start
+
+    def check_writable(self) -> None:
+        return None  # containers mount the volume read-write; Modal refuses bad credentials before that
+
+    def check_exists(self) -> None:
+        self.volume_store.require()
 
     def exclusive(self, wait_seconds: float, cancel: threading.Event) -> AbstractContextManager[None]:
         # No lock spans this machine and the containers: the workflow's concurrency group is the guard,
         # and each container writes only its own model's directory.
         return nullcontext()
 
-    def download(self, entries: Sequence[ModelEntry], *, dry_run: bool, cancel: threading.Event) -> list[ModelRow]:
-        present = self.volume_store.top() if self.volume_store.exists() else {}
+    def apply(self, plan: Plan, cancel: threading.Event) -> list[ModelRow]:
+        mount = self.store.location
         rows: dict[str, ModelRow] = {}
-        work: list[ModelEntry] = []
-        for entry in entries:
-            if cancel.is_set():
-                raise InterruptedRun("interrupted while planning; nothing was started: run the same command again")
-            row = self.plan_download(entry, present.get(entry.dirname), dry_run=dry_run)
-            if row is None:
-                work.append(entry)
-            else:
-                rows[entry.repo_id] = row
+        work = [m for m in plan.models if m.action in (Action.FETCH, Action.REPAIR)]
+        for model in plan.models:
+            if model.action is Action.PRUNE:
+                if cancel.is_set():
+                    raise Cancelled
+                self.store.remove(model.name)
+                log.info("%s: pruned %s/", model.repo_id, model.name)
+                rows[model.name] = row_for(model, mount, Status.PRUNED)
+            elif model not in work:
+                rows[model.name] = row_for(model, mount, DONE_STATUS[model.action])
         if work:
-            log.info("starting %d container(s): %s", len(work), ", ".join(e.repo_id for e in work))
-            rows.update((row.repo_id, row) for row in self.start("download", work, cancel))
-        elif not dry_run:
+            log.info("starting %d container(s): %s", len(work), ", ".join(m.repo_id for m in work))
+            jobs = [ContainerJob(m.repo_id, _join(mount, m.name), m.to_wire(), m.commit) for m in work]
+            for model, row in zip(work, self.start("download", jobs, cancel), strict=True):
+                rows[model.name] = row
+        else:
             log.info("no model needs a container; none started")
-        return [rows[e.repo_id] for e in entries]
+        return [rows[m.name] for m in plan.models]
 
-    def plan_download(self, entry: ModelEntry, top: FileEntry | None, *, dry_run: bool) -> ModelRow | None:
-        """The row of a model that needs no container (complete, failed to resolve, or dry run), else None.
-
-        The same decisions as `engine.download_model`, taken from the volume's client API.
-        """
-        path = _join(self.store.location, entry.dirname)
-        started = time.monotonic()
-
-        def row(status: str, commit: str | None, files: int, size: int, error: str | None = None) -> ModelRow:
-            return ModelRow(entry.repo_id, path, status, commit, files, size, time.monotonic() - started, error)
-
-        if top is not None and top.type == FileEntryType.SYMLINK:
-            error = (
-                f"{path} is a symlink; the cache writes only real directories inside the target: "
-                "replace the link with a directory"
-            )
-            log.error("%s: failed: %s", entry.repo_id, error)
-            return row("failed", entry.pinned_commit, 0, 0, error)
-        manifest = self.store.read_manifest(entry.dirname) if top is not None else None
-        commit = entry.pinned_commit
-        try:
-            commit = target_commit(entry, self.hub)
-            if manifest is not None and is_current(manifest, entry, commit):
-                return row("up-to-date", commit, len(manifest.files), manifest.total_bytes)
-            if not dry_run:
-                return None
-            on_volume = self.volume_store.files(entry.dirname) if top is not None else {}
-            plan = plan_model(commit, self.hub.list_files(entry, commit), on_volume)
-        except ModelFailed as exc:
-            log.error("%s: failed: %s", entry.repo_id, exc)
-            return row("failed", commit, 0, 0, str(exc))
-        log_plan(entry, plan)
-        return row("planned", commit, len(plan.files), plan.fetch_bytes)
-
-    def verify(self, entries: Sequence[ModelEntry]) -> list[ModelRow]:
+    def verify(self, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
         """Hash in containers, one per model with a manifest; what has none is reported from here."""
-        present = self.volume_store.top()
+        top = self.store.top()
         rows: dict[str, ModelRow] = {}
         work: list[ModelEntry] = []
         for entry in entries:
-            top = present.get(entry.dirname)
-            manifest = self.store.read_manifest(entry.dirname) if top is not None else None
+            kind = top.get(entry.dirname)
+            held = self.store.held(entry.dirname, kind) if kind is not None else None
+            manifest = held.manifest if held is not None else None
             if manifest is not None and manifest.repo_id == entry.repo_id:
                 work.append(entry)
                 continue
-            state = "missing" if top is None else "incomplete (no manifest)"
-            is_dir = top is not None and top.type == FileEntryType.DIRECTORY
-            files, size = self.store.usage(entry.dirname) if is_dir else (0, 0)
+            state = "missing" if held is None else "incomplete (no manifest)"
+            files, size = (len(held.files), held.bytes) if held is not None else (0, 0)
             path = _join(self.store.location, entry.dirname)
             error = f"{state}: run download to fetch it"
-            rows[entry.repo_id] = ModelRow(entry.repo_id, path, "damaged", None, files, size, 0.0, error)
+            rows[entry.repo_id] = ModelRow(entry.repo_id, path, Status.DAMAGED, None, files, size, 0.0, error)
         if work:
             log.info("starting %d container(s) to verify: %s", len(work), ", ".join(e.repo_id for e in work))
-            rows.update((row.repo_id, row) for row in self.start("verify", work, threading.Event()))
+            jobs = [
+                ContainerJob(e.repo_id, _join(self.store.location, e.dirname), _entry_wire(e), e.pinned_commit)
+                for e in work
+            ]
+            for entry, row in zip(work, self.start("verify", jobs, cancel), strict=True):
+                rows[entry.repo_id] = row
         return [rows[e.repo_id] for e in entries]
+
+
+def _entry_wire(entry: ModelEntry) -> dict[str, Any]:
+    return {
+        "repo_id": entry.repo_id,
+        "size": entry.size,
+        "revision": entry.revision,
+        "include": list(entry.include) if entry.include is not None else None,
+        "exclude": list(entry.exclude) if entry.exclude is not None else None,
+    }
 
 
 # -- containers ----------------------------------------------------------------------------
@@ -302,76 +317,95 @@ class PendingCall(Protocol):
     def cancel(self, terminate_containers: bool = False) -> None: ...
 
 
+class LineSource(Protocol):
+    """The caller's end of the containers' log queue (`modal.Queue`)."""
+
+    def get_many(self, n_values: int, block: bool = True, timeout: float | None = None) -> list[Any]: ...
+
+
 @dataclass
 class ModalContainers:
-    """Starts `download_one`/`verify_one` in parallel, inside `app.run()` unless `modal run` started it."""
+    """Starts `apply_one`/`verify_one` in parallel, inside `app.run()` unless `modal run` started it."""
 
     catalog: Catalog
+    volume: Any  # the hydrated modal.Volume the store looked up: attached to each call, never looked up again
     app_running: bool = False
+    secrets: list[modal.Secret] | None = field(default=None)
 
-    def __call__(self, operation: str, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
-        from modal_jobs import download_models as jobs
+    def __call__(self, operation: str, jobs: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
+        from modal_jobs import download_models as app_module
 
-        if jobs.CATALOG.volume != self.catalog.volume:
-            wanted, built = self.catalog.volume, jobs.CATALOG.volume
-            raise TargetError(
-                f"{self.catalog.path} names the volume {wanted.name!r} at {wanted.mount}, but the Modal app "
-                f"is built from {jobs.CATALOG_PATH} ({built.name!r} at {built.mount}); keep the two in step, "
-                "or use --local-dir"
-            )
-        function = jobs.download_one if operation == "download" else jobs.verify_one
-        running: AbstractContextManager[object] = nullcontext() if self.app_running else jobs.app.run()
-        with modal_errors("starting the Modal app"), running:
-            if operation == "download":
-                secrets = hf_secrets(os.environ, jobs.HF_SECRET_NAME)
-                if secrets:
-                    function = function.with_options(secrets=secrets)
-            calls = [function.spawn(*jobs.entry_args(entry)) for entry in entries]
-            return collect(calls, entries, self.catalog.volume.mount, cancel)
+        mount = self.catalog.volume.mount
+        running: AbstractContextManager[object] = nullcontext() if self.app_running else app_module.app.run()
+        with modal_errors("starting the Modal app"), running, modal.Queue.ephemeral() as events:
+            function = app_module.apply_one if operation == "download" else app_module.verify_one
+            secrets = self.secrets if self.secrets is not None else hf_secrets(os.environ, app_module.HF_SECRET_NAME)
+            # with_options replaces volumes and secrets as a whole: both are given every time.
+            function = function.with_options(volumes={mount: self.volume}, secrets=secrets)
+            calls = [function.spawn(job.payload, mount, self.volume, events) for job in jobs]
+            return collect(calls, jobs, cancel, events)
 
 
 def collect(
-    calls: Sequence[PendingCall], entries: Sequence[ModelEntry], mount: str, cancel: threading.Event
+    calls: Sequence[PendingCall], jobs: Sequence[ContainerJob], cancel: threading.Event, lines: LineSource | None = None
 ) -> list[ModelRow]:
-    """Each call's row, in entry order; a container that raised becomes one `failed` row, not a crash."""
+    """Each call's row, in job order, printing the containers' log lines as they arrive.
+
+    A container that raised becomes one `failed` row, not a crash. A stop request cancels every
+    call still running, and terminates its container.
+    """
     results: dict[int, ModelRow] = {}
     started = time.monotonic()
     while len(results) < len(calls):
+        if cancel.is_set():
+            for j, other in enumerate(calls):
+                if j not in results:
+                    other.cancel(terminate_containers=True)
+            raise InterruptedRun(
+                "interrupted; the containers still running were stopped and what they wrote is not "
+                "marked complete: run the same command again to resume"
+            )
+        _print_lines(lines)
         for i, call in enumerate(calls):
             if i in results:
                 continue
-            if cancel.is_set():
-                for j, other in enumerate(calls):
-                    if j not in results:
-                        other.cancel(terminate_containers=True)
-                raise InterruptedRun(
-                    "interrupted; the containers still running were stopped and what they wrote is not "
-                    "marked complete: run the same command again to resume"
-                )
             try:
-                value = call.get(timeout=POLL_SECONDS)
+                value = call.get(timeout=0 if lines is not None else POLL_SECONDS)
             except TimeoutError as exc:
                 if not exc.args:  # modal's "no output yet"; a container's own TimeoutError carries a message
                     continue
                 value = exc
             except Exception as exc:
                 value = exc
-            results[i] = _row(value, entries[i], mount, time.monotonic() - started)
-            log.info("%s: %s", entries[i].repo_id, results[i].status)
+            results[i] = _row(value, jobs[i], time.monotonic() - started)
+            log.info("%s: %s", jobs[i].label, results[i].status)
+    _print_lines(lines, wait=0.0)
     return [results[i] for i in range(len(calls))]
 
 
-def _row(value: object, entry: ModelEntry, mount: str, seconds: float) -> ModelRow:
+def _print_lines(lines: LineSource | None, wait: float = POLL_SECONDS) -> None:
+    """The containers' log lines so far (waiting up to `wait` for the first), each printed as it came."""
+    if lines is None:
+        return
+    try:
+        batch = lines.get_many(100, block=wait > 0, timeout=wait or None)
+    except queue.Empty:
+        return
+    for line in batch:
+        log.info("%s", line)
+
+
+def _row(value: object, job: ContainerJob, seconds: float) -> ModelRow:
     if isinstance(value, Mapping):
         try:
-            return ModelRow(**value)
-        except TypeError as exc:
+            return ModelRow(**{**value, "status": Status(value["status"])})
+        except (TypeError, KeyError, ValueError) as exc:
             value = exc
     error = f"container failed: {type(value).__name__}: {value}" if isinstance(value, BaseException) else (
         f"container returned {type(value).__name__}, not a row"
     )  # fmt: skip
-    log.error("%s: %s", entry.repo_id, error)
-    return ModelRow(entry.repo_id, _join(mount, entry.dirname), "failed", entry.pinned_commit, 0, 0, seconds, error)
+    log.error("%s: %s", job.label, error)
+    return ModelRow(job.label, job.path, Status.FAILED, job.commit, 0, 0, seconds, error)
 
 
 def hf_secrets(
@@ -403,11 +437,15 @@ def _named_secret(name: str) -> modal.Secret | None:
     return secret
 
 
-def open_volume_backend(catalog: Catalog, hub: Hub, *, app_running: bool = False) -> Backend:
-    """The volume named in the model list, checked for credentials before anything touches the network."""
+def open_volume_backend(catalog: Catalog, *, create: bool, app_running: bool = False) -> ModalBackend:
+    """The volume named in the model list, checked for credentials before anything touches the network.
+
+    `create`: a download that writes makes the volume when it does not exist; nothing else does.
+    """
     require_credentials()
-    store = VolumeStore(modal.Volume.from_name(catalog.volume.name), catalog.volume, environment_name())
-    return ModalBackend(store, hub, ModalContainers(catalog, app_running=app_running))
+    volume = modal.Volume.from_name(catalog.volume.name, create_if_missing=create)
+    store = VolumeStore(volume, catalog.volume, environment_name())
+    return ModalBackend(store, ModalContainers(catalog, volume, app_running=app_running))
 
 
 def _join(location: str, name: str) -> str:

@@ -41,7 +41,7 @@ def test_fresh_download_is_byte_identical_and_complete(cli: Cli, repos: Repos, t
         assert_complete(target, repo_id, repos.files[repo_id])
     assert not model_dir(target, BIG).exists()
     # progress and logs went to stderr, one line per model start and finish
-    assert f"{SMALL}: downloading" in result.stderr
+    assert f"{SMALL}: fetching 5 file(s)" in result.stderr
     assert f"{SMALL}: finished" in result.stderr
 
 
@@ -71,8 +71,8 @@ def test_dry_run_changes_nothing(cli: Cli, repos: Repos, target: Path):
     result = cli("download", "--model-size", "0.6B", "--dry-run", "--json")
     assert result.returncode == 0, result.stderr
     rows = rows_by_repo(json.loads(result.stdout))
-    assert rows[SMALL]["status"] == "planned"
-    assert rows[SMALL]["bytes"] == sum(len(b) for b in repos.files[SMALL].values())
+    assert rows[SMALL]["status"] == "fetch"
+    assert rows[SMALL]["bytes"] == rows[SMALL]["fetch_bytes"] == sum(len(b) for b in repos.files[SMALL].values())
     assert not target.exists()
     assert cli.hub.count(kind="resolve") == 0
 
@@ -81,7 +81,7 @@ def test_dry_run_changes_nothing(cli: Cli, repos: Repos, target: Path):
     result = cli("download", "--dry-run", "--json")
     rows = rows_by_repo(json.loads(result.stdout))
     assert rows[SMALL]["status"] == "up-to-date"
-    assert rows[BIG]["status"] == "planned"
+    assert rows[BIG]["status"] == "fetch"
     assert tree(target) == snapshot
 
 
@@ -199,7 +199,8 @@ def test_a_permanently_failing_repo_fails_alone(cli: Cli, repos: Repos, target: 
         str(summary_md),
         env={"GITHUB_STEP_SUMMARY": str(step_summary)},
     )
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stderr
+    assert summary_json.exists(), result.stderr
     rows = rows_by_repo(json.loads(summary_json.read_text()))
     assert rows[BIG]["status"] == "failed"
     assert "HTTP 500" in rows[BIG]["error"]

@@ -7,12 +7,20 @@ from pathlib import Path
 import pytest
 
 from modal_jobs import hashing
-from modal_jobs.catalog import ModelEntry
-from modal_jobs.engine import STREAM_HASH_MIN_BYTES, download_model
+from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
+from modal_jobs.engine import STREAM_HASH_MIN_BYTES
 from modal_jobs.hub import Hub
+from modal_jobs.operations import LocalBackend, Request, run
+from modal_jobs.summary import ModelRow
 from tests.local_hub import LocalHub, random_bytes
 
 REPO = "Qwen/Streamed"
+
+
+def download_model(entry: ModelEntry, root: Path, hub: Hub) -> ModelRow:
+    """Plan and apply one model on a local directory, as `python -m modal_jobs download` does."""
+    catalog = Catalog(root / "models.toml", VolumeSpec(), (entry,))
+    return run(Request("download"), catalog, LocalBackend(root, hub), hub).models[0]
 
 
 @pytest.fixture

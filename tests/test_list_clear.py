@@ -27,7 +27,9 @@ def test_list_reports_each_state_and_orphans(cli: Cli, repos: Repos, target: Pat
     assert rows[BIG]["status"] == "incomplete"
     assert rows[TOKENIZER]["status"] == "stale"
     assert rows["Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice"]["status"] == "missing"
-    assert summary["orphans"] == [{"name": "old-model", "path": str(target / "old-model"), "files": 1, "bytes": 100}]
+    assert summary["orphans"] == [
+        {"name": "old-model", "path": str(target / "old-model"), "files": 1, "bytes": 100, "repo_id": None}
+    ]
     assert summary["total_bytes"] == sum(row["bytes"] for row in rows.values())
 
 

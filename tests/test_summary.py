@@ -25,10 +25,21 @@ def sample() -> Summary:
 
 def test_json_has_the_documented_keys_and_totals():
     data = json.loads(render_json(sample()))
-    assert list(data) == ["operation", "target", "models", "orphans", "total_bytes"]
-    assert list(data["models"][0]) == ["repo_id", "path", "status", "commit", "files", "bytes", "seconds", "error"]
+    assert list(data) == ["operation", "target", "models", "orphans", "total_bytes", "fetch_bytes", "note"]
+    assert list(data["models"][0]) == [
+        "repo_id",
+        "path",
+        "status",
+        "commit",
+        "files",
+        "bytes",
+        "seconds",
+        "error",
+        "fetch_bytes",
+        "note",
+    ]
     assert data["total_bytes"] == 5 * 1024**3 // 2
-    assert data["orphans"] == [{"name": "old", "path": "/vol/models/old", "files": 3, "bytes": 2048}]
+    assert data["orphans"] == [{"name": "old", "path": "/vol/models/old", "files": 3, "bytes": 2048, "repo_id": None}]
 
 
 def test_markdown_is_a_table_with_human_sizes_short_commits_and_reasons():
@@ -57,5 +68,5 @@ def test_human_bytes():
 
 
 def test_each_operation_has_its_own_statuses():
-    with pytest.raises(ValueError, match="verify rows may say ok, damaged, not downloaded"):
+    with pytest.raises(ValueError, match="verify rows may say damaged, ok, not downloaded"):
         Summary("verify", "/x", (ModelRow("Qwen/A", "/x/A", "downloaded"),))
