@@ -120,7 +120,7 @@ class VolumeStore:
         self.environment = environment
         self.location = spec.mount  # rows name what the inference service sees: <mount>/<model>
         self._exists: bool | None = None
-        self._top: dict[str, Kind] | None = None
+        self._top: dict[str, FileEntry] | None = None
 
     def exists(self) -> bool:
         """Looked up once per run."""
@@ -147,15 +147,14 @@ class VolumeStore:
             if not self.exists():
                 return {}
             entries = (_relative(e, "") for e in self._listdir("/", recursive=False))
-            self._top = {
-                path: _kind(entry) for path, entry in entries if path and "/" not in path and not path.startswith(".")
-            }
-        return dict(self._top)
+            self._top = {path: e for path, e in entries if path and "/" not in path and not path.startswith(".")}
+        return {name: _kind(entry) for name, entry in self._top.items()}
 
     def held(self, name: str, kind: Kind) -> HeldModel:
         """One recursive listing of the model directory, and one read of its manifest when there is one."""
         if kind is not Kind.DIRECTORY:
-            return HeldModel(name, kind, None, {name: 0})
+            entry = (self._top or {}).get(name)
+            return HeldModel(name, kind, None, {name: entry.size if entry and kind is Kind.FILE else 0})
         files: dict[str, int] = {}
         manifest_listed = False
         for entry in self._listdir(name, recursive=True):
@@ -331,13 +330,15 @@ class ModalContainers:
     volume: Any  # the hydrated modal.Volume the store looked up: attached to each call, never looked up again
     app_running: bool = False
     secrets: list[modal.Secret] | None = field(default=None)
+    # Where the containers' log lines come back: an ephemeral modal.Queue, for the duration of the calls.
+    open_lines: Callable[[], AbstractContextManager[Any]] = field(default=modal.Queue.ephemeral)
 
     def __call__(self, operation: str, jobs: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
         from modal_jobs import download_models as app_module
 
         mount = self.catalog.volume.mount
         running: AbstractContextManager[object] = nullcontext() if self.app_running else app_module.app.run()
-        with modal_errors("starting the Modal app"), running, modal.Queue.ephemeral() as events:
+        with modal_errors("starting the Modal app"), running, self.open_lines() as events:
             function = app_module.apply_one if operation == "download" else app_module.verify_one
             secrets = self.secrets if self.secrets is not None else hf_secrets(os.environ, app_module.HF_SECRET_NAME)
             # with_options replaces volumes and secrets as a whole: both are given every time.

@@ -11,7 +11,7 @@ from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
 from modal_jobs.engine import STREAM_HASH_MIN_BYTES
 from modal_jobs.hub import Hub
 from modal_jobs.operations import LocalBackend, Request, run
-from modal_jobs.summary import ModelRow
+from modal_jobs.summary import ModelRow, Operation
 from tests.local_hub import LocalHub, random_bytes
 
 REPO = "Qwen/Streamed"
@@ -20,7 +20,7 @@ REPO = "Qwen/Streamed"
 def download_model(entry: ModelEntry, root: Path, hub: Hub) -> ModelRow:
     """Plan and apply one model on a local directory, as `python -m modal_jobs download` does."""
     catalog = Catalog(root / "models.toml", VolumeSpec(), (entry,))
-    return run(Request("download"), catalog, LocalBackend(root, hub), hub).models[0]
+    return run(Request(Operation.DOWNLOAD), catalog, LocalBackend(root, hub), hub).models[0]
 
 
 @pytest.fixture

@@ -8,7 +8,10 @@ of an unbuilt image, so `image_layers` walks the lazy loaders (pinned: modal>=1.
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -21,14 +24,12 @@ from typing import Any
 
 import pytest
 from modal._utils.async_utils import synchronizer
-from modal.types import VolumeMountInfo
 
 import modal_jobs.download_models as jobs
 import modal_jobs.volume
-from modal_jobs.catalog import Catalog, ModelEntry, load_catalog
-from modal_jobs.hub import Hub
-from modal_jobs.summary import ModelRow
-from modal_jobs.volume import ModalBackend, VolumeStore
+from modal_jobs.catalog import Catalog
+from modal_jobs.summary import ModelRow, Status
+from modal_jobs.volume import ContainerJob, ModalBackend, VolumeStore
 from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Repos
 from tests.local_hub import LocalHub, hub_env
 from tests.test_volume import DirVolume
@@ -57,12 +58,18 @@ class Offline:
     env: dict[str, str]
     attempts: Path
 
-    def run(self, *argv: str | Path, extra: dict[str, str] | None = None, timeout: float = 60) -> Result:
+    @property
+    def home(self) -> Path:
+        return Path(self.env["HOME"])
+
+    def run(
+        self, *argv: str | Path, extra: dict[str, str] | None = None, timeout: float = 60, cwd: Path = ROOT
+    ) -> Result:
         started = time.monotonic()
         result = subprocess.run(
             [str(a) for a in argv],
             env={**self.env, **(extra or {})},
-            cwd=ROOT,
+            cwd=cwd,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -97,16 +104,16 @@ def offline(tmp_path: Path) -> Offline:
 
 # -- the functions -------------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize("function", [jobs.download_one, jobs.verify_one], ids=["download_one", "verify_one"])
-def test_each_container_mounts_the_volume_of_the_model_list(function: Any):
-    spec = load_catalog(ROOT / "models.toml").volume
-    info = function.info()
-    assert info.volumes == {spec.mount: VolumeMountInfo(name=spec.name, volume_id=None, read_only=False, sub_path=None)}
-    assert jobs.MOUNT == spec.mount == "/vol/models"
+FUNCTIONS = pytest.mark.parametrize("function", [jobs.apply_one, jobs.verify_one], ids=["apply_one", "verify_one"])
 
 
-@pytest.mark.parametrize("function", [jobs.download_one, jobs.verify_one], ids=["download_one", "verify_one"])
+@FUNCTIONS
+def test_no_volume_is_bound_at_import(function: Any):
+    """The volume and its mount come from the list a run loads, attached per call (tests/test_volume.py)."""
+    assert function.info().volumes == {}
+
+
+@FUNCTIONS
 def test_containers_get_time_retries_and_modest_resources(function: Any):
     info = function.info()
     assert info.timeout == 3600
@@ -114,17 +121,18 @@ def test_containers_get_time_retries_and_modest_resources(function: Any):
     assert (jobs.RETRIES.backoff_coefficient, jobs.RETRIES.initial_delay.total_seconds()) == (2.0, 10.0)
     assert info.cpu == 2.0
     assert info.memory_mib == 4096
-    assert info.ephemeral_disk_mib == 32 * 1024
+    assert not info.ephemeral_disk_mib, "nothing lands on the container's disk but logs: no billed extra disk"
     assert info.gpus == []
     assert info.single_use_containers, "one container per model, never reused for the next"
     # No secret is baked in: the Hub token is attached per call, only when there is one.
     assert info.secrets == []
 
 
-def image_layers(image: Any) -> tuple[list[str], list[str]]:
-    """(Dockerfile commands base first, files added at container start) of an unbuilt image."""
+def image_layers(image: Any) -> tuple[list[str], list[str], dict[str, str]]:
+    """(Dockerfile commands base first, files added at container start, build context) of an unbuilt image."""
     commands: list[list[str]] = []
     mounts: list[str] = []
+    context: dict[str, str] = {}
     current = synchronizer._translate_in(image)  # type: ignore[no-untyped-call]  # the _Image behind modal.Image
     while current is not None:
         cells = dict(
@@ -139,30 +147,76 @@ def image_layers(image: Any) -> tuple[list[str], list[str]]:
             current = cells["base_image"]
             continue
         if cells.get("dockerfile_function") is not None:
-            commands.append(cells["dockerfile_function"]("2025.06").commands)
+            spec = cells["dockerfile_function"]("2025.06")
+            commands.append(spec.commands)
+            context.update(spec.context_files)
         bases = list(cells.get("base_images", {}).values())
         current = bases[0] if bases else None
-    return [line for layer in reversed(commands) for line in layer], mounts
+    return [line for layer in reversed(commands) for line in layer], mounts, context
 
 
-def test_the_image_holds_huggingface_hub_and_this_package_only():
-    commands, mounts = image_layers(jobs.image)
-    assert commands[0].startswith("FROM python:3.12")
+def test_the_image_installs_the_locked_requirements_and_this_package_only():
+    commands, mounts, context = image_layers(jobs.image)
+    assert commands[0].startswith(f"FROM python:{jobs.PYTHON_VERSION}")
     installs = [c for c in commands if "pip install" in c and not c.startswith("RUN pip install --upgrade pip")]
-    assert installs == ["RUN python -m pip install 'huggingface_hub[hf_xet]>=2.4,<3'"]
+    assert installs == ["RUN python -m pip install -r /.requirements.txt --require-hashes --no-deps"]
+    assert context == {"/.requirements.txt": str(jobs.REQUIREMENTS)}
     assert not [c for c in commands if "torch" in c or "transformers" in c]
-    assert "ENV HF_XET_HIGH_PERFORMANCE=1" in commands
+    # hf_xet sizes its buffers from the host's memory in high-performance mode; the container asks for 4 GiB.
+    assert not [c for c in commands if "HF_XET_HIGH_PERFORMANCE" in c]
     assert "ENV HF_HOME=/root/.cache/huggingface" in commands
-    assert "ENV HF_XET_CACHE=/root/.cache/huggingface/xet" in commands
-    assert not jobs.HF_HOME.startswith(jobs.MOUNT), "the downloader's cache must stay off the volume"
     assert any("_MountedPythonModule(module_name='modal_jobs', remote_dir='/root'" in m for m in mounts)
-    assert any(f"{ROOT / 'models.toml'}" in m and "/root/models.toml" in m for m in mounts)
+    assert not any("models.toml" in m for m in mounts), "the model list travels with each call, not in the image"
 
 
-def test_the_image_pin_is_the_one_in_pyproject():
-    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert jobs.IMAGE_PACKAGES == ("huggingface_hub[hf_xet]>=2.4,<3",)
-    assert set(jobs.IMAGE_PACKAGES) <= set(dependencies)
+def locked_versions() -> dict[str, str]:
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    return {package["name"]: package["version"] for package in lock["package"] if "version" in package}
+
+
+def required_versions() -> dict[str, str]:
+    pins = {}
+    for line in jobs.REQUIREMENTS.read_text().splitlines():
+        if line and not line.startswith(("#", " ")):
+            name, version = line.split(";")[0].strip().rstrip("\\").strip().split("==")
+            pins[name] = version
+    return pins
+
+
+def test_every_package_the_image_installs_is_the_version_uv_lock_pins():
+    pins = required_versions()
+    locked = locked_versions()
+    assert {"huggingface-hub", "hf-xet", "httpx2"} <= set(pins)
+    assert {name: version for name, version in pins.items() if locked.get(name) != version} == {}
+    text = jobs.REQUIREMENTS.read_text()
+    assert text.count("--hash=sha256:") >= len(pins), "every pin carries its hashes (pip --require-hashes)"
+
+
+def test_the_requirements_file_is_what_uv_exports_from_the_lock_now():
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    assert uv, "uv comes with nox[uv] in the test environment"
+    exported = subprocess.run(
+        [uv, "export", "--quiet", "--frozen", "--only-group=container", "--no-emit-project"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def body(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("#")]
+
+    assert body(jobs.REQUIREMENTS.read_text()) == body(exported), (
+        "modal_jobs/container-requirements.txt is out of date with uv.lock: run `nox -s container-requirements`"
+    )
+
+
+def test_the_image_runs_a_python_the_ci_matrix_runs():
+    workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    matrix = re.search(r"python:\s*\[([^\]]*)\]", workflow)
+    assert matrix, "ci.yml names its Python versions in a matrix"
+    versions = [v.strip().strip("\"'") for v in matrix.group(1).split(",")]
+    assert jobs.PYTHON_VERSION in versions
 
 
 # -- importing and the command lines, offline -----------------------------------------------------
@@ -170,8 +224,9 @@ def test_the_image_pin_is_the_one_in_pyproject():
 
 @pytest.mark.parametrize("token", [None, TOKEN], ids=["without-HF_TOKEN", "with-HF_TOKEN"])
 def test_importing_the_app_does_no_network_io(offline: Offline, token: str | None):
-    code = "import modal_jobs.download_models as m; print('imported', m.app.name, m.volume)"
-    result = offline.run(sys.executable, "-c", code, extra={"HF_TOKEN": token} if token else None)
+    code = "import modal_jobs.download_models as m; print('imported', m.app.name)"
+    # From a directory without models.toml: nothing reads the model list at import.
+    result = offline.run(sys.executable, "-c", code, extra={"HF_TOKEN": token} if token else None, cwd=offline.home)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("imported qwen3-tts-model-cache")
     assert result.network_attempts == ""
@@ -181,8 +236,6 @@ def test_importing_the_app_does_no_network_io(offline: Offline, token: str | Non
 def test_modal_run_help_works_offline(offline: Offline):
     result = offline.run(MODAL, "run", "-m", "modal_jobs.download_models", "--help", extra={"HF_TOKEN": TOKEN})
     assert result.returncode == 0, result.stderr
-    for option in ("--model-size", "--list-only", "--clear", "--yes", "--dry-run"):
-        assert option in result.stdout
     assert result.network_attempts == ""
     assert TOKEN not in result.stdout + result.stderr
 
@@ -200,6 +253,23 @@ def test_the_cli_without_modal_credentials_fails_fast(offline: Offline, operatio
     assert result.seconds < 30
 
 
+def test_unreachable_modal_is_one_line_within_15_seconds(offline: Offline):
+    """Modal's client retries a refused connection for about a minute; the CLI gives up on its own deadline."""
+    credentials = {
+        "MODAL_TOKEN_ID": "ak-test",
+        "MODAL_TOKEN_SECRET": "as-test",
+        "MODAL_SERVER_URL": "http://127.0.0.1:9",
+    }
+    result = offline.run(sys.executable, "-m", "modal_jobs", "list", "--catalog", "models.toml", extra=credentials)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Modal Volume 'qwen3-tts-models'" in lines[0]
+    assert "no answer from Modal within 10s" in lines[0] or "cannot reach Modal" in lines[0]
+    assert result.seconds < 15
+
+
 # -- the local entrypoint, with the volume stood in -----------------------------------------------
 
 
@@ -212,15 +282,15 @@ class EntrypointTarget:
     opened_with: list[dict[str, Any]]
     failing: set[str]
 
-    def open(self, catalog: Catalog, hub: Hub, **options: Any) -> ModalBackend:
+    def open(self, catalog: Catalog, **options: Any) -> ModalBackend:
         self.opened_with.append(options)
-        return ModalBackend(VolumeStore(DirVolume(self.root), catalog.volume), hub, self.start)
+        return ModalBackend(VolumeStore(DirVolume(self.root), catalog.volume), self.start)
 
-    def start(self, operation: str, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
-        self.started.extend(e.repo_id for e in entries)
+    def start(self, operation: str, jobs_: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
+        self.started.extend(job.label for job in jobs_)
         return [
-            ModelRow(e.repo_id, f"/vol/models/{e.dirname}", "failed" if e.repo_id in self.failing else "downloaded")
-            for e in entries
+            ModelRow(job.label, job.path, Status.FAILED if job.label in self.failing else Status.DOWNLOADED)
+            for job in jobs_
         ]
 
 
@@ -233,16 +303,17 @@ def entrypoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub: LocalHub, r
     for key, value in hub_env(hub, tmp_path / "hf-home").items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.chdir(ROOT)
     return target
 
 
-def run_entrypoint(**flags: Any) -> tuple[int, str, str]:
+def run_entrypoint(*argv: str) -> tuple[int, str, str]:
     """Call the entrypoint's body as `modal run` would, inside an app that is already running."""
     out, err = io.StringIO(), io.StringIO()
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
     try:
-        jobs.main(**flags)
+        jobs.main(*argv)
         code = 0
     except SystemExit as exc:
         code = int(exc.code or 0)
@@ -252,24 +323,33 @@ def run_entrypoint(**flags: Any) -> tuple[int, str, str]:
 
 
 def test_entrypoint_downloads_what_is_missing_in_the_running_app(entrypoint: EntrypointTarget):
-    code, out, _ = run_entrypoint(model_size="0.6B")
+    code, out, _ = run_entrypoint("download", "--model-size", "0.6B")
     assert code == 0
-    assert entrypoint.opened_with == [{"app_running": True}]
+    assert entrypoint.opened_with == [{"create": True, "app_running": True}]
     assert entrypoint.started == [SMALL, TOKENIZER]
     assert out.splitlines()[0].split()[:2] == [SMALL, "downloaded"]
     assert out.splitlines()[-1].startswith("total: ")
 
 
+def test_entrypoint_speaks_json_like_the_cli(entrypoint: EntrypointTarget):
+    code, out, _ = run_entrypoint("download", "--dry-run", "--json")
+    assert code == 0
+    assert entrypoint.opened_with == [{"create": False, "app_running": True}]
+    summary = json.loads(out)
+    assert {row["status"] for row in summary["models"]} == {"fetch"}
+    assert entrypoint.started == []
+
+
 def test_entrypoint_exits_non_zero_when_a_model_fails(entrypoint: EntrypointTarget):
     entrypoint.failing.add(BIG)
-    code, out, _ = run_entrypoint()
+    code, out, _ = run_entrypoint("download")
     assert code == 1
-    assert entrypoint.started == [BIG, SMALL, TOKENIZER]  # --model-size defaults to both
+    assert entrypoint.started == [BIG, SMALL, TOKENIZER]
     assert f"{BIG}  failed" in out
 
 
 def test_entrypoint_lists_without_starting_anything(entrypoint: EntrypointTarget):
-    code, out, _ = run_entrypoint(list_only=True)
+    code, out, _ = run_entrypoint("list")
     assert code == 0
     assert entrypoint.started == []
     assert [line.split()[1] for line in out.splitlines()[:-1]] == ["missing"] * 3
@@ -278,26 +358,20 @@ def test_entrypoint_lists_without_starting_anything(entrypoint: EntrypointTarget
 def test_entrypoint_clear_refuses_without_yes(entrypoint: EntrypointTarget):
     (entrypoint.root / "Qwen3-TTS-12Hz-0.6B-Base").mkdir()
     (entrypoint.root / "Qwen3-TTS-12Hz-0.6B-Base" / "config.json").write_text("{}")
-    code, out, err = run_entrypoint(clear=True)
+    code, out, err = run_entrypoint("clear")
     assert code == 2
     assert out == ""
     assert "clear would remove 1 directory" in err and "add --yes" in err
     assert (entrypoint.root / "Qwen3-TTS-12Hz-0.6B-Base").exists()
 
-    code, out, _ = run_entrypoint(clear=True, yes=True, model_size="0.6B")
+    code, out, _ = run_entrypoint("clear", "--yes", "--model-size", "0.6B")
     assert code == 0
     assert out.split()[:2] == [SMALL, "removed"]
     assert not (entrypoint.root / "Qwen3-TTS-12Hz-0.6B-Base").exists()
 
 
-def test_entrypoint_refuses_list_and_clear_together(entrypoint: EntrypointTarget):
-    code, _, err = run_entrypoint(list_only=True, clear=True)
-    assert code == 2
-    assert "choose one" in err
-    assert entrypoint.opened_with == []
-
-
-def test_entrypoint_rejects_an_unknown_size(entrypoint: EntrypointTarget):
-    code, _, err = run_entrypoint(model_size="7B")
+def test_entrypoint_rejects_bad_input_in_one_line(entrypoint: EntrypointTarget):
+    code, _, err = run_entrypoint("download", "--model-size", "7B")
     assert code == 2
     assert "--model-size '7B' is not in" in err
+    assert len(err.strip().splitlines()) == 1

@@ -20,11 +20,12 @@ from huggingface_hub import hf_hub_download
 
 from modal_jobs import hashing
 from modal_jobs.catalog import ModelEntry
-from modal_jobs.engine import STREAM_HASH_MIN_BYTES, download_model
+from modal_jobs.engine import STREAM_HASH_MIN_BYTES
 from modal_jobs.hashing import StreamingHash
 from modal_jobs.hub import ByteCallback, Hub
 from modal_jobs.model_dir import DOWNLOADER_STATE, FileRecord
 from tests.local_hub import LocalHub, random_bytes
+from tests.test_engine import download_model
 
 REPO = "Qwen/Streamed"
 WEIGHTS = "model.safetensors"

@@ -6,18 +6,29 @@ import json
 
 import pytest
 
-from modal_jobs.summary import ModelRow, OrphanRow, Summary, human_bytes, render_json, render_markdown
+from modal_jobs.summary import (
+    ModelRow,
+    Operation,
+    OrphanRow,
+    Status,
+    Summary,
+    human_bytes,
+    render_json,
+    render_markdown,
+)
 
 COMMIT = "3f2a9c1" + "0" * 33
 
 
 def sample() -> Summary:
     return Summary(
-        "download",
+        Operation.DOWNLOAD,
         "/vol/models",
         (
-            ModelRow("Qwen/A", "/vol/models/A", "downloaded", COMMIT, 12, 5 * 1024**3 // 2, 41.25),
-            ModelRow("Qwen/B", "/vol/models/B", "failed", None, 0, 0, 0.5, "access denied (HTTP 401):\n set HF_TOKEN"),
+            ModelRow("Qwen/A", "/vol/models/A", Status.DOWNLOADED, COMMIT, 12, 5 * 1024**3 // 2, 41.25),
+            ModelRow(
+                "Qwen/B", "/vol/models/B", Status.FAILED, None, 0, 0, 0.5, "access denied (HTTP 401):\n set HF_TOKEN"
+            ),
         ),
         (OrphanRow("old", "/vol/models/old", 3, 2048),),
     )
@@ -53,7 +64,7 @@ def test_markdown_is_a_table_with_human_sizes_short_commits_and_reasons():
 
 def test_exit_code_follows_the_rows():
     assert sample().exit_code == 1
-    ok = Summary("verify", "/x", (ModelRow("Qwen/A", "/x/A", "ok"),))
+    ok = Summary(Operation.VERIFY, "/x", (ModelRow("Qwen/A", "/x/A", Status.OK),))
     assert ok.exit_code == 0
 
 
@@ -69,4 +80,4 @@ def test_human_bytes():
 
 def test_each_operation_has_its_own_statuses():
     with pytest.raises(ValueError, match="verify rows may say damaged, ok, not downloaded"):
-        Summary("verify", "/x", (ModelRow("Qwen/A", "/x/A", "downloaded"),))
+        Summary(Operation.VERIFY, "/x", (ModelRow("Qwen/A", "/x/A", Status.DOWNLOADED),))

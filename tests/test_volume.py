@@ -3,7 +3,7 @@
 Every operation runs through `modal_jobs.operations.run` twice, once with `LocalBackend` on one
 directory and once with the volume backend on an identical copy; the summaries must agree except
 for the target string. Containers are "started" in-process: the injected starter counts them and
-runs `download_one`/`verify_one` through `.local()` against the copy.
+runs `apply_one`/`verify_one` through `.local()` against the copy, with the plan the caller made.
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ import os
 import shutil
 import stat
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import modal
 import modal.exception
@@ -26,13 +25,23 @@ import pytest
 from modal.types import FileEntry, FileEntryType
 
 import modal_jobs.download_models as jobs
-from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec, parse_catalog
+from modal_jobs.catalog import Catalog, VolumeSpec, parse_catalog
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError
 from modal_jobs.hub import Hub
 from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
-from modal_jobs.operations import Backend, LocalBackend, Request, run
-from modal_jobs.summary import ModelRow, Summary, render_text
-from modal_jobs.volume import ModalBackend, ModalContainers, VolumeStore, collect, hf_secrets, require_credentials
+from modal_jobs.operations import Backend, LocalBackend, Request, make_plan, run
+from modal_jobs.plan import Action, Kind
+from modal_jobs.store import LocalStore
+from modal_jobs.summary import ModelRow, Operation, Status, Summary, render_text
+from modal_jobs.volume import (
+    ContainerJob,
+    ModalBackend,
+    ModalContainers,
+    VolumeStore,
+    collect,
+    hf_secrets,
+    require_credentials,
+)
 from tests.conftest import BIG, CATALOG, SMALL, TOKENIZER, Repos, tree
 from tests.local_hub import LocalHub, hub_env
 
@@ -152,21 +161,24 @@ class FinishedCall:
 class InProcessContainers:
     """The injected container starter: counts what it starts and runs the real function bodies here."""
 
+    mount: Path
+    recorder: VolumeRecorder
     started: list[tuple[str, str]] = field(default_factory=list)
     crash: set[str] = field(default_factory=set)
+    before_start: Callable[[], None] | None = None  # what happens between planning and the containers
 
-    def __call__(self, operation: str, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
-        function = jobs.download_one if operation == "download" else jobs.verify_one
+    def __call__(self, operation: str, jobs_: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
+        if self.before_start is not None:
+            self.before_start()
+        function = jobs.apply_one if operation == "download" else jobs.verify_one
         calls = []
-        for entry in entries:
-            self.started.append((operation, entry.repo_id))
-            if entry.repo_id in self.crash:
+        for job in jobs_:
+            self.started.append((operation, job.label))
+            if job.label in self.crash:
                 calls.append(FinishedCall(error=RuntimeError("container exited with code 137")))
                 continue
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*will not have access to the mounted Volume")
-                calls.append(FinishedCall(function.local(*jobs.entry_args(entry))))
-        return collect(calls, entries, MOUNT, cancel)
+            calls.append(FinishedCall(function.local(job.payload, str(self.mount), cast(Any, self.recorder), None)))
+        return collect(calls, jobs_, cancel)
 
     def count(self, operation: str = "download") -> int:
         return sum(1 for op, _ in self.started if op == operation)
@@ -187,11 +199,11 @@ class Twins:
 
     def backends(self) -> tuple[LocalBackend, ModalBackend]:
         store = VolumeStore(DirVolume(self.volume_root), VolumeSpec(mount=MOUNT))
-        return LocalBackend(self.local_root, self.hub), ModalBackend(store, self.hub, self.containers)
+        return LocalBackend(self.local_root, self.hub), ModalBackend(store, self.containers)
 
     def run(self, operation: str, **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Both summaries, normalized: target and paths as `<target>`, time left out."""
-        request = Request(operation, **options)
+        request = Request(Operation(operation), **options)
         local, volume = self.backends()
         return (
             normalize(run(request, self.catalog, local, self.hub), self.local_root),
@@ -203,7 +215,7 @@ class Twins:
         backends: tuple[Backend, Backend] = self.backends()
         for backend, root in zip(backends, (self.local_root, self.volume_root), strict=True):
             with pytest.raises(CacheError) as caught:
-                run(Request(operation, **options), self.catalog, backend, self.hub)
+                run(Request(Operation(operation), **options), self.catalog, backend, self.hub)
             messages.append(str(caught.value).replace(MOUNT, "<target>").replace(str(root), "<target>"))
         return messages[0], messages[1]
 
@@ -244,11 +256,9 @@ def hub_process_env(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def twins(hub: LocalHub, repos: Repos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_process_env: None) -> Twins:
     volume_root = tmp_path / "volume"
     volume_root.mkdir()
-    recorder = VolumeRecorder(volume_root)
-    monkeypatch.setattr(jobs, "MOUNT", str(volume_root))
-    monkeypatch.setattr(jobs, "volume", recorder)
+    containers = InProcessContainers(volume_root, VolumeRecorder(volume_root))
     catalog = parse_catalog(CATALOG + f'\n[[model]]\nrepo_id = "{EXTRA}"\nsize = "1.7B"\n')
-    return Twins(tmp_path / "local", volume_root, Hub(endpoint=hub.url), InProcessContainers(), catalog)
+    return Twins(tmp_path / "local", volume_root, Hub(endpoint=hub.url), containers, catalog)
 
 
 # -- the same answers as the local backend ---------------------------------------------------
@@ -296,7 +306,7 @@ def test_only_stale_and_missing_models_start_containers(twins: Twins, hub: Local
 
     local, volume = twins.run("download", dry_run=True)
     assert volume == local
-    assert statuses(volume) == {BIG: "planned", SMALL: "planned", TOKENIZER: "up-to-date", EXTRA: "failed"}
+    assert statuses(volume) == {BIG: "fetch", SMALL: "fetch", TOKENIZER: "up-to-date", EXTRA: "failed"}
     assert twins.containers.count() == started, "a dry run starts no container"
 
     local, volume = twins.run("download")
@@ -315,7 +325,7 @@ def test_an_incomplete_model_is_repaired_in_its_container(twins: Twins):
 
 def test_a_container_that_crashes_fails_its_model_only(twins: Twins):
     twins.containers.crash = {SMALL}
-    summary = run(Request("download", sizes=("0.6B",)), twins.catalog, twins.backends()[1], twins.hub)
+    summary = run(Request(Operation.DOWNLOAD, sizes=("0.6B",)), twins.catalog, twins.backends()[1], twins.hub)
     assert summary.exit_code == 1
     rows = {row.repo_id: row for row in summary.models}
     assert rows[SMALL].status == "failed"
@@ -416,30 +426,32 @@ def test_a_link_standing_for_the_manifest_is_not_read(twins: Twins, tmp_path: Pa
     manifest.symlink_to(tmp_path / "forged.json")
     volume = DirVolume(twins.volume_root)
     store = VolumeStore(volume, VolumeSpec(mount=MOUNT))
-    assert store.read_manifest("Qwen3-TTS-12Hz-0.6B-Base") is None
+    assert store.held("Qwen3-TTS-12Hz-0.6B-Base", Kind.DIRECTORY).manifest is None
     assert ("read_file", f"Qwen3-TTS-12Hz-0.6B-Base/{MANIFEST_NAME}") not in volume.calls
 
 
 # -- planning without the volume --------------------------------------------------------------
 
 
-def test_a_missing_volume_is_created_by_download_and_refused_by_list_and_clear(twins: Twins, tmp_path: Path):
+def test_a_missing_volume_holds_nothing_and_only_verify_refuses_it(twins: Twins, tmp_path: Path):
     store = VolumeStore(DirVolume(tmp_path / "no-such-volume"), VolumeSpec(name="qwen3-tts-models", mount=MOUNT))
     started: list[str] = []
 
-    def start(operation: str, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
-        started.extend(e.repo_id for e in entries)
-        return [ModelRow(e.repo_id, f"{MOUNT}/{e.dirname}", "downloaded") for e in entries]
+    def start(operation: str, jobs_: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
+        started.extend(job.label for job in jobs_)
+        return [ModelRow(job.label, job.path, Status.DOWNLOADED) for job in jobs_]
 
-    backend = ModalBackend(store, twins.hub, start)
-    run(Request("download"), twins.catalog, backend, twins.hub)
-    assert started == [BIG, SMALL, TOKENIZER]  # everything needs work; the app creates the volume
+    backend = ModalBackend(store, start)
+    run(Request(Operation.DOWNLOAD), twins.catalog, backend, twins.hub)
+    assert started == [BIG, SMALL, TOKENIZER]  # everything needs work; the app created the volume
 
-    for operation in ("list", "clear", "verify"):
-        with pytest.raises(TargetError, match="the Modal Volume 'qwen3-tts-models' does not exist") as caught:
-            run(Request(operation, yes=True), twins.catalog, backend, twins.hub)
-        assert "run `python -m modal_jobs download`" in str(caught.value)
-        assert "\n" not in str(caught.value)
+    listed = run(Request(Operation.LIST), twins.catalog, backend, twins.hub)
+    assert {row.status for row in listed.models} == {"missing"}
+    assert run(Request(Operation.CLEAR, yes=True), twins.catalog, backend, twins.hub).models == ()
+    with pytest.raises(TargetError, match="the Modal Volume 'qwen3-tts-models' does not exist") as caught:
+        run(Request(Operation.VERIFY), twins.catalog, backend, twins.hub)
+    assert "run `python -m modal_jobs download`" in str(caught.value)
+    assert "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -456,10 +468,10 @@ def test_modal_problems_are_one_line_before_anything_starts(tmp_path: Path, fail
     def start(*_: object) -> list[ModelRow]:
         raise AssertionError("no container may start")
 
-    backend = ModalBackend(VolumeStore(DirVolume(tmp_path, fail_with=failure), catalog.volume), hub, start)
+    backend = ModalBackend(VolumeStore(DirVolume(tmp_path, fail_with=failure), catalog.volume), start)
     for operation in ("download", "list", "clear"):
         with pytest.raises(TargetError, match=expected) as caught:
-            run(Request(operation), catalog, backend, hub)
+            run(Request(Operation(operation)), catalog, backend, hub)
         assert "\n" not in str(caught.value)
         assert caught.value.exit_code == 2
 
@@ -476,18 +488,18 @@ def test_credentials_are_checked_from_modal_config_without_the_network():
 # -- collecting container results -------------------------------------------------------------
 
 
-def entries(*repo_ids: str) -> list[ModelEntry]:
-    return [ModelEntry(repo_id) for repo_id in repo_ids]
+def container_jobs(*repo_ids: str) -> list[ContainerJob]:
+    return [ContainerJob(repo_id, f"{MOUNT}/{repo_id.split('/')[1]}", {"repo_id": repo_id}) for repo_id in repo_ids]
 
 
 def test_a_container_that_raises_becomes_one_failed_row():
-    ok = ModelRow(SMALL, f"{MOUNT}/Qwen3-TTS-12Hz-0.6B-Base", "downloaded", "a" * 40, 5, 10)
+    ok = ModelRow(SMALL, f"{MOUNT}/Qwen3-TTS-12Hz-0.6B-Base", Status.DOWNLOADED, "a" * 40, 5, 10)
     calls = [
         FinishedCall(error=modal.exception.FunctionTimeoutError("Function timed out after 3600s")),
         FinishedCall(value=ok.__dict__),
         FinishedCall(error=TimeoutError("read timed out")),
     ]
-    rows = collect(calls, entries(BIG, SMALL, TOKENIZER), MOUNT, threading.Event())
+    rows = collect(calls, container_jobs(BIG, SMALL, TOKENIZER), threading.Event())
     assert [row.status for row in rows] == ["failed", "downloaded", "failed"]
     assert rows[0].error == "container failed: FunctionTimeoutError: Function timed out after 3600s"
     assert rows[0].path == f"{MOUNT}/Qwen3-TTS-12Hz-1.7B-Base"
@@ -514,17 +526,17 @@ class SlowCall:
 
 
 def test_calls_still_running_are_polled_until_they_answer():
-    rows = [ModelRow(r, f"{MOUNT}/{r.split('/')[1]}", "downloaded") for r in (BIG, SMALL)]
+    rows = [ModelRow(r, f"{MOUNT}/{r.split('/')[1]}", Status.DOWNLOADED) for r in (BIG, SMALL)]
     calls = [SlowCall(rows[0], pending=3), SlowCall(rows[1], pending=1)]
-    assert collect(calls, entries(BIG, SMALL), MOUNT, threading.Event()) == rows
+    assert collect(calls, container_jobs(BIG, SMALL), threading.Event()) == rows
 
 
 def test_cancel_stops_the_containers_still_running():
-    calls = [SlowCall(ModelRow(BIG, "", "downloaded"), pending=1_000)]
+    calls = [SlowCall(ModelRow(BIG, "", Status.DOWNLOADED), pending=1_000)]
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(InterruptedRun, match="run the same command again"):
-        collect(calls, entries(BIG), MOUNT, cancel)
+        collect(calls, container_jobs(BIG), cancel)
     assert calls[0].cancelled
 
 
@@ -532,15 +544,18 @@ def test_cancel_stops_the_containers_still_running():
 
 
 class FakeFunction:
-    def __init__(self, log: list[str], name: str, secrets: Sequence[object] = ()) -> None:
-        self.log, self.name, self.secrets = log, name, list(secrets)
+    def __init__(self, log: list[str], name: str, options: dict[str, Any] | None = None) -> None:
+        self.log, self.name, self.options = log, name, options or {}
 
-    def with_options(self, *, secrets: Sequence[object]) -> FakeFunction:
-        return FakeFunction(self.log, self.name, secrets)
+    def with_options(self, **options: Any) -> FakeFunction:
+        return FakeFunction(self.log, self.name, options)
 
-    def spawn(self, repo_id: str, revision: str, include: object, exclude: object) -> FinishedCall:
-        self.log.append(f"spawn {self.name} {repo_id} secrets={[repr(s) for s in self.secrets]}")
-        return FinishedCall(value=ModelRow(repo_id, f"{MOUNT}/x", "ok").__dict__)
+    def spawn(self, payload: dict[str, Any], mount: str, volume: object, events: object) -> FinishedCall:
+        secrets = [repr(s) for s in self.options["secrets"]]
+        volumes = {path: str(v) for path, v in self.options["volumes"].items()}
+        self.log.append(f"spawn {self.name} {payload['repo_id']} at {mount} volumes={volumes} secrets={secrets}")
+        assert volume is self.options["volumes"][mount], "the call's volume argument is the one mounted"
+        return FinishedCall(value=ModelRow(payload["repo_id"], f"{mount}/x", Status.OK).__dict__)
 
 
 class FakeApp:
@@ -557,24 +572,59 @@ class FakeApp:
         return running()
 
 
+class Lines:
+    """Stands in for the ephemeral `modal.Queue` the containers' log lines come back through."""
+
+    def __init__(self, log: list[str], lines: Sequence[str] = ()) -> None:
+        self.log, self.lines = log, list(lines)
+
+    @contextmanager
+    def open(self) -> Iterator[Lines]:
+        self.log.append("queue open")
+        yield self
+        self.log.append("queue closed")
+
+    def get_many(self, n_values: int, block: bool = True, timeout: float | None = None) -> list[Any]:
+        batch, self.lines = self.lines[:n_values], self.lines[n_values:]
+        return batch
+
+
+class NamedVolume:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"Volume({self.name})"
+
+
 @pytest.fixture
 def fake_app(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     log: list[str] = []
     monkeypatch.setattr(jobs, "app", FakeApp(log))
-    monkeypatch.setattr(jobs, "download_one", FakeFunction(log, "download_one"))
+    monkeypatch.setattr(jobs, "apply_one", FakeFunction(log, "apply_one"))
     monkeypatch.setattr(jobs, "verify_one", FakeFunction(log, "verify_one"))
     return log
+
+
+def starter(log: list[str], catalog: Catalog, **options: Any) -> ModalContainers:
+    return ModalContainers(catalog, NamedVolume(catalog.volume.name), open_lines=Lines(log).open, **options)
 
 
 def test_the_starter_runs_one_container_per_model_inside_one_app(fake_app: list[str], monkeypatch):
     secret = "hf_" + "t0k3n" * 6
     monkeypatch.setenv("HF_TOKEN", secret)
-    rows = ModalContainers(jobs.CATALOG)("download", entries(SMALL, TOKENIZER), threading.Event())
+    catalog = parse_catalog(CATALOG.replace("qwen3-tts-models", "voices").replace("/vol/models", "/vol/voices"))
+    rows = starter(fake_app, catalog)("download", container_jobs(SMALL, TOKENIZER), threading.Event())
     assert [row.repo_id for row in rows] == [SMALL, TOKENIZER]
+    # The volume and mount come from the list this run loaded, attached per call: nothing read at import.
     assert fake_app == [
         "app.run",
-        f"spawn download_one {SMALL} secrets=['Secret.from_dict([HF_TOKEN])']",
-        f"spawn download_one {TOKENIZER} secrets=['Secret.from_dict([HF_TOKEN])']",
+        "queue open",
+        f"spawn apply_one {SMALL} at /vol/voices volumes={{'/vol/voices': 'Volume(voices)'}} "
+        "secrets=['Secret.from_dict([HF_TOKEN])']",
+        f"spawn apply_one {TOKENIZER} at /vol/voices volumes={{'/vol/voices': 'Volume(voices)'}} "
+        "secrets=['Secret.from_dict([HF_TOKEN])']",
+        "queue closed",
         "app stopped",
     ]
     assert secret not in "".join(fake_app)
@@ -583,16 +633,15 @@ def test_the_starter_runs_one_container_per_model_inside_one_app(fake_app: list[
 def test_under_modal_run_the_starter_uses_the_running_app(fake_app: list[str], monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr("modal_jobs.volume._named_secret", lambda name: None)  # no huggingface-secret either
-    ModalContainers(jobs.CATALOG, app_running=True)("download", entries(SMALL), threading.Event())
-    ModalContainers(jobs.CATALOG, app_running=True)("verify", entries(SMALL), threading.Event())
-    assert fake_app == [f"spawn download_one {SMALL} secrets=[]", f"spawn verify_one {SMALL} secrets=[]"]
-
-
-def test_a_model_list_for_another_volume_is_refused_before_the_app_starts(fake_app: list[str]):
-    other = parse_catalog('[volume]\nname = "other"\n[[model]]\nrepo_id = "a/b"\n')
-    with pytest.raises(TargetError, match="names the volume 'other'"):
-        ModalContainers(other)("download", entries("a/b"), threading.Event())
-    assert fake_app == []
+    catalog = parse_catalog(CATALOG)
+    starter(fake_app, catalog, app_running=True)("download", container_jobs(SMALL), threading.Event())
+    starter(fake_app, catalog, app_running=True)("verify", container_jobs(SMALL), threading.Event())
+    volumes = "{'/vol/models': 'Volume(qwen3-tts-models)'}"
+    assert [line for line in fake_app if line.startswith("spawn")] == [
+        f"spawn apply_one {SMALL} at /vol/models volumes={volumes} secrets=[]",
+        f"spawn verify_one {SMALL} at /vol/models volumes={volumes} secrets=[]",
+    ]
+    assert "app.run" not in fake_app
 
 
 def test_the_hub_token_comes_from_here_else_the_named_secret_else_nowhere():
@@ -615,14 +664,17 @@ def test_the_hub_token_comes_from_here_else_the_named_secret_else_nowhere():
 # -- the container bodies, in-process --------------------------------------------------------
 
 
-def test_download_one_writes_its_model_and_commits_after_the_manifest(
-    twins: Twins, repos: Repos, monkeypatch: pytest.MonkeyPatch
-):
-    recorder = jobs.volume
-    assert isinstance(recorder, VolumeRecorder)
-    entry = ModelEntry(SMALL, include=("*.json", "*.safetensors"))
-    with pytest.warns(UserWarning, match="will not have access to the mounted Volume"):
-        row = jobs.download_one.local(*jobs.entry_args(entry))
+def test_apply_one_writes_its_model_and_commits_after_the_manifest(twins: Twins, repos: Repos):
+    recorder = twins.containers.recorder
+    catalog = parse_catalog(
+        CATALOG.replace(f'repo_id = "{SMALL}"', f'repo_id = "{SMALL}"\ninclude = ["*.json", "*.safetensors"]')
+    )
+    plan = make_plan(
+        [catalog.models[1]], catalog, LocalStore(twins.volume_root), twins.hub, threading.Event(), prune=False
+    )
+    (model,) = plan.models
+    assert model.action is Action.FETCH
+    row = jobs.apply_one.local(model.to_wire(), str(twins.volume_root), cast(Any, recorder), None)
     assert row["status"] == "downloaded"
     assert row["commit"] == repos.commits[SMALL]
     assert row["path"] == str(twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base")
@@ -636,12 +688,11 @@ def test_download_one_writes_its_model_and_commits_after_the_manifest(
 
 
 def test_verify_one_reloads_before_hashing_and_commits_what_it_found(twins: Twins):
-    recorder = jobs.volume
-    assert isinstance(recorder, VolumeRecorder)
+    recorder = twins.containers.recorder
     twins.run("download", sizes=("0.6B",))
     recorder.events.clear()
-    with pytest.warns(UserWarning):
-        row = jobs.verify_one.local(*jobs.entry_args(ModelEntry(TOKENIZER)))
+    entry = {"repo_id": TOKENIZER, "size": None, "revision": "main", "include": None, "exclude": None}
+    row = jobs.verify_one.local(entry, str(twins.volume_root), cast(Any, recorder), None)
     assert row["status"] == "ok"
     assert recorder.events == ["reload", "commit"]
 
