@@ -9,6 +9,7 @@ runs `apply_one`/`verify_one` through `.local()` against the copy, with the plan
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import stat
@@ -65,6 +66,7 @@ class DirVolume:
         self.calls: list[tuple[str, str]] = []
 
     def hydrate(self) -> DirVolume:
+        self.calls.append(("hydrate", ""))
         if self.fail_with is not None:
             raise self.fail_with
         if not self.root.is_dir():
@@ -710,3 +712,108 @@ def without_times(files: dict[str, bytes]) -> dict[str, object]:
         else:
             out[path] = data
     return out
+
+
+# -- plan and apply, pruning, the plan's commit ------------------------------------------------
+
+
+def plant_dropped_model(root: Path, twins: Twins) -> None:
+    """A model the cache wrote for a repo the list no longer names, and a directory it never wrote."""
+    source = twins.local_root if root == twins.volume_root else twins.volume_root
+    shutil.copytree(source / "Qwen3-TTS-Tokenizer-12Hz", root / "Old-Voice")
+    manifest = root / "Old-Voice" / MANIFEST_NAME
+    manifest.write_text(manifest.read_text().replace(TOKENIZER, "Qwen/Old-Voice"))
+    (root / "notes").mkdir()
+    (root / "notes" / "readme.txt").write_text("kept by hand")
+
+
+def test_prune_removes_only_dropped_models_and_agrees_on_both_targets(twins: Twins):
+    twins.run("download", sizes=("0.6B",))
+    twins.change(lambda root: plant_dropped_model(root, twins))
+
+    local, volume = twins.run("download", sizes=("0.6B",))
+    assert volume == local
+    assert [(o["name"], o["repo_id"]) for o in volume["orphans"]] == [("Old-Voice", "Qwen/Old-Voice"), ("notes", None)]
+    assert (twins.volume_root / "Old-Voice").exists()
+
+    local, volume = twins.run("download", sizes=("0.6B",), dry_run=True, prune=True)
+    assert volume == local
+    assert statuses(volume)["Qwen/Old-Voice"] == "prune"
+    assert (twins.volume_root / "Old-Voice").exists(), "a dry run removes nothing"
+
+    local, volume = twins.run("download", sizes=("0.6B",), prune=True)
+    assert volume == local
+    pruned = next(row for row in volume["models"] if row["repo_id"] == "Qwen/Old-Voice")
+    assert pruned["status"] == "pruned"
+    assert pruned["bytes"] == sum(len(b) for b in tree(twins.local_root / "Qwen3-TTS-Tokenizer-12Hz").values()) - len(
+        (twins.local_root / "Qwen3-TTS-Tokenizer-12Hz" / MANIFEST_NAME).read_bytes()
+    )
+    assert [(o["name"], o["repo_id"]) for o in volume["orphans"]] == [("notes", None)]
+    for root in (twins.local_root, twins.volume_root):
+        assert not (root / "Old-Voice").exists()
+        assert (root / "notes" / "readme.txt").read_text() == "kept by hand"
+
+
+def test_prune_never_runs_when_a_model_of_the_list_fails(twins: Twins):
+    twins.run("download", sizes=("0.6B",))
+    twins.change(lambda root: plant_dropped_model(root, twins))
+    local, volume = twins.run("download", prune=True)  # EXTRA is not on the hub: it fails to resolve
+    assert volume == local
+    assert statuses(volume)[EXTRA] == "failed"
+    assert "Qwen/Old-Voice" not in statuses(volume)
+    assert volume["note"] == "not pruning: a model of the list failed to resolve; fix it and run again"
+    assert (twins.volume_root / "Old-Voice" / MANIFEST_NAME).exists()
+
+
+def test_the_container_writes_the_commit_the_plan_chose(twins: Twins, hub: LocalHub, repos: Repos):
+    """The revision moves between planning and the container's start: what lands is what was planned."""
+    planned = repos.commits[SMALL]
+    moved: list[str] = []
+
+    def move_main() -> None:
+        moved.append(hub.commit(SMALL, {**repos.files[SMALL], "config.json": b'{"moved": true}'}))
+
+    twins.containers.before_start = move_main
+    backend = twins.backends()[1]
+    summary = run(Request(Operation.DOWNLOAD, sizes=("0.6B",)), twins.catalog, backend, twins.hub)
+    assert moved and moved[0] != planned
+    assert {row.repo_id: row.commit for row in summary.models}[SMALL] == planned
+    manifest = json.loads((twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base" / MANIFEST_NAME).read_text())
+    assert manifest["commit"] == planned
+    on_volume = tree(twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base")
+    on_volume.pop(MANIFEST_NAME)
+    assert on_volume == repos.files[SMALL]
+    # The container never resolved the revision: one resolve per model, made on this machine.
+    assert hub.count(kind="revision", repo_id=SMALL) == 1
+
+
+def test_modal_round_trips_are_one_lookup_one_root_listing_and_one_listing_and_read_per_model(twins: Twins):
+    twins.run("download")
+    volume = DirVolume(twins.volume_root)
+    backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers)
+    run(Request(Operation.LIST), twins.catalog, backend, twins.hub)
+    models = ["Qwen3-TTS-12Hz-1.7B-Base", "Qwen3-TTS-12Hz-0.6B-Base", "Qwen3-TTS-Tokenizer-12Hz"]
+    assert volume.calls.count(("hydrate", "")) == 1
+    assert volume.calls.count(("listdir", "/")) == 1
+    assert sorted(path for call, path in volume.calls if call == "listdir" and path != "/") == sorted(models)
+    assert sorted(path for call, path in volume.calls if call == "read_file") == sorted(
+        f"{name}/{MANIFEST_NAME}" for name in models
+    )
+
+    volume.calls.clear()
+    backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers)
+    run(Request(Operation.DOWNLOAD), twins.catalog, backend, twins.hub)
+    assert len(volume.calls) == 2 + 2 * len(models), volume.calls
+
+
+def test_container_log_lines_are_printed_as_they_arrive(caplog: pytest.LogCaptureFixture):
+    lines = [
+        f"{SMALL}: fetching 5 file(s), 2.3 GiB",
+        f"{SMALL}: 1.1 GiB of 2.3 GiB (180.2 MiB/s)",
+        f"{SMALL}: finished, 2.3 GiB transferred in 13.1s (179.6 MiB/s)",
+    ]
+    source = Lines([], lines)
+    row = ModelRow(SMALL, f"{MOUNT}/Qwen3-TTS-12Hz-0.6B-Base", Status.DOWNLOADED)
+    with caplog.at_level(logging.INFO, logger="modal_jobs"):
+        collect([SlowCall(row, pending=2)], container_jobs(SMALL), threading.Event(), source)
+    assert caplog.messages == [*lines, f"{SMALL}: downloaded"]
