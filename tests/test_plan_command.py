@@ -1,0 +1,92 @@
+"""`plan --base-catalog`: what merging a changed model list would do, checked against the Hub, no target needed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import BIG, CATALOG, SMALL, TOKENIZER, Cli, Repos, rows_by_repo
+
+NEW = "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_rows_say_what_was_added_removed_and_changed_with_sizes(cli: Cli, repos: Repos, tmp_path: Path):
+    cli.hub.commit(NEW, {"config.json": b"{}", "model.safetensors": b"w" * 3000})
+    v2 = cli.hub.commit(SMALL, {**repos.files[SMALL], "extra.json": b"{}"}, branch="v2")
+    base = write(tmp_path / "base.toml", CATALOG)
+    changed = CATALOG.replace(f'repo_id = "{BIG}"\nsize = "1.7B"', f'repo_id = "{NEW}"\nsize = "0.6B-cv"').replace(
+        f'repo_id = "{SMALL}"\nsize = "0.6B"', f'repo_id = "{SMALL}"\nsize = "0.6B"\nrevision = "v2"'
+    )
+    cli.catalog.write_text(changed)
+    step_summary = tmp_path / "step-summary.md"
+
+    result = cli(
+        "plan", "--base-catalog", str(base), "--json", local=False, env={"GITHUB_STEP_SUMMARY": str(step_summary)}
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    rows = rows_by_repo(summary)
+    assert {repo: row["status"] for repo, row in rows.items()} == {
+        NEW: "added",
+        SMALL: "changed",
+        TOKENIZER: "unchanged",
+        BIG: "removed-from-list",
+    }
+    assert rows[NEW]["commit"] and rows[NEW]["files"] == 2 and rows[NEW]["bytes"] == 3002
+    assert rows[SMALL]["commit"] == v2
+    assert rows[SMALL]["note"] == f"revision main → v2; was at commit {repos.commits[SMALL][:7]}"
+    small_bytes = sum(len(b) for b in repos.files[SMALL].values()) + 2
+    assert rows[SMALL]["bytes"] == small_bytes
+    assert rows[TOKENIZER]["fetch_bytes"] == 0
+    # With no target, everything added or changed is the most the merge can transfer.
+    assert summary["fetch_bytes"] == 3002 + small_bytes
+    markdown = step_summary.read_text()
+    assert f"| `{NEW}` | ➕ added |" in markdown
+    assert f"| `{BIG}` | ➖ removed-from-list |" in markdown
+    assert "**At most:**" in markdown
+    # no target: nothing listed, nothing created
+    assert not cli.target.exists()
+    assert cli.hub.count(kind="tree", repo_id=BIG) == 0, "a removed model is not asked about"
+
+
+def test_an_invalid_list_fails_the_check_in_one_line(cli: Cli, tmp_path: Path):
+    cli.catalog.write_text(CATALOG + '\n[[model]]\nrepo_id = "not a repo"\n')
+    result = cli("plan", "--base-catalog", str(write(tmp_path / "base.toml", CATALOG)), local=False)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "repo_id 'not a repo' is not 'owner/name'" in result.stderr
+
+
+def test_a_model_that_does_not_resolve_fails_the_check(cli: Cli, repos: Repos, tmp_path: Path):
+    cli.catalog.write_text(CATALOG.replace('repo_id = "Qwen/Qwen3-TTS-Tokenizer-12Hz"', 'repo_id = "Qwen/Typo"'))
+    result = cli("plan", "--base-catalog", str(write(tmp_path / "base.toml", CATALOG)), "--json", local=False)
+    assert result.returncode == 1
+    row = rows_by_repo(json.loads(result.stdout))["Qwen/Typo"]
+    assert row["status"] == "failed"
+    assert "repository Qwen/Typo not found" in row["error"]
+    assert "Qwen/Typo@main: resolve revision: repository Qwen/Typo not found" in result.stderr
+
+
+def test_a_gated_repo_without_a_token_is_not_checked_not_failed(cli: Cli, repos: Repos):
+    cli.hub.fail(SMALL, 401, times=None, gated=True)
+    summary = cli.json("plan", "--local-dir", str(cli.target))
+    assert summary["exit_code"] == 0
+    row = rows_by_repo(summary)[SMALL]
+    assert row["status"] == "not-checked"
+    assert row["note"] == "not checked: needs HF_TOKEN"
+
+
+def test_given_a_target_the_plan_says_what_is_already_there(cli: Cli, repos: Repos):
+    assert cli("download", "--model-size", "0.6B").returncode == 0
+    summary = cli.json("plan")
+    rows = rows_by_repo(summary)
+    assert rows[SMALL]["fetch_bytes"] == 0
+    assert rows[SMALL]["note"] == "on the target: up-to-date"
+    assert rows[BIG]["note"] == "on the target: fetch"
+    assert summary["fetch_bytes"] == rows[BIG]["bytes"]
