@@ -12,8 +12,8 @@ The whole cloud footprint:
 
 - image: Debian slim, Python 3.11 (what CI runs), the packages pinned in
   `container-requirements.txt` (exported from `uv.lock`, hashes included), and this package;
-- per container: 2 CPUs, 4 GiB, no extra disk (the weights go to the volume, hf_xet keeps no
-  chunk cache for downloads), 1 hour, 2 retries;
+- per container: 2 CPUs, 4 GiB (hf_xet's buffers set to fit), no extra disk (the weights go to
+  the volume, hf_xet keeps no chunk cache for downloads), 1 hour, 2 retries;
 - secrets: HF_TOKEN, attached per call only when there is one.
 """
 
@@ -38,14 +38,20 @@ HF_HOME = "/root/.cache/huggingface"
 TIMEOUT_SECONDS = 60 * 60
 RETRIES = modal.Retries(max_retries=2, backoff_coefficient=2.0, initial_delay=10.0)
 CPU = 2.0
-# hf_xet's default buffers fit well inside this; its high-performance mode (sized from the memory
-# it detects, up to half of the host's) is left off so that usage follows this request.
 MEMORY_MIB = 4096
+# hf_xet sizes its download buffers from the memory it detects (the host's, not this request); set
+# them so that they fit the request with room for Python and the hashes. Its high-performance mode
+# (up to half the detected memory) stays off.
+XET_BUFFERS = {
+    "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE": str(1 << 30),
+    "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE": str(256 << 20),
+    "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT": str(1 << 30),  # the most it may grow to: no more than the size
+}
 
 image = (
     modal.Image.debian_slim(python_version=PYTHON_VERSION)
     .pip_install_from_requirements(str(REQUIREMENTS), extra_options="--require-hashes --no-deps")
-    .env({"HF_HOME": HF_HOME, "HF_HUB_DISABLE_TELEMETRY": "1"})
+    .env({"HF_HOME": HF_HOME, "HF_HUB_DISABLE_TELEMETRY": "1", **XET_BUFFERS})
     # Added last, mounted at container start: no rebuild when the code changes.
     .add_local_python_source("modal_jobs")
 )

@@ -164,6 +164,10 @@ def test_the_image_installs_the_locked_requirements_and_this_package_only():
     assert not [c for c in commands if "torch" in c or "transformers" in c]
     # hf_xet sizes its buffers from the host's memory in high-performance mode; the container asks for 4 GiB.
     assert not [c for c in commands if "HF_XET_HIGH_PERFORMANCE" in c]
+    assert f"ENV HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE={1 << 30}" in commands
+    assert f"ENV HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE={256 << 20}" in commands
+    assert f"ENV HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT={1 << 30}" in commands
+    assert jobs.MEMORY_MIB << 20 >= 2 * (1 << 30), "the buffers take at most half of what the container asks for"
     assert "ENV HF_HOME=/root/.cache/huggingface" in commands
     assert any("_MountedPythonModule(module_name='modal_jobs', remote_dir='/root'" in m for m in mounts)
     assert not any("models.toml" in m for m in mounts), "the model list travels with each call, not in the image"
