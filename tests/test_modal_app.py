@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import tomllib
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ import modal_jobs.volume
 from modal_jobs.catalog import Catalog
 from modal_jobs.summary import ModelRow, Status
 from modal_jobs.volume import ContainerJob, ModalBackend, VolumeStore
-from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Repos
+from tests.conftest import BIG, CATALOG, ROOT, SMALL, TOKENIZER, Repos
 from tests.local_hub import LocalHub, hub_env
 from tests.test_volume import DirVolume
 
@@ -379,3 +380,39 @@ def test_entrypoint_rejects_bad_input_in_one_line(entrypoint: EntrypointTarget):
     assert code == 2
     assert "--model-size '7B' is not in" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_built_wheel_works_from_any_directory_with_catalog(tmp_path: Path, hub: LocalHub, repos: Repos):
+    """The installed package reads no models.toml at import; the CLI and the Modal app work from anywhere."""
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    assert uv
+    subprocess.run([uv, "build", "--wheel", "--quiet", "--out-dir", str(tmp_path / "dist"), str(ROOT)], check=True)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    unpacked = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        assert "modal_jobs/container-requirements.txt" in archive.namelist()
+        assert not [name for name in archive.namelist() if name.endswith("models.toml")]
+        archive.extractall(unpacked)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    catalog = tmp_path / "my-models.toml"
+    catalog.write_text(CATALOG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODAL_", "GITHUB_"))}
+    env.update(hub_env(hub, tmp_path / "hf-home"), PYTHONPATH=str(unpacked))
+    code = "import modal_jobs.download_models as m, modal_jobs.cli as c; print(m.__file__); print(m.app.name)"
+    imported = subprocess.run(
+        [sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True, check=False
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.splitlines() == [str(unpacked / "modal_jobs" / "download_models.py"), jobs.APP_NAME]
+    listed = subprocess.run(
+        [sys.executable, "-m", "modal_jobs", "download", "--catalog", str(catalog), "--local-dir", "models", "--json"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert {row["status"] for row in json.loads(listed.stdout)["models"]} == {"downloaded"}
+    assert (elsewhere / "models" / "Qwen3-TTS-Tokenizer-12Hz" / ".model-cache.json").exists()
