@@ -411,9 +411,17 @@ def act(runner_python: Path, hub: LocalHub, tmp_path: Path) -> Act:
     return Act(runner_python, work, step_env)
 
 
-def dispatch(operation: str, model_size: str = "both", *, dry_run: bool = False, confirm: str = "") -> dict[str, Any]:
+def dispatch(
+    operation: str, model_size: str = "both", *, dry_run: bool = False, confirm: str = "", prune: bool = False
+) -> dict[str, Any]:
     """A workflow_dispatch payload as GitHub sends it (input values as strings)."""
-    inputs = {"operation": operation, "model_size": model_size, "dry_run": str(dry_run).lower(), "confirm": confirm}
+    inputs = {
+        "operation": operation,
+        "model_size": model_size,
+        "dry_run": str(dry_run).lower(),
+        "confirm": confirm,
+        "prune": str(prune).lower(),
+    }
     return {"inputs": inputs, "ref": "refs/heads/main"}
 
 
@@ -483,9 +491,52 @@ def test_push_downloads_everything(act: Act, repos: Repos, target: Path):
     run = act("push", payload, local_dir=target)
 
     assert run.succeeded, run.log
-    assert run.nox_command() == ["download", "--model-size", "both", *SUMMARY_FILES, "--local-dir", str(target)]
+    expected = ["download", "--model-size", "both", *SUMMARY_FILES, "--local-dir", str(target), "--prune"]
+    assert run.nox_command() == expected
     assert {p.name for p in target.iterdir()} >= MODEL_DIRS
     assert run.artifact("model-cache-download-summary").is_dir()
+
+
+def plant_dropped_model(target: Path) -> None:
+    """A model the cache wrote for a repo the list no longer names, and a directory it never wrote."""
+    shutil.copytree(target / "Qwen3-TTS-Tokenizer-12Hz", target / "Old-Voice")
+    manifest = target / "Old-Voice" / ".model-cache.json"
+    manifest.write_text(manifest.read_text().replace(TOKENIZER, "Qwen/Old-Voice"))
+    (target / "notes").mkdir()
+    (target / "notes" / "readme.txt").write_text("kept by hand")
+
+
+def test_a_push_prunes_dropped_models_and_warns_about_unknown_directories(
+    act: Act, cli: Cli, repos: Repos, target: Path
+):
+    assert cli("download").returncode == 0
+    plant_dropped_model(target)
+    payload = {"ref": "refs/heads/main", "head_commit": {"id": "0" * 40, "modified": ["models.toml"]}}
+
+    run = act("push", payload, local_dir=target, env={"GITHUB_ACTIONS": "true"})
+
+    assert run.succeeded, run.log
+    assert not (target / "Old-Voice").exists()
+    assert (target / "notes" / "readme.txt").read_text() == "kept by hand"
+    [(_, table)] = run.summaries()
+    assert "| `Qwen/Old-Voice` | 🗑️ pruned |" in table
+    assert any("notes on" in warning and "never pruned" in warning for warning in run.annotations("warning"))
+
+
+def test_a_dispatched_download_prunes_only_when_asked(act: Act, cli: Cli, repos: Repos, target: Path):
+    assert cli("download").returncode == 0
+    plant_dropped_model(target)
+
+    run = act("workflow_dispatch", dispatch("download"), local_dir=target, env={"GITHUB_ACTIONS": "true"})
+    assert run.succeeded, run.log
+    assert "--prune" not in (run.nox_command() or [])
+    assert (target / "Old-Voice" / ".model-cache.json").exists()
+    assert any("Old-Voice on" in warning and "prune" in warning for warning in run.annotations("warning"))
+
+    run = act("workflow_dispatch", dispatch("download", prune=True), local_dir=target)
+    assert run.succeeded, run.log
+    assert (run.nox_command() or [])[-1] == "--prune"
+    assert not (target / "Old-Voice").exists()
 
 
 @pytest.mark.parametrize("confirm", ["", "yes", VOLUME.upper()])
