@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,26 @@ class ModelEntry:
     def pinned_commit(self) -> str | None:
         """The commit when the revision is one already, so no Hub request is needed to resolve it."""
         return self.revision if _COMMIT.fullmatch(self.revision) else None
+
+    def to_wire(self) -> dict[str, Any]:
+        """Plain JSON-able values, for a container."""
+        return {
+            "repo_id": self.repo_id,
+            "size": self.size,
+            "revision": self.revision,
+            "include": list(self.include) if self.include is not None else None,
+            "exclude": list(self.exclude) if self.exclude is not None else None,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> ModelEntry:
+        return cls(
+            repo_id=data["repo_id"],
+            size=data["size"],
+            revision=data["revision"],
+            include=tuple(data["include"]) if data["include"] is not None else None,
+            exclude=tuple(data["exclude"]) if data["exclude"] is not None else None,
+        )
 
 
 @dataclass(frozen=True)

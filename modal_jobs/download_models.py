@@ -93,8 +93,7 @@ def verify_one(
 
     forward_logs(events)
     volume.reload()  # see what the last download committed, not the state this container started with
-    model = ModelEntry(**{**entry, "include": _tuple(entry["include"]), "exclude": _tuple(entry["exclude"])})
-    row = verify_models([model], Path(mount))[0]
+    row = verify_models([ModelEntry.from_wire(entry)], Path(mount))[0]
     volume.commit()
     return dataclasses.asdict(row)
 
@@ -132,7 +131,3 @@ def forward_logs(events: modal.Queue | None) -> None:
         forwarded = ForwardedLines(events)
         forwarded.setFormatter(handler.formatter)
         logging.getLogger().addHandler(forwarded)
-
-
-def _tuple(value: list[str] | None) -> tuple[str, ...] | None:
-    return tuple(value) if value is not None else None

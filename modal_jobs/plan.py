@@ -107,33 +107,14 @@ class ModelPlan:
             "held_files": self.held_files,
             "held_bytes": self.held_bytes,
             "reason": self.reason,
-            "entry": None
-            if entry is None
-            else {
-                "repo_id": entry.repo_id,
-                "size": entry.size,
-                "revision": entry.revision,
-                "include": list(entry.include) if entry.include is not None else None,
-                "exclude": list(entry.exclude) if entry.exclude is not None else None,
-            },
+            "entry": None if entry is None else entry.to_wire(),
         }
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> ModelPlan:
         files = tuple(FileRecord(str(p), int(s), str(h)) for p, s, h in data["files"])
         by_path = {f.path: f for f in files}
-        raw = data["entry"]
-        entry = (
-            None
-            if raw is None
-            else ModelEntry(
-                repo_id=raw["repo_id"],
-                size=raw["size"],
-                revision=raw["revision"],
-                include=tuple(raw["include"]) if raw["include"] is not None else None,
-                exclude=tuple(raw["exclude"]) if raw["exclude"] is not None else None,
-            )
-        )
+        entry = None if data["entry"] is None else ModelEntry.from_wire(data["entry"])
         return cls(
             name=data["name"],
             repo_id=data["repo_id"],

@@ -287,22 +287,12 @@ class ModalBackend:
         if work:
             log.info("starting %d container(s) to verify: %s", len(work), ", ".join(e.repo_id for e in work))
             jobs = [
-                ContainerJob(e.repo_id, _join(self.store.location, e.dirname), _entry_wire(e), e.pinned_commit)
+                ContainerJob(e.repo_id, _join(self.store.location, e.dirname), e.to_wire(), e.pinned_commit)
                 for e in work
             ]
             for entry, row in zip(work, self.start("verify", jobs, cancel), strict=True):
                 rows[entry.repo_id] = row
         return [rows[e.repo_id] for e in entries]
-
-
-def _entry_wire(entry: ModelEntry) -> dict[str, Any]:
-    return {
-        "repo_id": entry.repo_id,
-        "size": entry.size,
-        "revision": entry.revision,
-        "include": list(entry.include) if entry.include is not None else None,
-        "exclude": list(entry.exclude) if entry.exclude is not None else None,
-    }
 
 
 # -- containers ----------------------------------------------------------------------------

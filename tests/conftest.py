@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from modal_jobs.model_dir import LOCK_NAME
+from modal_jobs import hashing
+from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
 from tests.local_hub import LocalHub, hub_env, random_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,6 +156,33 @@ def cli(hub: LocalHub, catalog: Path, target: Path, tmp_path: Path) -> Cli:
     env.update(hub_env(hub, tmp_path / "hf-home"))
     env["PYTHONPATH"] = str(ROOT)
     return Cli(hub, catalog, target, env)
+
+
+def model_dir(target: Path, repo_id: str) -> Path:
+    return target / repo_id.split("/")[1]
+
+
+def assert_complete(target: Path, repo_id: str, files: dict[str, bytes]) -> None:
+    """The directory holds exactly the repo's files, byte for byte, plus the manifest."""
+    on_disk = tree(model_dir(target, repo_id))
+    manifest = json.loads(on_disk.pop(MANIFEST_NAME))
+    assert on_disk == files
+    assert manifest["repo_id"] == repo_id
+    assert sorted(f["path"] for f in manifest["files"]) == sorted(files)
+
+
+@pytest.fixture
+def hashed_by_reading(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the files verified by reading them back (a spy: the real hash still runs)."""
+    calls: list[str] = []
+    real = hashing.hash_file
+
+    def spy(path: Path, algorithm: str, size: int) -> str:
+        calls.append(path.name)
+        return real(path, algorithm, size)
+
+    monkeypatch.setattr(hashing, "hash_file", spy)
+    return calls
 
 
 def rows_by_repo(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -10,20 +10,7 @@ import time
 from pathlib import Path
 
 from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
-from tests.conftest import BIG, SMALL, TOKENIZER, Cli, Repos, rows_by_repo, tree
-
-
-def model_dir(target: Path, repo_id: str) -> Path:
-    return target / repo_id.split("/")[1]
-
-
-def assert_complete(target: Path, repo_id: str, files: dict[str, bytes]) -> None:
-    """The directory holds exactly the repo's files, byte for byte, plus the manifest."""
-    on_disk = tree(model_dir(target, repo_id))
-    manifest = json.loads(on_disk.pop(MANIFEST_NAME))
-    assert on_disk == files
-    assert manifest["repo_id"] == repo_id
-    assert sorted(f["path"] for f in manifest["files"]) == sorted(files)
+from tests.conftest import BIG, SMALL, TOKENIZER, Cli, Repos, assert_complete, model_dir, rows_by_repo, tree
 
 
 def test_fresh_download_is_byte_identical_and_complete(cli: Cli, repos: Repos, target: Path):

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from modal_jobs import hashing
 from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
 from modal_jobs.engine import STREAM_HASH_MIN_BYTES
 from modal_jobs.hub import Hub
@@ -24,20 +23,6 @@ def download_model(entry: ModelEntry, root: Path, hub: Hub) -> ModelRow:
 
 
 @pytest.fixture
-def hashed_by_reading(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of the files verified by reading them back (a spy: the real hash still runs)."""
-    calls: list[str] = []
-    real = hashing.hash_file
-
-    def spy(path: Path, algorithm: str, size: int) -> str:
-        calls.append(path.name)
-        return real(path, algorithm, size)
-
-    monkeypatch.setattr(hashing, "hash_file", spy)
-    return calls
-
-
-@pytest.fixture
 def files(hub: LocalHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, bytes]:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     content = {
@@ -46,15 +31,6 @@ def files(hub: LocalHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dic
     }
     hub.commit(REPO, content)
     return content
-
-
-def test_large_files_are_verified_without_reading_them_again(
-    hub: LocalHub, files: dict[str, bytes], tmp_path: Path, hashed_by_reading: list[str]
-):
-    row = download_model(ModelEntry(REPO), tmp_path / "target", Hub(endpoint=hub.url))
-    assert row.status == "downloaded", row.error
-    assert (tmp_path / "target" / "Streamed" / "model.safetensors").read_bytes() == files["model.safetensors"]
-    assert hashed_by_reading == ["config.json"]
 
 
 def test_the_streamed_hash_catches_a_corrupt_transfer(

@@ -7,17 +7,15 @@ tests (tests/test_workflows.py), act runs the steps on this host, offline, again
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Repos
-from tests.local_hub import LocalHub, hub_env
-from tests.test_workflows import ANSI, ActRun, load_workflow, runner_python, stub_substitutions, tool
+from tests.local_hub import LocalHub
+from tests.test_workflows import Act, ActRun, act_step_env, load_workflow, runner_python
 
 __all__ = ["runner_python"]  # a fixture, used by name
 
@@ -44,48 +42,13 @@ def propose(repo: Path, text: str) -> None:
 
 
 def run_plan(repo: Path, runner_bin: Path, hub: LocalHub, tmp_path: Path) -> ActRun:
-    run_dir = tmp_path / "act"
-    run_dir.mkdir()
-    empty = run_dir / "empty"
-    empty.write_text("")
-    event = run_dir / "event.json"
-    event.write_text(json.dumps({"pull_request": {"number": 7, "head": {"ref": "change"}, "base": {"ref": "main"}}}))
-    uv_cache = subprocess.run([tool("uv"), "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip()
-    step_env = {
-        **hub_env(hub, tmp_path / "hf-home"),
-        "UV_OFFLINE": "1",
-        "UV_CACHE_DIR": uv_cache,
-        "UV_PYTHON_DOWNLOADS": "never",
-        "NO_COLOR": "1",
-        "STUB_RECORD_DIR": str(run_dir / "record"),
-    }
-    argv = [
-        tool("act"),
-        "pull_request",
-        "--json",
-        *("-C", str(repo), "-W", str(repo / ".github" / "workflows" / "model-plan.yml"), "-e", str(event)),
-        *("-P", "ubuntu-latest=-self-hosted"),
-        *stub_substitutions(),
-        *("--pull=false", "--action-offline-mode", "--no-cache-server"),
-        *("--cache-server-addr=127.0.0.1", "--artifact-server-addr=127.0.0.1"),
-        *("--action-cache-path", str(run_dir / "act-cache")),
-        *("--env-file", str(empty), "--secret-file", str(empty), "--var-file", str(empty)),
-        *("--input-file", str(empty)),
-        *(f"--env={key}={value}" for key, value in step_env.items()),
-    ]
-    path = [str(runner_bin), str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]
-    env = {
-        "PATH": os.pathsep.join(path),
-        "HOME": str(run_dir / "home"),
-        "ACT_DISABLE_VERSION_CHECK": "1",
-        "DOCKER_HOST": f"unix://{run_dir}/no-docker.sock",
-        "LANG": "C.UTF-8",
-    }
-    result = subprocess.run(argv, cwd=run_dir, env=env, capture_output=True, text=True, timeout=300, check=False)
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    run = ActRun(result.returncode, events, run_dir / "record")
-    (run_dir / "act.log").write_text(run.log + "\n" + ANSI.sub("", result.stderr))
-    return run
+    work = tmp_path / "act"
+    work.mkdir()
+    act = Act(
+        runner_bin, work, act_step_env(hub, tmp_path), repo=repo, workflow=repo / ".github/workflows/model-plan.yml"
+    )
+    payload = {"pull_request": {"number": 7, "head": {"ref": "change"}, "base": {"ref": "main"}}}
+    return act("pull_request", payload, local_dir=None)
 
 
 def test_a_changed_list_gets_its_plan_as_the_job_summary(

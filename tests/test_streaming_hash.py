@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from huggingface_hub import hf_hub_download
 
-from modal_jobs import hashing
 from modal_jobs.catalog import ModelEntry
 from modal_jobs.engine import STREAM_HASH_MIN_BYTES
 from modal_jobs.hashing import StreamingHash
@@ -44,20 +43,6 @@ def weights(hub: LocalHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> b
     content = random_bytes(STREAM_HASH_MIN_BYTES + 3_000_001, 7)
     hub.commit(REPO, {"config.json": b'{"a": 1}', WEIGHTS: content})
     return content
-
-
-@pytest.fixture
-def hashed_by_reading(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of the files verified by reading them back (a spy: the real hash still runs)."""
-    calls: list[str] = []
-    real = hashing.hash_file
-
-    def spy(path: Path, algorithm: str, size: int) -> str:
-        calls.append(path.name)
-        return real(path, algorithm, size)
-
-    monkeypatch.setattr(hashing, "hash_file", spy)
-    return calls
 
 
 def test_the_real_client_writes_as_the_streaming_hash_assumes(hub: LocalHub, weights: bytes, tmp_path: Path):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
-from tests.conftest import SMALL, TOKENIZER, Cli, Repos, rows_by_repo, tree
+from tests.conftest import SMALL, TOKENIZER, Cli, Repos, assert_complete, model_dir, rows_by_repo
 from tests.local_hub import LocalHub
 
 WEIGHTS = "model.safetensors"
@@ -28,17 +28,6 @@ def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalHub]:
     """The conftest hub, once per transfer path; the `repos` and `cli` fixtures build on it."""
     with LocalHub(tmp_path / "hub-data", xet=request.param == "xet") as server:
         yield server
-
-
-def model_dir(target: Path, repo_id: str) -> Path:
-    return target / repo_id.split("/")[1]
-
-
-def assert_complete(target: Path, repo_id: str, files: dict[str, bytes]) -> None:
-    on_disk = tree(model_dir(target, repo_id))
-    manifest = json.loads(on_disk.pop(MANIFEST_NAME))
-    assert on_disk == files
-    assert manifest["repo_id"] == repo_id
 
 
 def assert_path_taken(hub: LocalHub, repo_id: str) -> None:

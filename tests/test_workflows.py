@@ -322,11 +322,13 @@ def runner_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @dataclass
 class Act:
-    """Runs model-cache.yml with act for one event, offline, pointed at the local hub."""
+    """Runs a workflow (model-cache.yml unless told) with act for one event, offline, pointed at the local hub."""
 
     runner_bin: Path
     work: Path
     step_env: dict[str, str]
+    repo: Path = ROOT
+    workflow: Path = MODEL_CACHE
 
     def __call__(
         self,
@@ -351,9 +353,9 @@ class Act:
             tool("act"),
             event,
             "--json",
-            *("-C", str(ROOT), "-W", str(MODEL_CACHE), "-e", str(event_file)),
+            *("-C", str(self.repo), "-W", str(self.workflow), "-e", str(event_file)),
             *("-P", "ubuntu-latest=-self-hosted"),
-            *stub_substitutions(),
+            *stub_substitutions(self.workflow),
             # Offline: no image pulls, no cache or artifact server, no action fetches, and no
             # .env/.secrets/.vars/.input files picked up from the work tree.
             *("--pull=false", "--action-offline-mode", "--no-cache-server"),
@@ -379,11 +381,11 @@ class Act:
         return run
 
 
-def stub_substitutions() -> list[str]:
+def stub_substitutions(workflow: Path = MODEL_CACHE) -> list[str]:
     """`--local-repository owner/repo@sha=stub` for each action the workflow uses (act copies for checkout)."""
     refs = {
         match["repo"]: match["sha"]
-        for _, step in steps(load_workflow(MODEL_CACHE))
+        for _, step in steps(load_workflow(workflow))
         if (match := PINNED.fullmatch(step.get("uses", "")))
     }
     substitutions = []
@@ -396,19 +398,23 @@ def stub_substitutions() -> list[str]:
     return substitutions
 
 
-@pytest.fixture
-def act(runner_python: Path, hub: LocalHub, tmp_path: Path) -> Act:
+def act_step_env(hub: LocalHub, tmp_path: Path) -> dict[str, str]:
+    """What every step sees: the local hub, and uv installing only from its cache."""
     uv_cache = subprocess.run([tool("uv"), "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip()
-    step_env = {
+    return {
         **hub_env(hub, tmp_path / "hf-home"),
         "UV_OFFLINE": "1",
         "UV_CACHE_DIR": uv_cache,
         "UV_PYTHON_DOWNLOADS": "never",
         "NO_COLOR": "1",
     }
+
+
+@pytest.fixture
+def act(runner_python: Path, hub: LocalHub, tmp_path: Path) -> Act:
     work = tmp_path / "act"
     work.mkdir()
-    return Act(runner_python, work, step_env)
+    return Act(runner_python, work, act_step_env(hub, tmp_path))
 
 
 def dispatch(
