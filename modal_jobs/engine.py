@@ -181,8 +181,19 @@ def fetch_and_verify(plan: ModelPlan, model_dir: Path, hub: Hub, cancel: threadi
         def settle(record: FileRecord, present: bool) -> None:
             _stop_if(cancel)
             target = model_dir / record.path
-            if present and check_file(model_dir, record) is None:
-                return
+            if present:
+                found = check_file(model_dir, record)
+                if found is None:
+                    return
+                # The plan could only say "check": say what is fetched after all, and how much.
+                log.info(
+                    "%s: %s is damaged (%s); fetching it (%s)",
+                    plan.repo_id,
+                    record.path,
+                    found,
+                    human_bytes(record.size),
+                )
+                progress.expect(record.size)
             for attempt in (1, 2):
                 _stop_if(cancel)
                 _clear_path(model_dir, record.path)
@@ -302,12 +313,14 @@ def verify_models(
                 )
             )
             continue
-        log.error("%s: %d damaged file(s): %s", entry.repo_id, len(bad), ", ".join(bad))
         error = f"{len(bad)} damaged file(s): {shorten(bad)}; run download to repair"
         if writable:
             invalidate(model_dir)
+            log.error("%s: %d damaged file(s): %s", entry.repo_id, len(bad), ", ".join(bad))
         else:
-            error += f" (the target is read-only: could not mark {entry.dirname} for repair)"
+            unmarked = f"the target is read-only: could not mark {entry.dirname} for repair"
+            error += f" ({unmarked})"
+            log.error("%s: %d damaged file(s): %s; %s", entry.repo_id, len(bad), ", ".join(bad), unmarked)
         rows.append(
             ModelRow(
                 entry.repo_id,

@@ -72,6 +72,19 @@ class Deadlines:
         """The longest one download call can go without a byte: every try of the resume loop timing out."""
         return _HF_BODY_TRIES * (self.read_timeout + 1.0)
 
+    def xet_environment(self) -> dict[str, str]:
+        """hf_xet's own timeouts, read from the environment when it first transfers.
+
+        Its defaults (120 s without a byte, retries for 6 minutes) would hold a stalled Xet transfer
+        far past the stall deadline, inside one call that the cache cannot interrupt. A stalled xorb
+        costs hf_xet up to about twice its retry budget, so the budget is a quarter of the deadline.
+        """
+        return {
+            "HF_XET_CLIENT_READ_TIMEOUT": f"{round(self.read_timeout * 1000)}ms",
+            "HF_XET_CLIENT_RETRY_MAX_DURATION": f"{round(self.stall_seconds * 250)}ms",
+            "HF_XET_CLIENT_CONNECT_TIMEOUT": f"{round(self.connect_seconds * 1000)}ms",
+        }
+
 
 def _positive(value: str | None, default: float) -> float:
     try:
@@ -112,6 +125,7 @@ class Hub:
         self._reached = False  # any answer from the Hub this run
         self._first_unreachable: float | None = None
         self._unreachable: str | None = None  # set once the run gave up reaching the Hub
+        self._warned_unreachable = False
 
     @cached_property
     def api(self) -> HfApi:
@@ -124,6 +138,9 @@ class Hub:
         huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE = None  # type: ignore[assignment]
         # Its resume loop on a stalled body must end inside our stall deadline (see Deadlines).
         huggingface_hub.constants.HF_HUB_DOWNLOAD_TIMEOUT = self.deadlines.read_timeout  # type: ignore[assignment]
+        # hf_xet reads its timeouts from the environment; a value the person set wins.
+        for name, value in self.deadlines.xet_environment().items():
+            os.environ.setdefault(name, value)
         # Its records reach the run's one stderr handler; its own handler would print each warning twice.
         logging.getLogger("huggingface_hub").handlers.clear()
         logging.getLogger("huggingface_hub").propagate = True
@@ -233,15 +250,28 @@ class Hub:
                     error = AccessDenied if _is_access_denied(exc) else HubError
                     raise error(f"{what}: {describe(exc, entry)}") from exc
                 now = time.monotonic()
-                if _is_unreachable(exc) and self._gave_up_reaching(now, exc, entry):
-                    raise HubError(f"{what}: {self._unreachable}") from exc
+                if _is_unreachable(exc):
+                    left = self._time_left_to_reach(now, exc, entry)
+                    if left is not None:
+                        if left <= 0:
+                            raise HubError(f"{what}: {self._unreachable}") from exc
+                        # The run's last attempt lands on the deadline, not a backoff step past it.
+                        wait = min(wait, left)
+                        if self._announce_unreachable():
+                            log.warning(
+                                "%s; trying again for up to %.0fs", describe(exc, entry), deadlines.connect_seconds
+                            )
+                        if self.cancel.wait(wait):
+                            raise Cancelled from exc
+                        continue
                 if _answered(exc) and attempt >= ANSWERED_ATTEMPTS:
                     raise HubError(f"{what}: {describe(exc, entry)} (gave up after {attempt} attempts)") from exc
                 idle = now - max(started, progress() if progress else started)
                 if idle + wait + longest_call > deadlines.stall_seconds:
                     raise HubError(
                         f"{what}: {describe(exc, entry)} (no progress for {idle:.0f}s, gave up after {attempt} "
-                        f"attempt(s); the deadline is {deadlines.stall_seconds:.0f}s, set by {STALL_SECONDS_ENV})"
+                        f"attempt(s); the deadline is {deadlines.stall_seconds:.0f}s, "
+                        f"set by --stall-timeout or {STALL_SECONDS_ENV})"
                     ) from exc
                 log.warning("%s: %s; attempt %d failed, next in %.1fs", what, describe(exc, entry), attempt, wait)
                 if self.cancel.wait(wait):
@@ -251,20 +281,31 @@ class Hub:
                 self._reached = True
             return result
 
-    def _gave_up_reaching(self, now: float, exc: Exception, entry: ModelEntry) -> bool:
-        """Record a failure to connect; True once the run has spent `connect_seconds` without ever reaching the Hub."""
+    def _time_left_to_reach(self, now: float, exc: Exception, entry: ModelEntry) -> float | None:
+        """Seconds this run has left to reach the Hub at all, 0 once it gave up; None once the Hub ever answered.
+
+        The deadline is the run's, not the call's: without a network, every model gives up together.
+        """
         with self._lock:
             if self._reached:
-                return False
+                return None
             if self._first_unreachable is None:
                 self._first_unreachable = now
-            if now - self._first_unreachable + RETRY_BASE_SECONDS < self.deadlines.connect_seconds:
-                return False
-            self._unreachable = (
-                f"{describe(exc, entry)} (no answer for {now - self._first_unreachable:.0f}s; the deadline is "
-                f"{self.deadlines.connect_seconds:.0f}s, set by {CONNECT_SECONDS_ENV})"
-            )
-            return True
+            waited = now - self._first_unreachable
+            left = self.deadlines.connect_seconds - waited
+            if left <= 0 and self._unreachable is None:
+                self._unreachable = (
+                    f"{describe(exc, entry)} (no answer for {waited:.0f}s; the deadline is "
+                    f"{self.deadlines.connect_seconds:.0f}s, set by --connect-timeout or {CONNECT_SECONDS_ENV})"
+                )
+            return max(0.0, left)
+
+    def _announce_unreachable(self) -> bool:
+        """True the first time only: one line says the Hub cannot be reached, not one per model and attempt."""
+        with self._lock:
+            first = not self._warned_unreachable
+            self._warned_unreachable = True
+            return first
 
 
 def _answered(exc: Exception) -> bool:
@@ -359,8 +400,12 @@ def describe(exc: BaseException, entry: ModelEntry) -> str:
         if status in RETRY_STATUSES:
             return f"the Hub answered HTTP {status}; it is busy or down: try again later"
         return f"the Hub answered HTTP {status}"
-    if isinstance(exc, httpx2.TransportError):
+    if isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout):
         return f"cannot reach the Hub ({type(exc).__name__}: {exc}); check the network or HF_ENDPOINT"
+    if isinstance(exc, httpx2.TimeoutException):
+        return f"the transfer stalled: the Hub stopped sending ({type(exc).__name__}: {exc})"
+    if isinstance(exc, httpx2.TransportError):
+        return f"the connection to the Hub broke ({type(exc).__name__}: {exc}); check the network or HF_ENDPOINT"
     return f"{type(exc).__name__}: {exc}"
 
 

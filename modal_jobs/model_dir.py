@@ -31,9 +31,9 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import stat
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -148,7 +148,13 @@ def write_manifest(model_dir: Path, manifest: Manifest) -> None:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write through a temporary file beside `path`, then rename it over `path`.
+
+    Created with mode 0666 less the process umask, as the downloader creates the model files: a
+    loader that can read the weights can read the manifest (`mkstemp` would make it 0600).
+    """
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -47,9 +47,11 @@ class ModelProgress:
         self._bar: tqdm[Any] | None = None
         if sys.stderr.isatty():
             self._bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc=label, leave=False)
-        else:
+        elif fetch_files:
             checking = f", checking {check_files} present" if check_files else ""
             log.info("%s: fetching %d file(s), %s%s", label, fetch_files, human_bytes(total_bytes), checking)
+        else:
+            log.info("%s: checking %d present file(s); any that is damaged is fetched", label, check_files)
 
     def add(self, n: int) -> None:
         line = None
@@ -63,6 +65,14 @@ class ModelProgress:
                 line = self._line(now)
         if line:
             log.info("%s", line)
+
+    def expect(self, n: int) -> None:
+        """More bytes to transfer than planned: a present file turned out damaged."""
+        with self._lock:
+            self.total_bytes += n
+            if self._bar is not None:
+                self._bar.total = self.total_bytes
+                self._bar.refresh()
 
     def file_counter(self, size: int) -> Callable[[int], None]:
         """A byte callback for one file that counts each of its bytes once, across resumes and restarts."""

@@ -18,7 +18,7 @@ way the real Hub sends them, through `hf_xet`:
   Xorbs hold uncompressed chunks (`tests.local_xet`).
 
 Every request is counted (kinds `revision`, `tree`, `resolve`, `xet-token`, `reconstruction`,
-`xorb`), and faults (status bursts, throttling, corrupt bodies) can be injected on either path, so
+`xorb`), and faults (status bursts, throttling, corrupt bodies, stalled bodies) can be injected on either path, so
 tests assert what went over the wire. Bodies are sent with `sendfile` from content-addressed blobs
 (and xorbs) on disk: it is also the server the benchmark measures `curl` and bare
 `huggingface_hub` against.
@@ -31,6 +31,7 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import threading
 import time
@@ -98,6 +99,14 @@ class Corruption:
     truncate: bool = False
 
 
+@dataclass
+class Stall:
+    repo_id: str
+    path: str
+    at: int  # the body goes silent at this byte of the file
+    times: int | None
+
+
 @dataclass(frozen=True)
 class Request:
     method: str
@@ -143,6 +152,8 @@ class LocalHub:
         self.bytes_sent = 0
         self._faults: list[Fault] = []
         self._corruptions: list[Corruption] = []
+        self._stalls: list[Stall] = []
+        self._stopping = threading.Event()
         self._tree_overrides: dict[tuple[str, str], dict[str, object]] = {}
         self._rate: int | None = None
         self._ignore_ranges = False
@@ -152,6 +163,7 @@ class LocalHub:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> LocalHub:
+        self._stopping.clear()
         handler = type("Handler", (_Handler,), {"hub": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -162,6 +174,7 @@ class LocalHub:
     def stop(self) -> None:
         if self._server is not None:
             self._rate = None
+            self._stopping.set()  # stalled bodies let go, so that server_close can join their threads
             self._server.shutdown()
             self._server.server_close()
             self._server = None
@@ -338,6 +351,16 @@ class LocalHub:
         with self._lock:
             self._corruptions.append(Corruption(repo_id, path, times, truncate))
 
+    def stall(self, repo_id: str, path: str, *, at: int, times: int | None = None) -> None:
+        """Send a file's headers and its body up to byte `at`, then nothing, keeping the connection open.
+
+        A resume from `at` on gets its headers and no byte at all. The connection stays open until the
+        client gives up (closes it) or the hub stops: what a stuck proxy or a dead peer looks like.
+        On the Xet path the xorbs of that file go silent after `at` bytes of each range.
+        """
+        with self._lock:
+            self._stalls.append(Stall(repo_id, path, at, times))
+
     def ignore_ranges(self, ignore: bool = True) -> None:
         """Answer every `Range` request with the whole file and 200, as some CDNs do."""
         self._ignore_ranges = ignore
@@ -350,6 +373,7 @@ class LocalHub:
         with self._lock:
             self._faults.clear()
             self._corruptions.clear()
+            self._stalls.clear()
             self._tree_overrides.clear()
         self._ignore_ranges = False
         self._rate = None
@@ -377,6 +401,16 @@ class LocalHub:
                     if c.times is not None:
                         c.times -= 1
                     return c
+        return None
+
+    def _take_stall(self, owners: Iterable[tuple[str, str]]) -> Stall | None:
+        wanted = set(owners)
+        with self._lock:
+            for s in self._stalls:
+                if (s.repo_id, s.path) in wanted and (s.times is None or s.times > 0):
+                    if s.times is not None:
+                        s.times -= 1
+                    return s
         return None
 
     def _resolve_ref(self, repo_id: str, rev: str) -> tuple[str, dict[str, Blob]] | None:
@@ -522,6 +556,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if method == "HEAD":
             return
+        stall = self.hub._take_stall([(repo_id, file_path)])
+        if stall is not None:
+            self._send_stalled(blob.file, start, max(0, min(length, stall.at - start)))
+            return
         corruption = self.hub._take_corruption([(repo_id, file_path)])
         self._send_body(blob.file, start, length, corruption)
 
@@ -611,6 +649,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with self.hub._lock:
             owners = list(self.hub._owners.get(file.sha256, []))
+        stall = self.hub._take_stall(owners)
+        if stall is not None:
+            self._send_stalled(xorb.file, start, max(0, min(length, stall.at)))
+            return
         corruption = self.hub._take_corruption(owners)
         flip_at = file.middle_data_offset(xorb, start, length) if corruption is not None else None
         self._send_body(xorb.file, start, length, corruption, flip_at)
@@ -651,6 +693,28 @@ class _Handler(BaseHTTPRequestHandler):
                     time.sleep(len(chunk) / rate)
             if corruption is not None and corruption.truncate:
                 self.close_connection = True
+
+    def _send_stalled(self, file: Path, start: int, count: int) -> None:
+        """`count` bytes of the body, then silence with the connection open until the client or the hub lets go."""
+        with file.open("rb") as f:
+            f.seek(start)
+            data = f.read(count)
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        with self.hub._lock:
+            self.hub.bytes_sent += len(data)
+        self.close_connection = True
+        while not self.hub._stopping.is_set():
+            ready, _, _ = select.select([self.connection], [], [], 0.2)
+            if ready:
+                try:
+                    if not self.connection.recv(4096):
+                        return  # the client closed its end: it gave up
+                except OSError:
+                    return
 
     def _json(self, status: int, body: object, method: str, headers: Mapping[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
