@@ -21,22 +21,22 @@ from pathlib import Path
 import pytest
 
 from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME, FileRecord, new_manifest, write_manifest
-from tests.conftest import BIG, SMALL, TOKENIZER, Cli, Repos, mount_tmpfs, rows_by_repo, tree
+from modal_jobs.summary import human_bytes
+from tests.conftest import (
+    BIG,
+    SMALL,
+    TOKENIZER,
+    Cli,
+    Repos,
+    assert_complete,
+    model_dir,
+    mount_tmpfs,
+    rows_by_repo,
+)
 
 WEIGHTS = "model.safetensors"
 MIB = 1 << 20
 GIB = 1 << 30
-
-
-def model_dir(target: Path, repo_id: str) -> Path:
-    return target / repo_id.split("/")[1]
-
-
-def assert_complete(target: Path, repo_id: str, files: dict[str, bytes]) -> None:
-    on_disk = tree(model_dir(target, repo_id))
-    manifest = json.loads(on_disk.pop(MANIFEST_NAME))
-    assert on_disk == files
-    assert manifest["repo_id"] == repo_id
 
 
 def assert_no_traceback(*outputs: str) -> None:
@@ -81,7 +81,7 @@ def test_a_stalled_transfer_fails_its_model_in_bounded_time_while_the_others_fin
     assert not list(target.rglob("*.incomplete"))
     # Models run side by side: the tokenizer, after the stuck model in plan order, finished long before it failed.
     finished = (model_dir(target, TOKENIZER) / MANIFEST_NAME).stat().st_mtime - started_wall
-    assert finished < 10, f"the tokenizer waited {finished:.0f}s for the stalled model"
+    assert finished < seconds / 2, f"the tokenizer finished {finished:.0f}s into a {seconds:.0f}s run"
 
     assert_no_traceback(result.stderr)
     lines = result.stderr.splitlines()
@@ -418,13 +418,7 @@ def test_a_retried_transfer_is_counted_once(cli: Cli, repos: Repos, target: Path
     assert cli.hub.count(kind="resolve", method="GET", repo_id=SMALL) == 6  # five files, one of them twice
     size = sum(len(b) for b in repos.files[SMALL].values())
     line = finish_line(result.stderr, SMALL)
-    assert f"finished, {human(size)} transferred" in line, line
-
-
-def human(size: int) -> str:
-    from modal_jobs.summary import human_bytes
-
-    return human_bytes(size)
+    assert f"finished, {human_bytes(size)} transferred" in line, line
 
 
 def test_a_repair_after_verify_names_the_file_it_fetches_and_its_bytes(cli: Cli, repos: Repos, target: Path):
@@ -442,8 +436,8 @@ def test_a_repair_after_verify_names_the_file_it_fetches_and_its_bytes(cli: Cli,
     assert cli.hub.transfers(SMALL, WEIGHTS) == 1
     size = len(repos.files[SMALL][WEIGHTS])
     # Which files are damaged is known only once they are hashed: then the run names each, with its size.
-    said = f"{SMALL}: {WEIGHTS} is damaged (sha256 mismatch); fetching it ({human(size)})"
+    said = f"{SMALL}: {WEIGHTS} is damaged (sha256 mismatch); fetching it ({human_bytes(size)})"
     assert said in result.stderr.splitlines(), result.stderr
     assert "fetching 0 file(s)" not in result.stderr, result.stderr
-    assert f"finished, {human(size)} transferred" in finish_line(result.stderr, SMALL)
+    assert f"finished, {human_bytes(size)} transferred" in finish_line(result.stderr, SMALL)
     assert_complete(target, SMALL, repos.files[SMALL])
