@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from modal_jobs.catalog import ModelEntry
 from modal_jobs.errors import Cancelled, ModelFailed
@@ -207,6 +207,8 @@ def fetch_and_verify(plan: ModelPlan, model_dir: Path, hub: Hub, cancel: threadi
                     )
             raise ModelFailed(f"{record.path} failed verification twice ({problem}); the Hub may be serving a bad copy")
 
+        # Once, before the workers start: two files of one folder must not race to clear a file standing in its place.
+        _make_parents(model_dir, [*plan.fetch, *plan.check])
         # Files already present are hashed alongside the transfers rather than before them.
         jobs = [(r, False) for r in plan.fetch] + [(r, True) for r in plan.check]
         run_parallel(jobs, lambda job: settle(*job), transfers, cancel)
@@ -241,13 +243,24 @@ def run_parallel(
         raise ModelFailed(f"{len(failures)} file(s) failed: {shorten(failures)}")
 
 
+def _make_parents(model_dir: Path, records: Sequence[FileRecord]) -> None:
+    """Every folder the files go in, made real: a file or symlink standing where one goes is removed, never followed."""
+    for folder in sorted({str(PurePosixPath(r.path).parent) for r in records} - {"."}):
+        current = model_dir
+        for part in folder.split("/"):
+            current = current / part
+            if current.is_symlink() or (current.exists() and not current.is_dir()):
+                current.unlink()
+        current.mkdir(parents=True, exist_ok=True)
+
+
 def _clear_path(model_dir: Path, rel: str) -> None:
     """Make room for a file: remove it and any symlink or file standing where one of its parents goes."""
     current = model_dir
     for part in rel.split("/")[:-1]:
         current = current / part
         if current.is_symlink() or (current.exists() and not current.is_dir()):
-            current.unlink()
+            current.unlink(missing_ok=True)
     target = model_dir / rel
     if target.is_symlink() or target.exists():
         if target.is_dir() and not target.is_symlink():

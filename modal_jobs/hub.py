@@ -43,6 +43,15 @@ ANSWERED_ATTEMPTS = 6
 # huggingface_hub tries a stalled body this many times (first try included) before it gives up.
 _HF_BODY_TRIES = 6
 
+# hf_xet sizes its download buffers from the memory it detects (1.6 GB, 392 MB a file, growing to
+# 6.3 GB on a 24 GB machine). The cache needs far less to keep a few transfers busy; the Modal image
+# sets its own, sized to the container (modal_jobs/download_models.py).
+XET_BUFFERS = {
+    "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE": str(256 << 20),
+    "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE": str(64 << 20),
+    "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT": str(256 << 20),
+}
+
 STALL_SECONDS_ENV = "MODEL_CACHE_STALL_TIMEOUT"
 CONNECT_SECONDS_ENV = "MODEL_CACHE_CONNECT_TIMEOUT"
 
@@ -138,8 +147,8 @@ class Hub:
         huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE = None  # type: ignore[assignment]
         # Its resume loop on a stalled body must end inside our stall deadline (see Deadlines).
         huggingface_hub.constants.HF_HUB_DOWNLOAD_TIMEOUT = self.deadlines.read_timeout  # type: ignore[assignment]
-        # hf_xet reads its timeouts from the environment; a value the person set wins.
-        for name, value in self.deadlines.xet_environment().items():
+        # hf_xet reads its timeouts and buffer sizes from the environment; a value the person set wins.
+        for name, value in {**self.deadlines.xet_environment(), **XET_BUFFERS}.items():
             os.environ.setdefault(name, value)
         # Its records reach the run's one stderr handler; its own handler would print each warning twice.
         logging.getLogger("huggingface_hub").handlers.clear()

@@ -134,3 +134,15 @@ def test_a_stop_mid_transfer_exits_130_with_one_line_and_marks_nothing_complete(
     assert len(said) == 1 and "run the same command again to resume" in said[0], stderr
     assert not list(target.rglob(MANIFEST_NAME))
     assert not list(target.rglob("*.incomplete"))
+
+
+def test_hf_xet_runs_with_the_caches_buffer_sizes_not_ones_derived_from_memory(cli: Cli, repos: Repos, tmp_path: Path):
+    """hf_xet would size its buffers from the machine's memory (GBs); the Hub edge sets them (hub.XET_BUFFERS)."""
+    assert cli("download", "--model", SMALL).returncode == 0
+    logs = "\n".join(p.read_text() for p in (tmp_path / "hf-home").rglob("*") if p.is_file() and "log" in p.name)
+    if not cli.hub.uses_xet(SMALL):
+        assert "download_buffer" not in logs, "plain HTTP never starts hf_xet"
+        return
+    assert "download_buffer_size = 268.435MB (user set)" in logs
+    assert "download_buffer_perfile_size = 67.109MB (user set)" in logs
+    assert "download_buffer_limit = 268.435MB (user set)" in logs
