@@ -43,6 +43,7 @@ from modal_jobs.plan import (
     missing_or_resized,
     plan_run,
     row_for,
+    shorten,
 )
 from modal_jobs.store import LocalStore, Store, is_writable, require_writable, survey
 from modal_jobs.summary import ModelRow, Operation, OrphanRow, Status, Summary, human_bytes
@@ -249,25 +250,19 @@ def ask_hub(
 
 
 def log_plan(plan: Plan) -> None:
+    """One line per model that has work: what it fetches (files, bytes) and what it checks in place."""
     for model in plan.models:
-        if model.action is Action.FETCH:
+        if model.action in (Action.FETCH, Action.REPAIR):
+            parts = []
+            if model.fetch:
+                fetched = f"{len(model.fetch)} of {len(model.files)} file(s) ({human_bytes(model.fetch_bytes)})"
+                parts.append(f"fetch {fetched}: {shorten([f.path for f in model.fetch])}")
+            if model.check:
+                checked = human_bytes(sum(f.size for f in model.check))
+                parts.append(f"check {len(model.check)} present file(s) ({checked}), fetching any that is damaged")
+            why = f"; {model.reason}" if model.reason else ""
             log.info(
-                "%s: fetch %d of %d files (%s) at %s%s",
-                model.repo_id,
-                len(model.fetch),
-                len(model.files),
-                human_bytes(model.fetch_bytes),
-                (model.commit or "")[:7],
-                f", check {len(model.check)} present" if model.check else "",
-            )
-        elif model.action is Action.REPAIR:
-            log.info(
-                "%s: repair: fetch %d file(s) (%s)%s; %s",
-                model.repo_id,
-                len(model.fetch),
-                human_bytes(model.fetch_bytes),
-                f", check {len(model.check)} present" if model.check else "",
-                model.reason,
+                "%s: %s at %s: %s%s", model.repo_id, model.action.value, (model.commit or "")[:7], ", ".join(parts), why
             )
         elif model.action is Action.PRUNE:
             log.info("%s: prune %s/ (%s): %s", model.repo_id, model.name, human_bytes(model.held_bytes), model.reason)

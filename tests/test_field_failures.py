@@ -439,5 +439,6 @@ def test_a_repair_after_verify_names_the_file_it_fetches_and_its_bytes(cli: Cli,
     said = f"{SMALL}: {WEIGHTS} is damaged (sha256 mismatch); fetching it ({human_bytes(size)})"
     assert said in result.stderr.splitlines(), result.stderr
     assert "fetching 0 file(s)" not in result.stderr, result.stderr
+    assert " 0 B" not in result.stderr, result.stderr
     assert f"finished, {human_bytes(size)} transferred" in finish_line(result.stderr, SMALL)
     assert_complete(target, SMALL, repos.files[SMALL])
