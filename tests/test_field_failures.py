@@ -245,7 +245,7 @@ def test_a_file_gone_from_a_complete_model_is_noticed_and_fetched_alone(
     # The repair says which file and how many bytes.
     size = len(repos.files[SMALL][path])
     plan_line = next(line for line in result.stderr.splitlines() if "repair" in line)
-    assert path in plan_line and "fetch 1 file(s)" in plan_line, result.stderr
+    assert path in plan_line and f"fetch 1 of 5 file(s) ({human_bytes(size)})" in plan_line, result.stderr
     assert " 0 B" not in result.stderr, result.stderr
     assert rows[SMALL]["fetch_bytes"] == size
     assert rows_by_repo(cli.json("list"))[SMALL]["status"] == "complete"
