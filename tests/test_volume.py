@@ -33,7 +33,7 @@ from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
 from modal_jobs.operations import Backend, LocalBackend, Request, make_plan, run
 from modal_jobs.plan import Action, Kind
 from modal_jobs.store import LocalStore
-from modal_jobs.summary import ModelRow, Operation, Status, Summary, render_text
+from modal_jobs.summary import ModelRow, Operation, Status, Summary, human_bytes, render_text
 from modal_jobs.volume import (
     ContainerJob,
     ModalBackend,
@@ -817,3 +817,35 @@ def test_container_log_lines_are_printed_as_they_arrive(caplog: pytest.LogCaptur
     with caplog.at_level(logging.INFO, logger="modal_jobs"):
         collect([SlowCall(row, pending=2)], container_jobs(SMALL), threading.Event(), source)
     assert caplog.messages == [*lines, f"{SMALL}: downloaded"]
+
+
+class QueueLines:
+    """What `apply_one` puts on the caller's `modal.Queue`, kept in a list."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def put(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def test_a_container_sends_start_progress_and_finish_lines_to_the_caller(
+    twins: Twins, hub: LocalHub, repos: Repos, monkeypatch: pytest.MonkeyPatch
+):
+    """Progress reaches the caller while bytes flow: a line every MODEL_CACHE_PROGRESS_SECONDS, not one per chunk."""
+    monkeypatch.setenv("MODEL_CACHE_PROGRESS_SECONDS", "0.3")
+    size = len(repos.files[SMALL]["model.safetensors"]) + len(repos.files[SMALL]["speech_tokenizer/model.safetensors"])
+    hub.throttle(size // 3)  # about three seconds of transfer
+    catalog = parse_catalog(CATALOG)
+    plan = make_plan(
+        [catalog.models[1]], catalog, LocalStore(twins.volume_root), twins.hub, threading.Event(), prune=False
+    )
+    events = QueueLines()
+    row = jobs.apply_one.local(
+        plan.models[0].to_wire(), str(twins.volume_root), cast(Any, twins.containers.recorder), cast(Any, events)
+    )
+    assert row["status"] == "downloaded"
+    assert events.lines[0] == f"{SMALL}: fetching 5 file(s), {human_bytes(row['bytes'])}"
+    progress = [line for line in events.lines if " of " in line and line.endswith("/s)")]
+    assert 3 <= len(progress) <= 30, events.lines
+    assert events.lines[-1].startswith(f"{SMALL}: finished, {human_bytes(row['bytes'])} transferred in ")
