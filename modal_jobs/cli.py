@@ -22,7 +22,7 @@ from typing import NoReturn
 
 from modal_jobs.catalog import DEFAULT_CATALOG, Catalog, load_catalog
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError, UsageError
-from modal_jobs.hub import CONNECT_SECONDS_ENV, STALL_SECONDS_ENV, Deadlines, Hub
+from modal_jobs.hub import CONNECT_SECONDS_ENV, STALL_SECONDS_ENV, Deadlines, Hub, set_up_huggingface_hub
 from modal_jobs.operations import Backend, LocalBackend, Request, run
 from modal_jobs.summary import Operation, render_json, render_text, write_summaries
 
@@ -95,13 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
             hub = sub.add_argument_group("hub")
             hub.add_argument(
                 "--stall-timeout",
-                type=_seconds,
+                type=_positive_seconds,
                 metavar="SECONDS",
                 help=f"fail a model whose transfer makes no progress this long (default 120, or ${STALL_SECONDS_ENV})",
             )
             hub.add_argument(
                 "--connect-timeout",
-                type=_seconds,
+                type=_positive_seconds,
                 metavar="SECONDS",
                 help=f"give up when the Hub cannot be reached this long (default 10, or ${CONNECT_SECONDS_ENV})",
             )
@@ -149,6 +149,7 @@ def main(argv: Sequence[str] | None = None, *, app_running: bool = False) -> int
                     connect_seconds=getattr(args, "connect_timeout", None) or defaults.connect_seconds,
                 ),
             )
+            set_up_huggingface_hub(hub.deadlines)
             wants_target = operation is not Operation.PLAN or args.local_dir is not None or args.volume
             writes = operation is Operation.DOWNLOAD and not getattr(args, "dry_run", False)
             backend = (
@@ -193,7 +194,7 @@ def open_backend(
     if local_dir is None:
         from modal_jobs.volume import open_volume_backend
 
-        return open_volume_backend(catalog, create=create, app_running=app_running)
+        return open_volume_backend(catalog, create=create, app_running=app_running, env=hub.container_env())
     root = local_dir.expanduser().absolute()
     if root.exists() and not root.is_dir():
         raise TargetError(f"--local-dir {local_dir} is not a directory; pass a directory (download creates it)")
@@ -220,6 +221,13 @@ def _seconds(value: str) -> float:
         seconds = math.nan
     if not math.isfinite(seconds) or seconds < 0:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds (0 or more)")
+    return seconds
+
+
+def _positive_seconds(value: str) -> float:
+    seconds = _seconds(value)
+    if seconds == 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds above 0")
     return seconds
 
 

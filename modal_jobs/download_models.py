@@ -42,7 +42,7 @@ MEMORY_MIB = 4096
 # hf_xet sizes its download buffers from the memory it detects (the host's, not this request); set
 # them so that they fit the request with room for Python and the hashes. Its high-performance mode
 # (up to half the detected memory) stays off.
-XET_BUFFERS = {
+CONTAINER_XET_BUFFERS = {
     "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE": str(1 << 30),
     "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE": str(256 << 20),
     "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT": str(1 << 30),  # the most it may grow to: no more than the size
@@ -51,7 +51,7 @@ XET_BUFFERS = {
 image = (
     modal.Image.debian_slim(python_version=PYTHON_VERSION)
     .pip_install_from_requirements(str(REQUIREMENTS), extra_options="--require-hashes --no-deps")
-    .env({"HF_HOME": HF_HOME, "HF_HUB_DISABLE_TELEMETRY": "1", **XET_BUFFERS})
+    .env({"HF_HOME": HF_HOME, "HF_HUB_DISABLE_TELEMETRY": "1", **CONTAINER_XET_BUFFERS})
     # Added last, mounted at container start: no rebuild when the code changes.
     .add_local_python_source("modal_jobs")
 )
@@ -72,12 +72,18 @@ def apply_one(
 ) -> dict[str, Any]:
     """Carry out one model's plan on the volume at `mount`, then commit the volume."""
     from modal_jobs.engine import apply_models
-    from modal_jobs.hub import Hub
-    from modal_jobs.plan import ModelPlan
+    from modal_jobs.hub import Deadlines, Hub, set_up_huggingface_hub
+    from modal_jobs.plan import ModelPlan, row_for
+    from modal_jobs.summary import Status
 
     model = ModelPlan.from_wire(plan)
     forward_logs(events)
-    row = apply_models([model], Path(mount), Hub(), threading.Event())[model.name]
+    hub = Hub(deadlines=Deadlines.from_env())  # the caller's endpoint and limits, passed as environment
+    set_up_huggingface_hub(hub.deadlines)
+    try:
+        row = apply_models([model], Path(mount), hub, threading.Event())[model.name]
+    except Exception as exc:  # one failed row, never a crash the caller would have to interpret
+        row = row_for(model, mount, Status.FAILED, error=f"in the container: {type(exc).__name__}: {exc}")
     # Now, explicitly: the caller reads the manifest right after; every file is closed by here.
     volume.commit()
     return dataclasses.asdict(row)
@@ -90,10 +96,16 @@ def verify_one(
     """Re-hash one model against its manifest; damage removes the manifest so the next download repairs it."""
     from modal_jobs.catalog import ModelEntry
     from modal_jobs.engine import verify_models
+    from modal_jobs.summary import ModelRow, Status
 
+    model = ModelEntry.from_wire(entry)
     forward_logs(events)
     volume.reload()  # see what the last download committed, not the state this container started with
-    row = verify_models([ModelEntry.from_wire(entry)], Path(mount))[0]
+    try:
+        row = verify_models([model], Path(mount))[0]
+    except Exception as exc:  # one damaged row, never a crash the caller would have to interpret
+        path = f"{mount.rstrip('/')}/{model.dirname}"
+        row = ModelRow(model.repo_id, path, Status.DAMAGED, error=f"in the container: {type(exc).__name__}: {exc}")
     volume.commit()
     return dataclasses.asdict(row)
 

@@ -27,7 +27,7 @@ from modal_jobs.model_dir import (
     new_manifest,
     read_manifest,
     remove_downloader_state,
-    remove_extras,
+    remove_files,
     remove_tree,
     usage,
     write_manifest,
@@ -118,7 +118,7 @@ def apply_model(plan: ModelPlan, root: Path, hub: Hub, cancel: threading.Event, 
         remove_downloader_state(model_dir)
         fetch_and_verify(plan, model_dir, hub, cancel, transfers)
         _stop_if(cancel)
-        removed = remove_extras(model_dir, keep={f.path for f in plan.files})
+        removed = remove_files(model_dir, plan.leftovers)
         if removed:
             log.info("%s: removed %d files the commit does not have: %s", plan.repo_id, len(removed), shorten(removed))
         remove_downloader_state(model_dir)
@@ -269,6 +269,12 @@ def _clear_path(model_dir: Path, rel: str) -> None:
             target.unlink()
 
 
+def unverifiable_row(repo_id: str, path: str, present: bool, files: int, size: int, seconds: float = 0.0) -> ModelRow:
+    """The verify row of a model with nothing to check against: absent, or without the cache's manifest."""
+    state = "incomplete (no manifest)" if present else "missing"
+    return ModelRow(repo_id, path, Status.DAMAGED, None, files, size, seconds, f"{state}: run download to fetch it")
+
+
 def verify_models(
     entries: Sequence[ModelEntry], root: Path, cancel: threading.Event | None = None, *, writable: bool = True
 ) -> list[ModelRow]:
@@ -313,10 +319,8 @@ def verify_models(
         seconds = time.monotonic() - started
         path = str(model_dir)
         if manifest is None or manifest.repo_id != entry.repo_id:
-            state = "missing" if not model_dir.exists() else "incomplete (no manifest)"
             files, size = usage(model_dir) if model_dir.is_dir() else (0, 0)
-            error = f"{state}: run download to fetch it"
-            rows.append(ModelRow(entry.repo_id, path, Status.DAMAGED, None, files, size, seconds, error))
+            rows.append(unverifiable_row(entry.repo_id, path, model_dir.exists(), files, size, seconds))
             continue
         bad = problems[entry.repo_id]
         if not bad:

@@ -46,7 +46,7 @@ _HF_BODY_TRIES = 6
 # hf_xet sizes its download buffers from the memory it detects (1.6 GB, 392 MB a file, growing to
 # 6.3 GB on a 24 GB machine). The cache needs far less to keep a few transfers busy; the Modal image
 # sets its own, sized to the container (modal_jobs/download_models.py).
-XET_BUFFERS = {
+LOCAL_XET_BUFFERS = {
     "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE": str(256 << 20),
     "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE": str(64 << 20),
     "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT": str(256 << 20),
@@ -103,6 +103,27 @@ def _positive(value: str | None, default: float) -> float:
     return number if number > 0 else default
 
 
+def set_up_huggingface_hub(deadlines: Deadlines) -> None:
+    """The one place the cache changes huggingface_hub's and hf_xet's settings: once, at start-up.
+
+    Called by the CLI driver and by each container before anything talks to the Hub.
+    """
+    import huggingface_hub.constants
+    import huggingface_hub.utils.logging  # adds huggingface_hub's own stderr handler, removed below
+
+    # Hand each socket read to the file as it comes. The default gathers 10 MiB per chunk and copies
+    # it out: 40% of a download's CPU, and 10 MiB of memory per transfer in flight.
+    huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE = None  # type: ignore[assignment]
+    # Its resume loop on a stalled body must end inside our stall deadline (see Deadlines).
+    huggingface_hub.constants.HF_HUB_DOWNLOAD_TIMEOUT = deadlines.read_timeout  # type: ignore[assignment]
+    # hf_xet reads its timeouts and buffer sizes from the environment when it starts; a value the person set wins.
+    for name, value in {**deadlines.xet_environment(), **LOCAL_XET_BUFFERS}.items():
+        os.environ.setdefault(name, value)
+    # Its records reach the run's one stderr handler; its own handler would print each warning twice.
+    logging.getLogger("huggingface_hub").handlers.clear()
+    logging.getLogger("huggingface_hub").propagate = True
+
+
 class HubError(ModelFailed):
     """The Hub would not give what a model needs; the message says what to do."""
 
@@ -136,23 +157,20 @@ class Hub:
         self._unreachable: str | None = None  # set once the run gave up reaching the Hub
         self._warned_unreachable = False
 
+    def container_env(self) -> dict[str, str]:
+        """What a container's own `Hub()` needs to behave as this one: the endpoint and the deadlines."""
+        env = {
+            STALL_SECONDS_ENV: repr(self.deadlines.stall_seconds),
+            CONNECT_SECONDS_ENV: repr(self.deadlines.connect_seconds),
+        }
+        if self.endpoint:
+            env["HF_ENDPOINT"] = self.endpoint
+        return env
+
     @cached_property
     def api(self) -> HfApi:
-        """huggingface_hub, set up once for this run: the one place the cache changes its globals."""
-        import huggingface_hub.constants
         from huggingface_hub import HfApi
 
-        # Hand each socket read to the file as it comes. The default gathers 10 MiB per chunk and copies
-        # it out: 40% of a download's CPU, and 10 MiB of memory per transfer in flight.
-        huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE = None  # type: ignore[assignment]
-        # Its resume loop on a stalled body must end inside our stall deadline (see Deadlines).
-        huggingface_hub.constants.HF_HUB_DOWNLOAD_TIMEOUT = self.deadlines.read_timeout  # type: ignore[assignment]
-        # hf_xet reads its timeouts and buffer sizes from the environment; a value the person set wins.
-        for name, value in {**self.deadlines.xet_environment(), **XET_BUFFERS}.items():
-            os.environ.setdefault(name, value)
-        # Its records reach the run's one stderr handler; its own handler would print each warning twice.
-        logging.getLogger("huggingface_hub").handlers.clear()
-        logging.getLogger("huggingface_hub").propagate = True
         # No token argument: huggingface_hub reads HF_TOKEN (or a saved login) itself.
         return HfApi(endpoint=self.endpoint)
 
@@ -244,6 +262,8 @@ class Hub:
         started = time.monotonic()
         attempt = 0
         while True:
+            if self.cancel.is_set():
+                raise Cancelled
             if self._unreachable:
                 raise HubError(f"{what}: {self._unreachable}")
             attempt += 1

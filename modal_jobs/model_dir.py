@@ -194,19 +194,21 @@ def new_manifest(
 
 def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
     """Every regular file and symlink below `root`, as (posix relative path, lstat), never following links."""
-    stack = [root]
+    # Plain strings, not Path objects: this runs once per file of every model on each plan and `list`.
+    stack = [("", str(root))]
     while stack:
-        current = stack.pop()
+        prefix, current = stack.pop()
         try:
-            entries = list(os.scandir(current))
+            with os.scandir(current) as scan:
+                entries = list(scan)
         except (FileNotFoundError, NotADirectoryError):
             continue
         for entry in entries:
             st = entry.stat(follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
-                stack.append(Path(entry.path))
+                stack.append((f"{prefix}{entry.name}/", entry.path))
             else:
-                yield Path(entry.path).relative_to(root).as_posix(), st
+                yield prefix + entry.name, st
 
 
 def usage(model_dir: Path) -> tuple[int, int]:
@@ -220,17 +222,20 @@ def usage(model_dir: Path) -> tuple[int, int]:
     return files, size
 
 
-def remove_extras(model_dir: Path, keep: set[str]) -> list[str]:
-    """Delete what the commit does not have (older revisions' files, stray links) and empty dirs.
+def remove_files(model_dir: Path, paths: Sequence[str]) -> list[str]:
+    """Delete the named files (an older commit's, stray links) and the folders they leave empty.
 
     Symlinks are removed as links, never followed: nothing outside the model directory is touched.
     """
     removed = []
-    for rel, _ in list(walk_files(model_dir)):
-        if rel in keep or rel.split("/", 1)[0] in RESERVED_NAMES:
-            continue
-        (model_dir / rel).unlink(missing_ok=True)
-        removed.append(rel)
+    for rel in paths:
+        parts = rel.split("/")
+        if parts[0] in RESERVED_NAMES or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            continue  # ours, or not a path below the model directory: never touched
+        path = model_dir.joinpath(*parts)
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(rel)
     _remove_empty_dirs(model_dir)
     return sorted(removed)
 

@@ -38,9 +38,11 @@ from modal_jobs.plan import (
     HubAnswer,
     Kind,
     ModelPlan,
+    Orphan,
     Plan,
     manifest_matches,
     missing_or_resized,
+    orphans,
     plan_run,
     row_for,
     shorten,
@@ -69,8 +71,8 @@ class Backend(Protocol):
         """Held while a run writes, so that two runs never interleave writes on one target."""
         ...
 
-    def apply(self, plan: Plan, cancel: threading.Event) -> list[ModelRow]:
-        """Carry out the plan; one row per planned model, in plan order."""
+    def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
+        """Carry out the models' plans (no prune: that is `download`'s last step); one row each, in order."""
         ...
 
     def verify(self, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]: ...
@@ -96,29 +98,23 @@ class LocalBackend:
             return nullcontext()  # read-only: no writer can be working here through this mount
         return target_lock(self.root, wait_seconds, cancel)
 
-    def apply(self, plan: Plan, cancel: threading.Event) -> list[ModelRow]:
-        done = apply_models(plan.models, self.root, self.hub, cancel)
-        rows = []
-        for model in plan.models:
-            if model.name in done:
-                rows.append(done[model.name])
-            elif model.action is Action.PRUNE:
-                rows.append(prune(model, self.store, cancel))
-            else:
-                rows.append(row_for(model, self.store.location, DONE_STATUS[model.action]))
-        return rows
+    def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
+        done = apply_models(models, self.root, self.hub, cancel)
+        return [done.get(m.name) or row_for(m, self.store.location, DONE_STATUS[m.action]) for m in models]
 
     def verify(self, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
         return verify_models(entries, self.root, cancel, writable=is_writable(self.root))
 
 
-def prune(model: ModelPlan, store: Store, cancel: threading.Event) -> ModelRow:
-    """Remove a model directory the list dropped (the plan checked that it holds our manifest)."""
-    if cancel.is_set():
-        raise Cancelled
-    store.remove(model.name)
-    log.info("%s: pruned %s/ (%s)", model.repo_id, model.name, human_bytes(model.held_bytes))
-    return row_for(model, store.location, Status.PRUNED)
+def prune(models: Sequence[ModelPlan], store: Store, cancel: threading.Event) -> list[ModelRow]:
+    """Remove the model directories the list dropped (the plan checked that each holds our manifest)."""
+    rows = []
+    for model in models:
+        _stop_if(cancel)
+        store.remove(model.name)
+        log.info("%s: pruned %s/ (%s)", model.repo_id, model.name, human_bytes(model.held_bytes))
+        rows.append(row_for(model, store.location, Status.PRUNED))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -190,12 +186,25 @@ def download(
     with lock:
         plan = make_plan(entries, catalog, store, hub, cancel, prune=request.prune)
         log_plan(plan)
+        pruned = [m for m in plan.models if m.action is Action.PRUNE]
+        work = [m for m in plan.models if m.action is not Action.PRUNE]
+        left = [Orphan(m.name, m.held_files, m.held_bytes, m.repo_id) for m in pruned]
+        note = plan.prune_refused
         if request.dry_run:
             rows = [row_for(m, store.location, PLANNED_STATUS[m.action]) for m in plan.models]
+            left = []
         else:
-            rows = backend.apply(plan, cancel)
-    orphans = tuple(OrphanRow(o.name, _join(store.location, o.name), o.files, o.bytes, o.repo_id) for o in plan.orphans)
-    return Summary(Operation.DOWNLOAD, store.location, tuple(rows), orphans, plan.prune_refused)
+            rows = backend.apply(work, cancel)
+            if pruned and any(row.failed for row in rows):
+                # Last, and only after everything else went well: a failed run never also removes models.
+                note = "not pruning: a model of this run failed; fix it and run again"
+                log.warning("%s", note)
+            else:
+                rows += prune(pruned, store, cancel)
+                left = []
+    kept = sorted([*plan.orphans, *left], key=lambda o: o.name)
+    orphan_rows = tuple(OrphanRow(o.name, _join(store.location, o.name), o.files, o.bytes, o.repo_id) for o in kept)
+    return Summary(Operation.DOWNLOAD, store.location, tuple(rows), orphan_rows, note)
 
 
 def make_plan(
@@ -203,7 +212,8 @@ def make_plan(
 ) -> Plan:
     held = survey(store)
     _stop_if(cancel)
-    answers = ask_hub(entries, hub, held, cancel)
+    # A prune needs every model of the list resolved, selected or not (see plan_run).
+    answers = ask_hub(catalog.models if prune else entries, hub, held, cancel)
     return plan_run(entries, as_facts(answers), held, catalog, prune=prune)
 
 
@@ -235,9 +245,10 @@ def ask_hub(
 
     if not entries:
         return {}
-    with ThreadPoolExecutor(max_workers=min(RESOLVE_WORKERS, len(entries)), thread_name_prefix="resolve") as pool:
-        futures = {e.repo_id: pool.submit(one, e) for e in entries}
-        answers = {}
+    pool = ThreadPoolExecutor(max_workers=min(RESOLVE_WORKERS, len(entries)), thread_name_prefix="resolve")
+    futures = {e.repo_id: pool.submit(one, e) for e in entries}
+    answers = {}
+    try:
         for repo_id, future in futures.items():
             while True:
                 _stop_if(cancel)
@@ -246,6 +257,9 @@ def ask_hub(
                     break
                 except TimeoutError:
                     continue
+    finally:
+        # On a stop, what is queued never starts, and nothing waits for what is in flight.
+        pool.shutdown(wait=not cancel.is_set(), cancel_futures=True)
     return answers
 
 
@@ -318,15 +332,9 @@ def list_models(
         rows.append(
             ModelRow(entry.repo_id, path, state, manifest.commit if manifest else None, files, size, error=error)
         )
-    owned = {m.dirname for m in catalog.models}
-    listed = {m.repo_id for m in catalog.models}
-    orphans = []
-    for name in sorted(set(held) - owned):
-        item = held[name]
-        ours = item.manifest is not None and item.manifest.repo_id not in listed
-        owner = item.manifest.repo_id if ours and item.manifest else None
-        orphans.append(OrphanRow(name, _join(store.location, name), len(item.files), item.bytes, owner))
-    return Summary(Operation.LIST, store.location, tuple(rows), tuple(orphans))
+    found = orphans(held, catalog)
+    orphan_rows = [OrphanRow(o.name, _join(store.location, o.name), o.files, o.bytes, o.repo_id) for o in found]
+    return Summary(Operation.LIST, store.location, tuple(rows), tuple(orphan_rows))
 
 
 def clear(

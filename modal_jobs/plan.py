@@ -147,10 +147,6 @@ class Plan:
     orphans: tuple[Orphan, ...] = ()  # left alone: unknown directories, and dropped models when not pruning
     prune_refused: str | None = None  # why --prune was not planned, when it was asked for
 
-    @property
-    def failed(self) -> bool:
-        return any(m.action is Action.FAILED for m in self.models)
-
 
 def manifest_matches(manifest: Manifest | None, entry: ModelEntry, commit: str | None) -> bool:
     """A manifest written for this entry (its repo and globs) at this commit; `commit=None` skips that check."""
@@ -197,11 +193,13 @@ def plan_model(entry: ModelEntry, answer: HubAnswer | str, held: HeldModel | Non
         if not gone:
             return replace(base, action=Action.UP_TO_DATE, files=manifest.files)
         # The rest is vouched for by the manifest: only what went missing is fetched.
+        recorded = {f.path for f in manifest.files}
         return replace(
             base,
             action=Action.REPAIR,
             files=manifest.files,
             fetch=gone,
+            leftovers=tuple(sorted(p for p in on_target if p not in recorded)),
             reason=f"{len(gone)} file(s) missing or resized: {shorten([f.path for f in gone])}",
         )
 
@@ -222,6 +220,19 @@ def plan_model(entry: ModelEntry, answer: HubAnswer | str, held: HeldModel | Non
     )
 
 
+def orphans(held: Mapping[str, HeldModel], catalog: Catalog) -> list[Orphan]:
+    """Top-level names no entry owns; those holding our manifest for a repo the list no longer names carry it."""
+    owned = {m.dirname for m in catalog.models}
+    listed = {m.repo_id for m in catalog.models}
+    found = []
+    for name in sorted(set(held) - owned):
+        item = held[name]
+        manifest = item.manifest if item.kind is Kind.DIRECTORY else None
+        dropped = manifest.repo_id if manifest is not None and manifest.repo_id not in listed else None
+        found.append(Orphan(name, len(item.files), item.bytes, dropped))
+    return found
+
+
 def plan_run(
     entries: Sequence[ModelEntry],
     answers: Mapping[str, HubAnswer | str],
@@ -230,40 +241,32 @@ def plan_run(
     *,
     prune: bool,
 ) -> Plan:
-    """The whole run: one plan per selected entry, then what the list does not own (pruned, or reported)."""
+    """The whole run: one plan per selected entry, then what the list does not own (pruned, or reported).
+
+    A prune is planned only when every model of the list (selected or not) has an answer that is not a
+    failure: a list with a typo must never make a listed model look dropped and empty the volume.
+    """
     models = [plan_model(e, answers[e.repo_id], held.get(e.dirname)) for e in entries]
-    owned = {m.dirname for m in catalog.models}
-    listed = {m.repo_id for m in catalog.models}
-    orphans: list[Orphan] = []
-    prunable: list[ModelPlan] = []
-    for name in sorted(set(held) - owned):
-        item = held[name]
-        manifest = item.manifest if item.kind is Kind.DIRECTORY else None
-        ours = manifest is not None and manifest.repo_id not in listed
-        if ours and prune:
-            assert manifest is not None
-            prunable.append(
-                ModelPlan(
-                    name=name,
-                    repo_id=manifest.repo_id,
-                    action=Action.PRUNE,
-                    commit=manifest.commit,
-                    held_files=len(item.files),
-                    held_bytes=item.bytes,
-                    reason="no longer in the model list",
-                )
-            )
-        else:
-            orphans.append(Orphan(name, len(item.files), item.bytes, manifest.repo_id if ours and manifest else None))
-    refused = None
-    if prune and any(m.action is Action.FAILED for m in models):
-        # A list that did not resolve must never empty the volume: keep everything, say why.
-        refused = "not pruning: a model of the list failed to resolve; fix it and run again"
-        orphans = sorted(
-            orphans + [Orphan(p.name, p.held_files, p.held_bytes, p.repo_id) for p in prunable], key=lambda o: o.name
+    left = orphans(held, catalog)
+    if not prune:
+        return Plan(models=tuple(models), orphans=tuple(left))
+    unresolved = [m.repo_id for m in catalog.models if not isinstance(answers.get(m.repo_id), HubAnswer)]
+    if unresolved:
+        refused = f"not pruning: {shorten(unresolved)} did not resolve; fix the model list and run again"
+        return Plan(models=tuple(models), orphans=tuple(left), prune_refused=refused)
+    pruned = [
+        ModelPlan(
+            name=o.name,
+            repo_id=o.repo_id,
+            action=Action.PRUNE,
+            held_files=o.files,
+            held_bytes=o.bytes,
+            reason="no longer in the model list",
         )
-        prunable = []
-    return Plan(models=tuple(models + prunable), orphans=tuple(orphans), prune_refused=refused)
+        for o in left
+        if o.repo_id is not None
+    ]
+    return Plan(models=tuple(models + pruned), orphans=tuple(o for o in left if o.repo_id is None))
 
 
 def shorten(items: Iterable[str], limit: int = 5) -> str:

@@ -33,10 +33,9 @@ class Store(Protocol):
     def remove(self, name: str) -> None: ...
 
 
-def survey(store: Store, names: set[str] | None = None) -> dict[str, HeldModel]:
-    """What the target holds at every top-level name (or only at `names`)."""
-    top = store.top()
-    return {name: store.held(name, kind) for name, kind in sorted(top.items()) if names is None or name in names}
+def survey(store: Store) -> dict[str, HeldModel]:
+    """What the target holds at every top-level name."""
+    return {name: store.held(name, kind) for name, kind in sorted(store.top().items())}
 
 
 class LocalStore:

@@ -84,6 +84,8 @@ STATUSES: dict[Operation, frozenset[Status]] = {
     ),
 }
 FAILING_STATUSES = frozenset({Status.FAILED, Status.DAMAGED})
+# Rows of models that leave (or left) the target: their sizes are shown but not added to the total.
+GONE_STATUSES = frozenset({Status.PRUNED, Status.PRUNE, Status.DROPPED})
 _ICONS = {
     Status.DOWNLOADED: "✅",
     Status.UP_TO_DATE: "✅",
@@ -151,7 +153,8 @@ class Summary:
 
     @property
     def total_bytes(self) -> int:
-        return sum(row.bytes for row in self.models)
+        """The rows' bytes, without models a prune removes (or removed) or the list dropped."""
+        return sum(row.bytes for row in self.models if row.status not in GONE_STATUSES)
 
     @property
     def fetch_bytes(self) -> int:

@@ -32,9 +32,10 @@ import modal.exception
 from modal.types import FileEntry, FileEntryType
 
 from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
-from modal_jobs.errors import Cancelled, InterruptedRun, TargetError
+from modal_jobs.engine import unverifiable_row
+from modal_jobs.errors import InterruptedRun, TargetError
 from modal_jobs.model_dir import MANIFEST_NAME, RESERVED_NAMES, parse_manifest
-from modal_jobs.plan import DONE_STATUS, NOT_A_FILE, Action, HeldModel, Kind, Plan, row_for
+from modal_jobs.plan import DONE_STATUS, NOT_A_FILE, Action, HeldModel, Kind, ModelPlan, row_for
 from modal_jobs.store import Store
 from modal_jobs.summary import ModelRow, Status
 
@@ -245,27 +246,17 @@ class ModalBackend:
         # and each container writes only its own model's directory.
         return nullcontext()
 
-    def apply(self, plan: Plan, cancel: threading.Event) -> list[ModelRow]:
+    def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
         mount = self.store.location
-        rows: dict[str, ModelRow] = {}
-        work = [m for m in plan.models if m.action in (Action.FETCH, Action.REPAIR)]
-        for model in plan.models:
-            if model.action is Action.PRUNE:
-                if cancel.is_set():
-                    raise Cancelled
-                self.store.remove(model.name)
-                log.info("%s: pruned %s/", model.repo_id, model.name)
-                rows[model.name] = row_for(model, mount, Status.PRUNED)
-            elif model not in work:
-                rows[model.name] = row_for(model, mount, DONE_STATUS[model.action])
+        work = [m for m in models if m.action in (Action.FETCH, Action.REPAIR)]
+        rows = {m.name: row_for(m, mount, DONE_STATUS[m.action]) for m in models if m not in work}
         if work:
             log.info("starting %d container(s): %s", len(work), ", ".join(m.repo_id for m in work))
             jobs = [ContainerJob(m.repo_id, _join(mount, m.name), m.to_wire(), m.commit) for m in work]
-            for model, row in zip(work, self.start("download", jobs, cancel), strict=True):
-                rows[model.name] = row
+            rows.update((m.name, row) for m, row in zip(work, self.start("download", jobs, cancel), strict=True))
         else:
             log.info("no model needs a container; none started")
-        return [rows[m.name] for m in plan.models]
+        return [rows[m.name] for m in models]
 
     def verify(self, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
         """Hash in containers, one per model with a manifest; what has none is reported from here."""
@@ -279,11 +270,9 @@ class ModalBackend:
             if manifest is not None and manifest.repo_id == entry.repo_id:
                 work.append(entry)
                 continue
-            state = "missing" if held is None else "incomplete (no manifest)"
             files, size = (len(held.files), held.bytes) if held is not None else (0, 0)
             path = _join(self.store.location, entry.dirname)
-            error = f"{state}: run download to fetch it"
-            rows[entry.repo_id] = ModelRow(entry.repo_id, path, Status.DAMAGED, None, files, size, 0.0, error)
+            rows[entry.repo_id] = unverifiable_row(entry.repo_id, path, held is not None, files, size)
         if work:
             log.info("starting %d container(s) to verify: %s", len(work), ", ".join(e.repo_id for e in work))
             jobs = [
@@ -319,6 +308,8 @@ class ModalContainers:
     catalog: Catalog
     volume: Any  # the hydrated modal.Volume the store looked up: attached to each call, never looked up again
     app_running: bool = False
+    # What the containers' engine must see as this run does: the Hub's address and the time limits.
+    env: dict[str, str] = field(default_factory=dict)
     secrets: list[modal.Secret] | None = field(default=None)
     # Where the containers' log lines come back: an ephemeral modal.Queue, for the duration of the calls.
     open_lines: Callable[[], AbstractContextManager[Any]] = field(default=modal.Queue.ephemeral)
@@ -332,7 +323,7 @@ class ModalContainers:
             function = app_module.apply_one if operation == "download" else app_module.verify_one
             secrets = self.secrets if self.secrets is not None else hf_secrets(os.environ, app_module.HF_SECRET_NAME)
             # with_options replaces volumes and secrets as a whole: both are given every time.
-            function = function.with_options(volumes={mount: self.volume}, secrets=secrets)
+            function = function.with_options(volumes={mount: self.volume}, secrets=secrets, env=dict(self.env))
             calls = [function.spawn(job.payload, mount, self.volume, events) for job in jobs]
             return collect(calls, jobs, cancel, events)
 
@@ -378,12 +369,17 @@ def _print_lines(lines: LineSource | None, wait: float = POLL_SECONDS) -> None:
     """The containers' log lines so far (waiting up to `wait` for the first), each printed as it came."""
     if lines is None:
         return
-    try:
-        batch = lines.get_many(100, block=wait > 0, timeout=wait or None)
-    except queue.Empty:
-        return
-    for line in batch:
-        log.info("%s", line)
+    block = wait > 0
+    while True:
+        try:
+            batch = lines.get_many(100, block=block, timeout=wait if block else None)
+        except queue.Empty:
+            return
+        for line in batch:
+            log.info("%s", line)
+        if len(batch) < 100:
+            return
+        block = False  # more may be waiting: take it now, without waiting again
 
 
 def _row(value: object, job: ContainerJob, seconds: float) -> ModelRow:
@@ -428,15 +424,19 @@ def _named_secret(name: str) -> modal.Secret | None:
     return secret
 
 
-def open_volume_backend(catalog: Catalog, *, create: bool, app_running: bool = False) -> ModalBackend:
+def open_volume_backend(
+    catalog: Catalog, *, create: bool, app_running: bool = False, env: Mapping[str, str] | None = None
+) -> ModalBackend:
     """The volume named in the model list, checked for credentials before anything touches the network.
 
     `create`: a download that writes makes the volume when it does not exist; nothing else does.
+    `env`: set in every container, so that its engine talks to the same Hub within the same limits.
     """
     require_credentials()
     volume = modal.Volume.from_name(catalog.volume.name, create_if_missing=create)
     store = VolumeStore(volume, catalog.volume, environment_name())
-    return ModalBackend(store, ModalContainers(catalog, volume, app_running=app_running))
+    containers = ModalContainers(catalog, volume, app_running=app_running, env=dict(env or {}))
+    return ModalBackend(store, containers)
 
 
 def _join(location: str, name: str) -> str:

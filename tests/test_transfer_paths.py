@@ -137,7 +137,7 @@ def test_a_stop_mid_transfer_exits_130_with_one_line_and_marks_nothing_complete(
 
 
 def test_hf_xet_runs_with_the_caches_buffer_sizes_not_ones_derived_from_memory(cli: Cli, repos: Repos, tmp_path: Path):
-    """hf_xet would size its buffers from the machine's memory (GBs); the Hub edge sets them (hub.XET_BUFFERS)."""
+    """hf_xet would size its buffers from the machine's memory (GBs); the Hub edge sets them (hub.LOCAL_XET_BUFFERS)."""
     assert cli("download", "--model", SMALL).returncode == 0
     logs = "\n".join(p.read_text() for p in (tmp_path / "hf-home").rglob("*") if p.is_file() and "log" in p.name)
     if not cli.hub.uses_xet(SMALL):

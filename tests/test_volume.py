@@ -28,7 +28,7 @@ from modal.types import FileEntry, FileEntryType
 import modal_jobs.download_models as jobs
 from modal_jobs.catalog import Catalog, VolumeSpec, parse_catalog
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError
-from modal_jobs.hub import Hub
+from modal_jobs.hub import Deadlines, Hub
 from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
 from modal_jobs.operations import Backend, LocalBackend, Request, make_plan, run
 from modal_jobs.plan import Action, Kind
@@ -548,8 +548,10 @@ def test_cancel_stops_the_containers_still_running():
 class FakeFunction:
     def __init__(self, log: list[str], name: str, options: dict[str, Any] | None = None) -> None:
         self.log, self.name, self.options = log, name, options or {}
+        self.configured: list[dict[str, Any]] = []
 
     def with_options(self, **options: Any) -> FakeFunction:
+        self.configured.append(options)
         return FakeFunction(self.log, self.name, options)
 
     def spawn(self, payload: dict[str, Any], mount: str, volume: object, events: object) -> FinishedCall:
@@ -630,6 +632,23 @@ def test_the_starter_runs_one_container_per_model_inside_one_app(fake_app: list[
         "app stopped",
     ]
     assert secret not in "".join(fake_app)
+
+
+def test_containers_get_this_runs_hub_address_and_time_limits(fake_app: list[str], monkeypatch):
+    """A container's engine must talk to the Hub the plan was made from, within the limits the run was given."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("modal_jobs.volume._named_secret", lambda name: None)
+    hub = Hub(endpoint="http://127.0.0.1:9", deadlines=Deadlines(stall_seconds=30.0, connect_seconds=5.0))
+    starter(fake_app, parse_catalog(CATALOG), env=hub.container_env())(
+        "download", container_jobs(SMALL), threading.Event()
+    )
+    (options,) = cast(FakeFunction, jobs.apply_one).configured
+    assert options["env"] == {
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "MODEL_CACHE_STALL_TIMEOUT": "30.0",
+        "MODEL_CACHE_CONNECT_TIMEOUT": "5.0",
+    }
+    assert Deadlines.from_env(options["env"]) == hub.deadlines
 
 
 def test_under_modal_run_the_starter_uses_the_running_app(fake_app: list[str], monkeypatch):
@@ -728,6 +747,7 @@ def plant_dropped_model(root: Path, twins: Twins) -> None:
 
 
 def test_prune_removes_only_dropped_models_and_agrees_on_both_targets(twins: Twins):
+    twins.catalog = parse_catalog(CATALOG)  # every model of the list resolves: a prune may run
     twins.run("download", sizes=("0.6B",))
     twins.change(lambda root: plant_dropped_model(root, twins))
 
@@ -754,14 +774,32 @@ def test_prune_removes_only_dropped_models_and_agrees_on_both_targets(twins: Twi
         assert (root / "notes" / "readme.txt").read_text() == "kept by hand"
 
 
-def test_prune_never_runs_when_a_model_of_the_list_fails(twins: Twins):
+@pytest.mark.parametrize("sizes", [(), ("0.6B",)], ids=["everything", "a selection without the broken model"])
+def test_prune_never_runs_when_a_model_of_the_list_fails(twins: Twins, sizes: tuple[str, ...]):
+    """A typo anywhere in the list must not make a listed model look dropped, whatever the selection."""
     twins.run("download", sizes=("0.6B",))
     twins.change(lambda root: plant_dropped_model(root, twins))
-    local, volume = twins.run("download", prune=True)  # EXTRA is not on the hub: it fails to resolve
+    local, volume = twins.run("download", sizes=sizes, prune=True)  # EXTRA (1.7B) is not on the hub
     assert volume == local
-    assert statuses(volume)[EXTRA] == "failed"
     assert "Qwen/Old-Voice" not in statuses(volume)
-    assert volume["note"] == "not pruning: a model of the list failed to resolve; fix it and run again"
+    assert volume["note"] == f"not pruning: {EXTRA} did not resolve; fix the model list and run again"
+    assert [(o["name"], o["repo_id"]) for o in volume["orphans"]] == [("Old-Voice", "Qwen/Old-Voice"), ("notes", None)]
+    assert (twins.volume_root / "Old-Voice" / MANIFEST_NAME).exists()
+
+
+def test_prune_never_runs_after_a_model_of_the_run_failed(twins: Twins):
+    twins.catalog = parse_catalog(CATALOG)
+    twins.run("download", sizes=("0.6B",))
+    twins.change(lambda root: plant_dropped_model(root, twins))
+    twins.containers.crash = {BIG}
+    summary = run(Request(Operation.DOWNLOAD, prune=True), twins.catalog, twins.backends()[1], twins.hub)
+    assert {row.repo_id: row.status for row in summary.models} == {
+        BIG: "failed",
+        SMALL: "up-to-date",
+        TOKENIZER: "up-to-date",
+    }
+    assert summary.note == "not pruning: a model of this run failed; fix it and run again"
+    assert [(o.name, o.repo_id) for o in summary.orphans] == [("Old-Voice", "Qwen/Old-Voice"), ("notes", None)]
     assert (twins.volume_root / "Old-Voice" / MANIFEST_NAME).exists()
 
 
