@@ -171,6 +171,34 @@ def assert_complete(target: Path, repo_id: str, files: dict[str, bytes]) -> None
     assert sorted(f["path"] for f in manifest["files"]) == sorted(files)
 
 
+@pytest.fixture(autouse=True)
+def huggingface_hub_set_up() -> Iterator[None]:
+    """Each test starts as the CLI and the containers do (hub.set_up_huggingface_hub), and leaves no trace."""
+    import huggingface_hub.constants
+
+    from modal_jobs.hub import LOCAL_XET_BUFFERS, Deadlines, set_up_huggingface_hub
+
+    names = [*Deadlines().xet_environment(), *LOCAL_XET_BUFFERS]
+    environ = {name: os.environ.pop(name, None) for name in names}  # set_up fills only what is unset
+    hf_logger = logging.getLogger("huggingface_hub")
+    saved = (
+        huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE,
+        huggingface_hub.constants.HF_HUB_DOWNLOAD_TIMEOUT,
+        list(hf_logger.handlers),
+        hf_logger.propagate,
+    )
+    set_up_huggingface_hub(Deadlines())
+    yield
+    huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE = saved[0]
+    huggingface_hub.constants.HF_HUB_DOWNLOAD_TIMEOUT = saved[1]
+    hf_logger.handlers[:] = saved[2]
+    hf_logger.propagate = saved[3]
+    for name, value in environ.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
+
+
 @pytest.fixture
 def hashed_by_reading(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names of the files verified by reading them back (a spy: the real hash still runs)."""
