@@ -330,7 +330,9 @@ def run_entrypoint(*argv: str) -> tuple[int, str, str]:
 def test_entrypoint_downloads_what_is_missing_in_the_running_app(entrypoint: EntrypointTarget):
     code, out, _ = run_entrypoint("download", "--model-size", "0.6B")
     assert code == 0
-    assert entrypoint.opened_with == [{"create": True, "app_running": True}]
+    ((options),) = entrypoint.opened_with
+    assert {k: v for k, v in options.items() if k != "env"} == {"create": True, "app_running": True}
+    assert options["env"]["HF_ENDPOINT"] == os.environ["HF_ENDPOINT"], "containers talk to the Hub the plan used"
     assert entrypoint.started == [SMALL, TOKENIZER]
     assert out.splitlines()[0].split()[:2] == [SMALL, "downloaded"]
     assert out.splitlines()[-1].startswith("total: ")
@@ -339,7 +341,9 @@ def test_entrypoint_downloads_what_is_missing_in_the_running_app(entrypoint: Ent
 def test_entrypoint_speaks_json_like_the_cli(entrypoint: EntrypointTarget):
     code, out, _ = run_entrypoint("download", "--dry-run", "--json")
     assert code == 0
-    assert entrypoint.opened_with == [{"create": False, "app_running": True}]
+    assert [{k: v for k, v in o.items() if k != "env"} for o in entrypoint.opened_with] == [
+        {"create": False, "app_running": True}
+    ]
     summary = json.loads(out)
     assert {row["status"] for row in summary["models"]} == {"fetch"}
     assert entrypoint.started == []
