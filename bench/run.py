@@ -206,13 +206,7 @@ def cold_download(bench: Bench) -> list[Measurement]:
     requests: dict[str, int] = {}
 
     def cache() -> float:
-        fresh(target)
-        bench.hub.reset_counts()
-        timed = run(download, label="download-cold")
-        peaks.append(timed.max_rss)
-        cpu["modal_jobs download"].append(timed.cpu)
-        requests.update(_request_counts(bench.hub))
-        return timed.seconds
+        return _cold_cache_run(bench, target, download, "download-cold", peaks, cpu, requests)
 
     def transfer() -> float:
         fresh(fetched)
@@ -287,7 +281,7 @@ def cold_download(bench: Bench) -> list[Measurement]:
 def cold_download_xet(bench: Bench) -> list[Measurement]:
     """Xet: the hub sends the LFS files through its CAS, as the real Hub does; the cache (verifying every
     byte) against huggingface_hub alone (hf_xet, nothing verified). curl cannot speak Xet."""
-    workload, run = bench.workload, bench.run
+    workload = bench.workload
     target = bench.work / "target-xet"
     download = bench.cache("download", target, workload.catalog)
     peaks: list[int] = []
@@ -295,13 +289,7 @@ def cold_download_xet(bench: Bench) -> list[Measurement]:
     requests: dict[str, int] = {}
 
     def cache() -> float:
-        fresh(target)
-        bench.hub.reset_counts()
-        timed = run(download, label="download-cold-xet")
-        peaks.append(timed.max_rss)
-        cpu["modal_jobs download"].append(timed.cpu)
-        requests.update(_request_counts(bench.hub))
-        return timed.seconds
+        return _cold_cache_run(bench, target, download, "download-cold-xet", peaks, cpu, requests)
 
     bench.hub.enable_xet()
     try:
@@ -574,6 +562,25 @@ def _first_line(argv: list[str]) -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unavailable ({exc})"
     return (result.stdout or result.stderr).strip().splitlines()[0] if (result.stdout or result.stderr) else "?"
+
+
+def _cold_cache_run(
+    bench: Bench,
+    target: Path,
+    download: list[str],
+    label: str,
+    peaks: list[int],
+    cpu: dict[str, list[float]],
+    requests: dict[str, int],
+) -> float:
+    """One cold download by the cache into an empty target, noting its peak memory, CPU and requests."""
+    fresh(target)
+    bench.hub.reset_counts()
+    timed = bench.run(download, label=label)
+    peaks.append(timed.max_rss)
+    cpu["modal_jobs download"].append(timed.cpu)
+    requests.update(_request_counts(bench.hub))
+    return float(timed.seconds)
 
 
 if __name__ == "__main__":
