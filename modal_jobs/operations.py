@@ -1,7 +1,7 @@
 """The operations over a target, as the CLI, `modal run`, nox and the workflows run them.
 
 ```
-download: survey the target ─► ask the Hub ─► plan_run() ─► show (--dry-run) or apply ─► summary
+download: survey the target ─► ask the Hub ─► plan_run() ─► show (--dry-run) or apply, prune last ─► summary
 plan:     ask the Hub for the list and its base ─► changes (+ the target's plan, if one is given)
 list:     survey the target ─► ask the Hub about complete models only ─► states
 verify:   hash what the manifests name (locally, or one container per model)
