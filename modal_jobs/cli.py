@@ -23,17 +23,20 @@ from typing import NoReturn
 from modal_jobs.catalog import DEFAULT_CATALOG, Catalog, load_catalog
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError, UsageError
 from modal_jobs.hub import CONNECT_SECONDS_ENV, STALL_SECONDS_ENV, Deadlines, Hub, set_up_huggingface_hub
-from modal_jobs.operations import Backend, LocalBackend, Request, run
+from modal_jobs.operations import Backend, LocalBackend, LockMode, Request, run
+from modal_jobs.reader import ModelNotReady, model_path
 from modal_jobs.summary import Operation, render_json, render_text, write_summaries
 
 log = logging.getLogger("modal_jobs")
 
 OPERATIONS = {
     "download": "fetch the selected models, skipping what is complete and repairing what is not",
+    "lock": "resolve what models.toml changed and write models.lock (--upgrade moves branches; --check compares)",
     "plan": "check the model list against the Hub and say what merging it would change (no target needed)",
     "list": "show every model of the list with its state on the target, and directories no entry owns",
     "verify": "re-hash what is on the target against each manifest",
     "clear": "remove the selected models (everything, with no selection); needs --yes",
+    "path": "print the directory to load a model from (what the inference service's reader returns)",
 }
 
 
@@ -45,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="operation", required=True, metavar="COMMAND")
     for name, help_text in OPERATIONS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
+        if name == "path":
+            add_path_arguments(sub)
+            continue
         target = sub.add_argument_group("target")
         target.add_argument(
             "--local-dir", type=Path, metavar="DIR", help="work on this directory instead of the Modal Volume"
@@ -91,7 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if name == "clear":
             sub.add_argument("--yes", action="store_true", help="really remove (without it, clear only refuses)")
-        if name in ("download", "plan", "list"):
+        if name == "lock":
+            sub.add_argument(
+                "--upgrade",
+                action="store_true",
+                help="move branches and tags to their current commits (of --model, or all)",
+            )
+            sub.add_argument(
+                "--check",
+                action="store_true",
+                help="exit 1 when models.lock does not match models.toml; asks the Hub nothing",
+            )
+        if name in ("download", "plan", "verify", "list"):
+            pinned = sub.add_argument_group("models.lock").add_mutually_exclusive_group()
+            pinned.add_argument(
+                "--locked", action="store_true", help="refuse (exit 2) when models.lock does not match models.toml"
+            )
+            pinned.add_argument("--frozen", action="store_true", help="use models.lock as it is, without checking it")
+        if name in ("download", "plan", "list", "lock"):
             hub = sub.add_argument_group("hub")
             hub.add_argument(
                 "--stall-timeout",
@@ -134,6 +157,8 @@ def main(argv: Sequence[str] | None = None, *, app_running: bool = False) -> int
     """
     args = build_parser().parse_args(argv)
     configure_logging()
+    if args.operation == "path":
+        return print_path(args)
     cancel = threading.Event()
     operation = Operation(args.operation)
     try:
@@ -150,7 +175,9 @@ def main(argv: Sequence[str] | None = None, *, app_running: bool = False) -> int
                 ),
             )
             set_up_huggingface_hub(hub.deadlines)
-            wants_target = operation is not Operation.PLAN or args.local_dir is not None or args.volume
+            wants_target = operation is not Operation.LOCK and (
+                operation is not Operation.PLAN or args.local_dir is not None or args.volume
+            )
             writes = operation is Operation.DOWNLOAD and not getattr(args, "dry_run", False)
             backend = (
                 open_backend(args.local_dir, catalog, hub, create=writes, app_running=app_running)
@@ -166,6 +193,15 @@ def main(argv: Sequence[str] | None = None, *, app_running: bool = False) -> int
                 prune=getattr(args, "prune", False),
                 lock_wait=getattr(args, "lock_wait", 60.0),
                 base_catalog=base,
+                lock_mode=(
+                    LockMode.LOCKED
+                    if getattr(args, "locked", False)
+                    else LockMode.FROZEN
+                    if getattr(args, "frozen", False)
+                    else LockMode.UPDATE
+                ),
+                upgrade=getattr(args, "upgrade", False),
+                check=getattr(args, "check", False),
             )
             summary = run(request, catalog, backend, hub, cancel)
     except InterruptedRun as exc:
@@ -185,6 +221,32 @@ def main(argv: Sequence[str] | None = None, *, app_running: bool = False) -> int
         log.error("error: cannot write the summary (%s); the operation itself finished as shown", exc)
         return 1
     return summary.exit_code
+
+
+def add_path_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("model", metavar="REPO_ID", help="a repo id, such as Qwen/Qwen3-TTS-12Hz-0.6B-Base")
+    sub.add_argument("--local-dir", type=Path, metavar="DIR", help="the target (default: the volume's mount)")
+    sub.add_argument(
+        "--catalog", type=Path, default=DEFAULT_CATALOG, metavar="FILE", help="the model list, for the mount"
+    )
+    expected = sub.add_mutually_exclusive_group()
+    expected.add_argument("--commit", metavar="SHA", help="refuse any other commit than this one")
+    expected.add_argument("--lock", type=Path, metavar="FILE", help="refuse any other commit than this lock names")
+
+
+def print_path(args: argparse.Namespace) -> int:
+    """`path`: the reader's answer on stdout, or its one-line error (exit 1). Reads a few small files, nothing else."""
+    try:
+        mount = args.local_dir if args.local_dir is not None else Path(load_catalog(args.catalog).volume.mount)
+        found = model_path(mount, args.model, args.commit, lock=args.lock)
+    except ModelNotReady as exc:
+        log.error("error: %s", exc)
+        return 1
+    except CacheError as exc:
+        log.error("error: %s", exc)
+        return exc.exit_code
+    sys.stdout.write(f"{found}\n")
+    return 0
 
 
 def open_backend(

@@ -23,17 +23,22 @@ from modal_jobs.hashing import StreamingHash, check_file
 from modal_jobs.hub import Hub
 from modal_jobs.model_dir import (
     FileRecord,
+    Pointer,
     invalidate,
+    link_or_copy,
+    mark_damaged,
     new_manifest,
-    read_manifest,
     remove_downloader_state,
     remove_files,
     remove_tree,
-    usage,
+    retire,
+    revision_dir,
     write_manifest,
+    write_pointer,
 )
 from modal_jobs.plan import DONE_STATUS, Action, ModelPlan, row_for, shorten
 from modal_jobs.progress import ModelProgress
+from modal_jobs.store import LocalStore
 from modal_jobs.summary import ModelRow, Status, human_bytes
 
 log = logging.getLogger("modal_jobs")
@@ -88,7 +93,8 @@ def apply_models(plans: Sequence[ModelPlan], root: Path, hub: Hub, cancel: threa
     except Cancelled:
         cancel.set()
         for plan in started:
-            _discard_partial_files(root / plan.name)
+            if plan.revision is not None:
+                _discard_partial_files(revision_dir(root / plan.name, plan.revision))
         raise
     finally:
         # On a stop, do not wait for transfers in flight: the process leaves without them.
@@ -98,14 +104,16 @@ def apply_models(plans: Sequence[ModelPlan], root: Path, hub: Hub, cancel: threa
 
 
 def apply_model(plan: ModelPlan, root: Path, hub: Hub, cancel: threading.Event, transfers: Executor) -> ModelRow:
-    """Carry out one model's FETCH or REPAIR plan on a directory this process writes, and record completion last.
+    """Write one model's new revision beside the current one, then make it current in one step.
 
-    Decides nothing: what to fetch, check and drop comes from the plan, the commit included.
+    Decides nothing: what to link, fetch, check and drop comes from the plan, the commit included.
+    Until the pointer moves, readers see the revision they saw before; after, the new one, complete.
     """
     model_dir = root / plan.name
     started = time.monotonic()
     entry = plan.entry
-    assert entry is not None and plan.commit is not None, "only FETCH and REPAIR plans are applied here"
+    assert entry is not None and plan.commit is not None and plan.revision is not None, "FETCH and REPAIR only"
+    work = revision_dir(model_dir, plan.revision)
     try:
         if model_dir.is_symlink():
             raise ModelFailed(
@@ -113,27 +121,38 @@ def apply_model(plan: ModelPlan, root: Path, hub: Hub, cancel: threading.Event, 
                 "replace the link with a directory"
             )
         _stop_if(cancel)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        invalidate(model_dir)
-        remove_downloader_state(model_dir)
-        fetch_and_verify(plan, model_dir, hub, cancel, transfers)
+        work.mkdir(parents=True, exist_ok=True)
+        invalidate(work)
+        remove_downloader_state(work)
+        # Once, before the workers start: two files of one folder must not race to clear a file standing in its place.
+        _make_parents(work, [*plan.fetch, *plan.check, *(record for record, _ in plan.link)])
+        for record, source in plan.link:
+            _stop_if(cancel)
+            _clear_path(work, record.path)
+            link_or_copy(model_dir / source, work / record.path)
+        if plan.link:
+            linked = human_bytes(sum(record.size for record, _ in plan.link))
+            log.info("%s: %d file(s) (%s) taken from the revisions on the target", plan.repo_id, len(plan.link), linked)
+        fetch_and_verify(plan, work, hub, cancel, transfers)
         _stop_if(cancel)
-        removed = remove_files(model_dir, plan.leftovers)
+        removed = remove_files(work, plan.leftovers)
         if removed:
             log.info("%s: removed %d files the commit does not have: %s", plan.repo_id, len(removed), shorten(removed))
-        remove_downloader_state(model_dir)
+        remove_downloader_state(work)
         write_manifest(
-            model_dir,
-            new_manifest(entry.repo_id, entry.revision, plan.commit, plan.files, entry.include, entry.exclude),
+            work, new_manifest(entry.repo_id, entry.revision, plan.commit, plan.files, entry.include, entry.exclude)
         )
+        write_pointer(model_dir, Pointer(entry.repo_id, plan.revision, plan.commit, plan.previous))
+        for old in plan.retire:
+            retire(model_dir, old)
         return row_for(plan, str(root), DONE_STATUS[plan.action], time.monotonic() - started)
     except (ModelFailed, OSError) as exc:
         message = str(exc) if isinstance(exc, ModelFailed) else f"{type(exc).__name__}: {exc}"
         log.error("%s: failed: %s", plan.repo_id, message)
-        _discard_partial_files(model_dir)
+        _discard_partial_files(work)
         return row_for(plan, str(root), Status.FAILED, time.monotonic() - started, message)
     except Cancelled:
-        _discard_partial_files(model_dir)
+        _discard_partial_files(work)
         raise
 
 
@@ -207,8 +226,6 @@ def fetch_and_verify(plan: ModelPlan, model_dir: Path, hub: Hub, cancel: threadi
                     )
             raise ModelFailed(f"{record.path} failed verification twice ({problem}); the Hub may be serving a bad copy")
 
-        # Once, before the workers start: two files of one folder must not race to clear a file standing in its place.
-        _make_parents(model_dir, [*plan.fetch, *plan.check])
         # Files already present are hashed alongside the transfers rather than before them.
         jobs = [(r, False) for r in plan.fetch] + [(r, True) for r in plan.check]
         run_parallel(jobs, lambda job: settle(*job), transfers, cancel)
@@ -278,25 +295,31 @@ def unverifiable_row(repo_id: str, path: str, present: bool, files: int, size: i
 def verify_models(
     entries: Sequence[ModelEntry], root: Path, cancel: threading.Event | None = None, *, writable: bool = True
 ) -> list[ModelRow]:
-    """Hash every file of every selected model on one pool, so that small and large files share the cores.
+    """Hash every file of each model's current revision on one pool, so that small and large files share the cores.
 
-    Damage removes the model's manifest, so that `list` says incomplete and `download` repairs it; on a
-    read-only target the row says that it could not.
+    Damage is recorded beside the revision (`mark_damaged`) for the next download, which writes a
+    repaired revision beside it; readers keep the revision they have until then. On a read-only
+    target the row says that it could not be recorded.
     """
     stop = cancel or threading.Event()
     started = time.monotonic()
-    manifests = {e.repo_id: read_manifest(root / e.dirname) for e in entries}
+    store = LocalStore(root)
+    top = store.top()
+    held = {e.repo_id: store.held(e.dirname, top[e.dirname]) for e in entries if e.dirname in top}
+    current = {repo_id: h.current for repo_id, h in held.items() if h.repo_id == repo_id}
     jobs = [
         (e, record)
         for e in entries
-        if (m := manifests[e.repo_id]) is not None and m.repo_id == e.repo_id
-        for record in m.files
+        if (r := current.get(e.repo_id)) is not None and r.manifest is not None
+        for record in r.manifest.files
     ]
-    problems: dict[str, list[str]] = {e.repo_id: [] for e in entries}
+    problems: dict[str, list[tuple[str, str]]] = {e.repo_id: [] for e in entries}
 
     def check(job: tuple[ModelEntry, FileRecord]) -> str | None:
         _stop_if(stop)
-        return check_file(root / job[0].dirname, job[1])
+        revision = current[job[0].repo_id]
+        assert revision is not None
+        return check_file(revision_dir(root / job[0].dirname, revision.name), job[1])
 
     pool = ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="hash")
     try:
@@ -308,20 +331,21 @@ def verify_models(
         for (entry, record), future in zip(jobs, futures, strict=True):
             problem = future.result()
             if problem is not None:
-                problems[entry.repo_id].append(f"{record.path} ({problem})")
+                problems[entry.repo_id].append((record.path, problem))
     finally:
         pool.shutdown(wait=not stop.is_set(), cancel_futures=True)
 
     rows = []
     for entry in entries:
-        model_dir = root / entry.dirname
-        manifest = manifests[entry.repo_id]
+        model = held.get(entry.repo_id)
+        revision = current.get(entry.repo_id)
         seconds = time.monotonic() - started
-        path = str(model_dir)
-        if manifest is None or manifest.repo_id != entry.repo_id:
-            files, size = usage(model_dir) if model_dir.is_dir() else (0, 0)
-            rows.append(unverifiable_row(entry.repo_id, path, model_dir.exists(), files, size, seconds))
+        path = str(root / entry.dirname)
+        if model is None or revision is None or revision.manifest is None:
+            files, size = (model.file_count, model.bytes) if model is not None else (0, 0)
+            rows.append(unverifiable_row(entry.repo_id, path, model is not None, files, size, seconds))
             continue
+        manifest = revision.manifest
         bad = problems[entry.repo_id]
         if not bad:
             rows.append(
@@ -330,14 +354,15 @@ def verify_models(
                 )
             )
             continue
-        error = f"{len(bad)} damaged file(s): {shorten(bad)}; run download to repair"
+        described = [f"{rel} ({problem})" for rel, problem in bad]
+        error = f"{len(bad)} damaged file(s): {shorten(described)}; run download to repair"
         if writable:
-            invalidate(model_dir)
-            log.error("%s: %d damaged file(s): %s", entry.repo_id, len(bad), ", ".join(bad))
+            mark_damaged(revision_dir(root / entry.dirname, revision.name), [rel for rel, _ in bad])
+            log.error("%s: %d damaged file(s): %s", entry.repo_id, len(bad), ", ".join(described))
         else:
             unmarked = f"the target is read-only: could not mark {entry.dirname} for repair"
             error += f" ({unmarked})"
-            log.error("%s: %d damaged file(s): %s; %s", entry.repo_id, len(bad), ", ".join(bad), unmarked)
+            log.error("%s: %d damaged file(s): %s; %s", entry.repo_id, len(bad), ", ".join(described), unmarked)
         rows.append(
             ModelRow(
                 entry.repo_id,

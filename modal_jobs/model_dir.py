@@ -1,33 +1,48 @@
-"""A model's directory on the target, and the manifest that says it is complete.
+"""A model's directory on the target: immutable revisions, and a pointer to the current one.
 
 ```
-<target>/                          /vol/models on Modal, --local-dir DIR locally
-├── .model-cache.lock              held by a local download or clear while it runs
-└── Qwen3-TTS-12Hz-0.6B-Base/      <last part of repo_id>
-    ├── .model-cache.json          the manifest: written last, atomically; present = complete
-    ├── config.json
-    ├── model.safetensors
-    ├── speech_tokenizer/…
-    └── .cache/huggingface/        huggingface_hub's bookkeeping, only while a download runs
+<target>/                              /vol/models on Modal, --local-dir DIR locally
+├── .model-cache.lock                  held by a local download, verify or clear while it runs
+└── Qwen3-TTS-12Hz-0.6B-Base/          <last part of repo_id>
+    ├── .current.json                  the pointer: which revision readers load; replaced atomically, last
+    └── .revisions/
+        ├── <commit>/                  the current revision, complete and never changed again
+        │   ├── .model-cache.json      its manifest: written last inside it; present = complete
+        │   ├── .model-cache.damaged   only when `verify` found damage: the next download repairs it
+        │   ├── config.json
+        │   └── model.safetensors …
+        └── <older commit>/            the previous revision: running containers and a rollback need it
 ```
 
-The manifest (format 1):
+The pointer (format 1) and a manifest (format 1):
 
 ```json
+{"format": 1, "repo_id": "Qwen/Qwen3-TTS-12Hz-0.6B-Base", "revision": "<dir>", "commit": "<40 hex>",
+ "previous": "<dir>"}
 {"format": 1, "repo_id": "Qwen/Qwen3-TTS-12Hz-0.6B-Base", "revision": "main",
  "commit": "<40 hex>", "include": null, "exclude": null, "completed_at": "2026-11-25T10:00:00Z",
  "files": [{"path": "model.safetensors", "size": 2400000000, "hash": "sha256:<hex>"},
            {"path": "config.json", "size": 4096, "hash": "git-sha1:<hex>"}]}
 ```
 
-A reader loads a model only when the manifest exists and names the commit it expects. The
-manifest is removed before a directory is changed and written after every file verified, so a
-crash at any moment leaves either a complete model or one that says it is not.
+Why this shape: Modal commits a mounted volume in the background every few seconds, so every
+prefix of a download is visible to a new reader. A new revision is written in a directory no
+reader looks at, its manifest last; then one `os.replace` of the small pointer makes it current.
+Any prefix leaves the pointer on a complete revision. Files that did not change between
+revisions are hard-linked from the revision that has them (copied where links are refused), never
+downloaded again. After the pointer moves, every revision but the current and the previous one
+is removed (manifest first).
+
+A directory written before revisions existed holds its files and `.model-cache.json` directly
+in `<name>/` (the "legacy" revision, named `.` here). A download adopts it by linking its files
+into a revision, and keeps it readable, for readers of either version, while it is the previous
+revision.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -40,16 +55,25 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from modal_jobs import reader
 from modal_jobs.errors import ModelFailed
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = ".model-cache.json"
-MANIFEST_FORMAT = 1
+# The names readers know: `modal_jobs.reader` owns them, so that it can be copied alone.
+POINTER_NAME = reader.POINTER_NAME
+POINTER_FORMAT = reader.POINTER_FORMAT
+REVISIONS_DIR = reader.REVISIONS_DIR
+MANIFEST_NAME = reader.MANIFEST_NAME
+MANIFEST_FORMAT = reader.MANIFEST_FORMAT
 LOCK_NAME = ".model-cache.lock"
+DAMAGED_NAME = ".model-cache.damaged"
 # Where huggingface_hub keeps per-file metadata and `.incomplete` files for a local_dir download.
 DOWNLOADER_STATE = ".cache"
-RESERVED_NAMES = frozenset({MANIFEST_NAME, DOWNLOADER_STATE})
+# The revision that is the model directory itself: the layout before revisions.
+LEGACY = "."
+# The cache's own names, which no file of a repo may take.
+RESERVED_NAMES = frozenset({MANIFEST_NAME, DOWNLOADER_STATE, DAMAGED_NAME, POINTER_NAME, REVISIONS_DIR})
 
 
 @dataclass(frozen=True)
@@ -275,3 +299,105 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# -- revisions and the pointer -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """Which revision of a model readers load, and the one kept before it (`LEGACY`, a name, or None)."""
+
+    repo_id: str
+    revision: str
+    commit: str
+    previous: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"format": POINTER_FORMAT, **asdict(self)}, indent=1) + "\n"
+
+
+def parse_pointer(data: bytes, where: str) -> Pointer | None:
+    """A pointer from its bytes, or None (with a warning) when it cannot be trusted."""
+    try:
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or raw.get("format") != POINTER_FORMAT:
+            raise ValueError(f"format {raw.get('format') if isinstance(raw, dict) else raw!r} is not {POINTER_FORMAT}")
+        previous = raw.get("previous")
+        pointer = Pointer(
+            repo_id=str(raw["repo_id"]),
+            revision=str(raw["revision"]),
+            commit=str(raw["commit"]),
+            previous=None if previous is None else str(previous),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: unreadable pointer (%s); treating the model as incomplete", where, exc)
+        return None
+    if not is_revision_name(pointer.revision):
+        log.warning("%s: pointer names %r, not a revision directory; treating the model as incomplete", where, pointer)
+        return None
+    return pointer
+
+
+def is_revision_name(name: str) -> bool:
+    return bool(name) and "/" not in name and name not in (".", "..") and "\x00" not in name
+
+
+def revision_dir(model_dir: Path, revision: str) -> Path:
+    """Where a revision's files are: `.revisions/<name>/`, or the model directory itself for `LEGACY`."""
+    return model_dir if revision == LEGACY else model_dir / REVISIONS_DIR / revision
+
+
+def write_pointer(model_dir: Path, pointer: Pointer) -> None:
+    """Make a revision current: the one step a reader sees, atomic."""
+    write_atomic(model_dir / POINTER_NAME, pointer.to_json().encode())
+
+
+def set_digest(files: Sequence[FileRecord]) -> str:
+    """One hash for a model's whole file set (paths, sizes, hashes): equal digests, equal files."""
+    lines = "".join(f"{f.path}\t{f.size}\t{f.hash}\n" for f in sorted(files, key=lambda f: f.path))
+    return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+
+
+def parse_damaged(data: bytes) -> frozenset[str]:
+    """The paths `verify` found damaged in a revision (a marker that cannot be read marks everything)."""
+    try:
+        raw = json.loads(data)
+        return frozenset(str(p) for p in raw["damaged"])
+    except (ValueError, KeyError, TypeError):
+        return frozenset({"*"})
+
+
+def mark_damaged(revision_path: Path, paths: Sequence[str]) -> None:
+    """Record damage for the next download, leaving the revision readable: a repair is written beside it."""
+    write_atomic(revision_path / DAMAGED_NAME, (json.dumps({"damaged": sorted(paths)}) + "\n").encode())
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Give `target` the bytes of `source` without the network: a hard link, or a copy where links are refused."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            shutil.copyfile(source, tmp, follow_symlinks=False)
+            tmp.replace(target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def retire(model_dir: Path, revision: str) -> None:
+    """Remove a revision no pointer names: its manifest first, so that a partial removal is incomplete."""
+    if revision == LEGACY:
+        invalidate(model_dir)
+        (model_dir / DAMAGED_NAME).unlink(missing_ok=True)
+        for entry in os.scandir(model_dir):
+            if entry.name not in (POINTER_NAME, REVISIONS_DIR):
+                remove_tree(Path(entry.path))
+        return
+    path = revision_dir(model_dir, revision)
+    if path.is_dir() and not path.is_symlink():
+        invalidate(path)
+    remove_tree(path)

@@ -21,15 +21,19 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from modal_jobs import models_lock
 from modal_jobs.catalog import ALL_SIZES, Catalog, ModelEntry, select_models
 from modal_jobs.engine import apply_models, verify_models
 from modal_jobs.errors import Cancelled, InterruptedRun, ModelFailed, TargetError, UsageError
 from modal_jobs.hub import AccessDenied, Hub
 from modal_jobs.lock import target_lock
+from modal_jobs.model_dir import LEGACY
+from modal_jobs.models_lock import lock_path
 from modal_jobs.plan import (
     DONE_STATUS,
     PLANNED_STATUS,
@@ -41,7 +45,6 @@ from modal_jobs.plan import (
     Orphan,
     Plan,
     manifest_matches,
-    missing_or_resized,
     orphans,
     plan_run,
     row_for,
@@ -117,6 +120,14 @@ def prune(models: Sequence[ModelPlan], store: Store, cancel: threading.Event) ->
     return rows
 
 
+class LockMode(StrEnum):
+    """How a run treats models.lock, as uv does: bring it up to date first, refuse when stale, or take it as is."""
+
+    UPDATE = "update"
+    LOCKED = "locked"
+    FROZEN = "frozen"
+
+
 @dataclass(frozen=True)
 class Request:
     """What the person asked for, already parsed."""
@@ -129,6 +140,9 @@ class Request:
     prune: bool = False
     lock_wait: float = 60.0
     base_catalog: Catalog | None = None
+    lock_mode: LockMode = LockMode.UPDATE
+    upgrade: bool = False  # `lock --upgrade`: move branches and tags (of --model, or all)
+    check: bool = False  # `lock --check`: say how the lock disagrees with the list, change nothing
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "operation", Operation(self.operation))
@@ -145,6 +159,8 @@ def run(
     entries = select_models(catalog, request.sizes, request.repo_ids)
     cancel = cancel or threading.Event()
     try:
+        if request.operation is Operation.LOCK:
+            return update_lock(catalog, hub, request, cancel)
         if request.operation is Operation.PLAN:
             return plan_changes(entries, catalog, request.base_catalog, backend, hub, cancel)
         if backend is None:
@@ -152,14 +168,16 @@ def run(
         if request.operation is Operation.DOWNLOAD:
             return download(entries, catalog, backend, hub, request, cancel)
         if request.operation is Operation.LIST:
-            return list_models(entries, catalog, backend.store, hub, cancel)
+            return list_models(entries, catalog, backend.store, hub, cancel, request)
         if request.operation is Operation.VERIFY:
             backend.check_exists()
             with backend.exclusive(request.lock_wait, cancel):
                 selected = bool(request.sizes or request.repo_ids)
                 present = set(backend.store.top())
                 chosen = entries if selected else [e for e in entries if e.dirname in present]
-                return Summary(Operation.VERIFY, backend.store.location, tuple(backend.verify(chosen, cancel)))
+                wanted = desired_state(request, catalog, hub, {}, cancel, write=False, ask=False)
+                rows = [against_lock(row, wanted.get(row.repo_id)) for row in backend.verify(chosen, cancel)]
+                return Summary(Operation.VERIFY, backend.store.location, tuple(rows))
         if request.operation is Operation.CLEAR:
             selection = clear_selection(entries, request) if (request.sizes or request.repo_ids) else None
             return Summary(
@@ -184,7 +202,10 @@ def download(
         backend.check_writable()
     lock = nullcontext() if request.dry_run else backend.exclusive(request.lock_wait, cancel)
     with lock:
-        plan = make_plan(entries, catalog, store, hub, cancel, prune=request.prune)
+        held = survey(store)
+        _stop_if(cancel)
+        answers = desired_state(request, catalog, hub, held, cancel, write=not request.dry_run)
+        plan = plan_run(entries, answers, held, catalog, prune=request.prune)
         log_plan(plan)
         pruned = [m for m in plan.models if m.action is Action.PRUNE]
         work = [m for m in plan.models if m.action is not Action.PRUNE]
@@ -207,14 +228,132 @@ def download(
     return Summary(Operation.DOWNLOAD, store.location, tuple(rows), orphan_rows, note)
 
 
-def make_plan(
-    entries: Sequence[ModelEntry], catalog: Catalog, store: Store, hub: Hub, cancel: threading.Event, *, prune: bool
-) -> Plan:
-    held = survey(store)
-    _stop_if(cancel)
-    # A prune needs every model of the list resolved, selected or not (see plan_run).
-    answers = ask_hub(catalog.models if prune else entries, hub, held, cancel)
-    return plan_run(entries, as_facts(answers), held, catalog, prune=prune)
+def desired_state(
+    request: Request,
+    catalog: Catalog,
+    hub: Hub,
+    held: Mapping[str, HeldModel],
+    cancel: threading.Event,
+    *,
+    write: bool,
+    ask: bool = True,
+) -> dict[str, HubAnswer | str]:
+    """What each model of the list must be, from models.lock: brought up to date first, or refused, or as it is.
+
+    `write`: a run that changes the target records what it resolved (the first download creates the
+    lock). `ask=False`: only what the lock says; entries it lacks are left out.
+    """
+    path = lock_path(catalog)
+    locked = models_lock.read(path)
+    problems = models_lock.disagreements(locked, catalog)
+    if problems and request.lock_mode is LockMode.LOCKED:
+        raise UsageError(stale_lock_message(path, problems))
+    if request.lock_mode is LockMode.FROZEN:
+        if locked is None:
+            raise UsageError(stale_lock_message(path, problems))
+        missing = f"not in {path.name}, which --frozen takes as it is; run `python -m modal_jobs lock`"
+        return {e.repo_id: m.answer if (m := locked.get(e.repo_id)) else missing for e in catalog.models}
+    answers: dict[str, HubAnswer | str] = {m.repo_id: m.answer for m in locked.models} if locked else {}
+    stale = models_lock.to_resolve(locked, catalog)
+    if not stale or not ask:
+        return {k: v for k, v in answers.items() if k not in {e.repo_id for e in stale}}
+    resolved = as_facts(ask_hub(stale, hub, held, cancel))
+    answers.update(resolved)
+    fresh = {k: v for k, v in resolved.items() if isinstance(v, HubAnswer)}
+    if write and len(fresh) == len(resolved):
+        models_lock.write(path, models_lock.updated(locked, catalog, fresh))
+        log.info("%s was out of date (%s); updated it", path.name, shorten(problems))
+    elif write:
+        log.warning("%s is out of date (%s) and was not updated: a model did not resolve", path.name, shorten(problems))
+    else:
+        log.warning(
+            "%s is out of date (%s); this run uses the Hub's answers for those models", path.name, shorten(problems)
+        )
+    return answers
+
+
+def stale_lock_message(path: Path, problems: Sequence[str]) -> str:
+    if not path.exists():
+        return (
+            f"no {path.name} beside {path.with_suffix('.toml').name}; create it with `nox -s lock` "
+            f"(or `python -m modal_jobs lock`) and commit it"
+        )
+    return (
+        f"{path.name} is out of date ({shorten(problems, 2)}); run `nox -s lock` (or `python -m modal_jobs lock`) "
+        "and commit it"
+    )
+
+
+def against_lock(row: ModelRow, wanted: HubAnswer | str | None) -> ModelRow:
+    """A verified model that is sound but not at the lock's commit is stale: that fails verify too."""
+    if row.status is not Status.OK or not isinstance(wanted, HubAnswer) or row.commit == wanted.commit:
+        return row
+    error = f"at commit {(row.commit or '')[:12]}, models.lock names {wanted.commit[:12]}; run download"
+    return replace(row, error=error)
+
+
+def update_lock(catalog: Catalog, hub: Hub, request: Request, cancel: threading.Event) -> Summary:
+    """Resolve what models.toml changed (or, with --upgrade, moved) and write models.lock; `--check` only compares."""
+    path = lock_path(catalog)
+    locked = models_lock.read(path)
+    if request.check:
+        return check_lock(catalog, locked, path)
+    moving = request.repo_ids or tuple(e.repo_id for e in catalog.models) if request.upgrade else ()
+    stale = models_lock.to_resolve(locked, catalog, moving)
+    resolved = as_facts(ask_hub(stale, hub, {}, cancel)) if stale else {}
+    fresh = {k: v for k, v in resolved.items() if isinstance(v, HubAnswer)}
+    rows = []
+    for entry in catalog.models:
+        before = locked.get(entry.repo_id) if locked else None
+        answer = resolved.get(entry.repo_id)
+        if isinstance(answer, str):
+            rows.append(
+                ModelRow(entry.repo_id, str(path), Status.FAILED, before.commit if before else None, error=answer)
+            )
+            continue
+        now = models_lock.LockedModel.of(entry, answer) if answer is not None else before
+        assert now is not None, "an entry the lock lacks is always resolved"
+        status = Status.ADDED if before is None else Status.UNCHANGED if now == before else Status.CHANGED
+        note = None
+        if before is not None and now != before:
+            changed = {f.path for f in set(now.files) ^ set(before.files)}
+            note = f"commit {before.commit[:12]} → {now.commit[:12]}, {len(changed)} file(s) changed"
+        rows.append(ModelRow(entry.repo_id, str(path), status, now.commit, len(now.files), now.total_bytes, note=note))
+    listed = {e.repo_id for e in catalog.models}
+    for gone in locked.models if locked else ():
+        if gone.repo_id not in listed:
+            rows.append(
+                ModelRow(gone.repo_id, str(path), Status.DROPPED, gone.commit, len(gone.files), gone.total_bytes)
+            )
+    if len(fresh) < len(resolved):
+        return Summary(Operation.LOCK, str(path), tuple(rows), note=f"{path.name} not written: a model did not resolve")
+    written = models_lock.write(path, models_lock.updated(locked, catalog, fresh))
+    return Summary(
+        Operation.LOCK, str(path), tuple(rows), note=f"wrote {path.name}" if written else f"{path.name} is up to date"
+    )
+
+
+def check_lock(catalog: Catalog, locked: models_lock.ModelsLock | None, path: Path) -> Summary:
+    """`lock --check`: one row per model, failing where the lock does not stand for the list. Asks the Hub nothing."""
+    problems = models_lock.disagreements(locked, catalog)
+    for line in problems:
+        log.error("%s", line)
+    rows = []
+    for entry in catalog.models:
+        model = locked.get(entry.repo_id) if locked else None
+        why = "not in the lock" if model is None else model.disagreement(entry)
+        status = Status.UNCHANGED if why is None else Status.ADDED if model is None else Status.CHANGED
+        error = None if why is None else f"{why}; run `python -m modal_jobs lock`"
+        commit = model.commit if model else None
+        rows.append(ModelRow(entry.repo_id, str(path), status, commit, error=error))
+    listed = {e.repo_id for e in catalog.models}
+    for gone in locked.models if locked else ():
+        if gone.repo_id not in listed:
+            error = "no longer in models.toml; run `python -m modal_jobs lock`"
+            rows.append(ModelRow(gone.repo_id, str(path), Status.DROPPED, gone.commit, error=error))
+    return Summary(
+        Operation.LOCK, str(path), tuple(rows), note=stale_lock_message(path, problems) if problems else None
+    )
 
 
 def as_facts(answers: Mapping[str, HubAnswer | ModelFailed]) -> dict[str, HubAnswer | str]:
@@ -235,7 +374,8 @@ def ask_hub(
         try:
             commit = entry.pinned_commit or hub.resolve(entry)
             item = held.get(entry.dirname)
-            manifest = item.manifest if item is not None else None
+            current = item.current if item is not None and item.kind is Kind.DIRECTORY else None
+            manifest = current.manifest if current is not None else None
             if manifest is not None and manifest_matches(manifest, entry, commit):
                 return HubAnswer(commit, manifest.files)
             return HubAnswer(commit, tuple(hub.list_files(entry, commit)))
@@ -291,46 +431,80 @@ def clear_selection(entries: Sequence[ModelEntry], request: Request) -> list[Mod
     return [e for e in entries if e.size is not None or e.repo_id in request.repo_ids]
 
 
-def model_state(held: HeldModel | None, entry: ModelEntry, current: bool) -> Status:
-    """`missing`, `incomplete` (no manifest, or a file gone), `stale` (complete at another commit) or `complete`."""
+def model_state(held: HeldModel | None, entry: ModelEntry, commit: str | None) -> Status:
+    """`missing`, `incomplete` (no complete current revision), `stale` (complete at another commit) or `complete`.
+
+    `commit=None`: the commit it should be at is unknown; a complete model is then `complete`.
+    """
     if held is None:
         return Status.MISSING
-    manifest = held.manifest
-    if held.kind is not Kind.DIRECTORY or manifest is None or manifest.repo_id != entry.repo_id:
+    current = held.current if held.kind is Kind.DIRECTORY and held.repo_id == entry.repo_id else None
+    if current is None or not current.complete:
         return Status.INCOMPLETE
-    if missing_or_resized(manifest, held):
-        return Status.INCOMPLETE
-    return Status.COMPLETE if current else Status.STALE
+    return Status.COMPLETE if manifest_matches(current.manifest, entry, commit) else Status.STALE
+
+
+def revisions_note(held: HeldModel) -> str | None:
+    """The current and kept revisions with their bytes, as `list` shows them."""
+    current = held.current
+    pointer = held.pointer
+    if current is None or current.manifest is None:
+        return None
+    if pointer is None:
+        return "the layout before revisions: the next download adopts it, downloading nothing"
+    parts = [f"current {current.manifest.commit[:7]} ({human_bytes(current.bytes)})"]
+    kept = held.revisions.get(pointer.previous or "")
+    if kept is not None and kept.manifest is not None:
+        where = " in place" if kept.name == LEGACY else ""
+        parts.append(f"kept {kept.manifest.commit[:7]}{where} ({human_bytes(kept.bytes)})")
+    return ", ".join(parts)
 
 
 def list_models(
-    entries: Sequence[ModelEntry], catalog: Catalog, store: Store, hub: Hub, cancel: threading.Event
+    entries: Sequence[ModelEntry],
+    catalog: Catalog,
+    store: Store,
+    hub: Hub,
+    cancel: threading.Event,
+    request: Request | None = None,
 ) -> Summary:
-    """Each model's state on the target; the Hub is asked only about models complete at some commit."""
+    """Each model's state on the target against models.lock; without a lock, the Hub is asked about complete models."""
     held = survey(store)
+    wanted = desired_state(request or Request(Operation.LIST), catalog, hub, held, cancel, write=False, ask=False)
     rows = []
     for entry in entries:
         _stop_if(cancel)
         path = _join(store.location, entry.dirname)
         item = held.get(entry.dirname)
-        manifest = item.manifest if item is not None and item.kind is Kind.DIRECTORY else None
-        if manifest is not None and manifest.repo_id != entry.repo_id:
-            manifest = None
+        current = item.current if item is not None and item.repo_id == entry.repo_id else None
+        manifest = current.manifest if current is not None and current.complete else None
+        answer = wanted.get(entry.repo_id)
+        commit = answer.commit if isinstance(answer, HubAnswer) else None
         error = None
-        current = False
-        if item is not None and manifest is not None and not missing_or_resized(manifest, item):
+        if manifest is not None and commit is None:
             try:
                 commit = entry.pinned_commit or hub.resolve(entry)
-                current = manifest_matches(manifest, entry, commit)
             except ModelFailed as exc:
                 # Offline or refused: say what is on the target, and why staleness is unknown.
-                current = manifest_matches(manifest, entry, None)
                 error = f"could not check for a newer commit: {exc}"
                 log.warning("%s: %s", entry.repo_id, error)
-        state = model_state(item, entry, current)
-        files, size = (len(item.files), item.bytes) if item is not None else (0, 0)
+        state = model_state(item, entry, commit)
+        if current is not None:
+            files, size = len(current.files), current.bytes
+        else:
+            files, size = (item.file_count, item.bytes) if item is not None else (0, 0)
+        note = revisions_note(item) if item is not None and current is not None else None
         rows.append(
-            ModelRow(entry.repo_id, path, state, manifest.commit if manifest else None, files, size, error=error)
+            ModelRow(
+                entry.repo_id,
+                path,
+                state,
+                current.manifest.commit if current is not None and current.manifest else None,
+                files,
+                size,
+                error=error,
+                note=note,
+            )
         )
     found = orphans(held, catalog)
     orphan_rows = [OrphanRow(o.name, _join(store.location, o.name), o.files, o.bytes, o.repo_id) for o in found]
@@ -375,8 +549,8 @@ def clear(
                 store.remove(name)
                 log.info("removed %s (%s)", _join(store.location, name), human_bytes(item.bytes))
             status = Status.WOULD_REMOVE if request.dry_run else Status.REMOVED
-            owner = owners.get(name) or (item.manifest.repo_id if item.manifest else name)
-            rows.append(ModelRow(owner, _join(store.location, name), status, None, len(item.files), item.bytes))
+            owner = owners.get(name) or item.repo_id or name
+            rows.append(ModelRow(owner, _join(store.location, name), status, None, item.file_count, item.bytes))
     return rows
 
 

@@ -7,6 +7,7 @@ Both answer with the same `HeldModel` records, so the plan cannot tell them apar
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -15,8 +16,8 @@ from typing import Protocol
 
 from modal_jobs import model_dir
 from modal_jobs.errors import TargetError
-from modal_jobs.model_dir import RESERVED_NAMES
-from modal_jobs.plan import NOT_A_FILE, HeldModel, Kind
+from modal_jobs.model_dir import POINTER_NAME
+from modal_jobs.plan import NOT_A_FILE, HeldModel, Kind, is_record
 
 
 class Store(Protocol):
@@ -62,18 +63,21 @@ class LocalStore:
         path = self.root / name
         if kind is not Kind.DIRECTORY:
             size = path.lstat().st_size if kind is Kind.FILE else 0
-            return HeldModel(name, kind, None, {name: size})
-        files = {
-            rel: st.st_size if stat.S_ISREG(st.st_mode) else NOT_A_FILE
-            for rel, st in model_dir.walk_files(path)
-            if rel.split("/", 1)[0] not in RESERVED_NAMES
-        }
-        return HeldModel(name, kind, model_dir.read_manifest(path), files)
+            return HeldModel(name, kind, {name: size})
+        files = {rel: st.st_size if stat.S_ISREG(st.st_mode) else NOT_A_FILE for rel, st in model_dir.walk_files(path)}
+        texts = {}
+        for rel, size in files.items():
+            if size >= 0 and is_record(rel):
+                with contextlib.suppress(OSError):
+                    texts[rel] = (path / rel).read_bytes()
+        return HeldModel(name, kind, files, texts)
 
     def remove(self, name: str) -> None:
         path = self.root / name
         if path.is_dir() and not path.is_symlink():
-            model_dir.invalidate(path)  # an interrupted clear must not leave a manifest over half a model
+            # An interrupted clear must leave a model that says it is incomplete, never half of one that says otherwise.
+            (path / POINTER_NAME).unlink(missing_ok=True)
+            model_dir.invalidate(path)
         model_dir.remove_tree(path)
 
 

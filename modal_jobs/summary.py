@@ -60,6 +60,7 @@ class Operation(StrEnum):
     VERIFY = "verify"
     CLEAR = "clear"
     PLAN = "plan"
+    LOCK = "lock"
 
 
 # What each operation may say of a model, and which of those fail the run.
@@ -79,6 +80,7 @@ STATUSES: dict[Operation, frozenset[Status]] = {
     Operation.LIST: frozenset({Status.COMPLETE, Status.INCOMPLETE, Status.MISSING, Status.STALE}),
     Operation.VERIFY: frozenset({Status.OK, Status.DAMAGED}),
     Operation.CLEAR: frozenset({Status.REMOVED, Status.WOULD_REMOVE}),
+    Operation.LOCK: frozenset({Status.ADDED, Status.CHANGED, Status.UNCHANGED, Status.DROPPED, Status.FAILED}),
     Operation.PLAN: frozenset(
         {Status.ADDED, Status.CHANGED, Status.UNCHANGED, Status.DROPPED, Status.NOT_CHECKED, Status.FAILED}
     ),

@@ -34,8 +34,8 @@ from modal.types import FileEntry, FileEntryType
 from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
 from modal_jobs.engine import unverifiable_row
 from modal_jobs.errors import InterruptedRun, TargetError
-from modal_jobs.model_dir import MANIFEST_NAME, RESERVED_NAMES, parse_manifest
-from modal_jobs.plan import DONE_STATUS, NOT_A_FILE, Action, HeldModel, Kind, ModelPlan, row_for
+from modal_jobs.model_dir import MANIFEST_NAME, POINTER_NAME
+from modal_jobs.plan import DONE_STATUS, NOT_A_FILE, Action, HeldModel, Kind, ModelPlan, is_record, row_for
 from modal_jobs.store import Store
 from modal_jobs.summary import ModelRow, Status
 
@@ -152,35 +152,32 @@ class VolumeStore:
         return {name: _kind(entry) for name, entry in self._top.items()}
 
     def held(self, name: str, kind: Kind) -> HeldModel:
-        """One recursive listing of the model directory, and one read of its manifest when there is one."""
+        """One recursive listing of the model directory, and one read per pointer, manifest or damage mark in it."""
         if kind is not Kind.DIRECTORY:
             entry = (self._top or {}).get(name)
-            return HeldModel(name, kind, None, {name: entry.size if entry and kind is Kind.FILE else 0})
+            return HeldModel(name, kind, {name: entry.size if entry and kind is Kind.FILE else 0})
         files: dict[str, int] = {}
-        manifest_listed = False
         for entry in self._listdir(name, recursive=True):
             rel, item = _relative(entry, name)
-            if not rel or item.type == FileEntryType.DIRECTORY:
-                continue
-            if rel == MANIFEST_NAME:
-                manifest_listed = item.type == FileEntryType.FILE  # a link standing for it is not trusted
-            if rel.split("/", 1)[0] in RESERVED_NAMES:
-                continue
-            files[rel] = item.size if item.type == FileEntryType.FILE else NOT_A_FILE
-        manifest = None
-        if manifest_listed:
-            path = f"{name}/{MANIFEST_NAME}"
-            with modal_errors(f"reading {path}"), suppress(FileNotFoundError):
-                manifest = parse_manifest(b"".join(self.volume.read_file(path)), f"{self.spec.name}:{path}")
-        return HeldModel(name, kind, manifest, files)
+            if rel and item.type != FileEntryType.DIRECTORY:
+                files[rel] = item.size if item.type == FileEntryType.FILE else NOT_A_FILE
+        texts = {}
+        for rel, size in sorted(files.items()):
+            if size >= 0 and is_record(rel):  # a link standing for one of our files is not trusted
+                path = f"{name}/{rel}"
+                with modal_errors(f"reading {path}"), suppress(FileNotFoundError):
+                    texts[rel] = b"".join(self.volume.read_file(path))
+        return HeldModel(name, kind, files, texts)
 
     def remove(self, name: str) -> None:
         kind = self.top().get(name)
         with modal_errors(f"removing {name}"):
             if kind is Kind.DIRECTORY:
-                # The manifest goes first: an interrupted clear must not leave it over half a model.
-                with suppress(FileNotFoundError, modal.exception.NotFoundError):
-                    self.volume.remove_file(f"{name}/{MANIFEST_NAME}")
+                # The pointer and the manifest go first: an interrupted clear must leave a model that says
+                # it is incomplete, never half of one that says otherwise.
+                for ours in (POINTER_NAME, MANIFEST_NAME):
+                    with suppress(FileNotFoundError, modal.exception.NotFoundError):
+                        self.volume.remove_file(f"{name}/{ours}")
             # A link is removed as a link: the volume server deletes the path, it does not follow it.
             with suppress(FileNotFoundError, modal.exception.NotFoundError):
                 self.volume.remove_file(name, recursive=True)
@@ -266,11 +263,11 @@ class ModalBackend:
         for entry in entries:
             kind = top.get(entry.dirname)
             held = self.store.held(entry.dirname, kind) if kind is not None else None
-            manifest = held.manifest if held is not None else None
-            if manifest is not None and manifest.repo_id == entry.repo_id:
+            current = held.current if held is not None and held.repo_id == entry.repo_id else None
+            if current is not None and current.manifest is not None:
                 work.append(entry)
                 continue
-            files, size = (len(held.files), held.bytes) if held is not None else (0, 0)
+            files, size = (held.file_count, held.bytes) if held is not None else (0, 0)
             path = _join(self.store.location, entry.dirname)
             rows[entry.repo_id] = unverifiable_row(entry.repo_id, path, held is not None, files, size)
         if work:

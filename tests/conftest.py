@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from modal_jobs import hashing
-from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
+from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
+from modal_jobs.reader import model_path
 from tests.local_hub import LocalHub, hub_env, random_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,12 +160,20 @@ def cli(hub: LocalHub, catalog: Path, target: Path, tmp_path: Path) -> Cli:
 
 
 def model_dir(target: Path, repo_id: str) -> Path:
-    return target / repo_id.split("/")[1]
+    """The directory a reader loads: the revision the pointer names, or the model's directory when there is none."""
+    top = target / repo_id.split("/")[1]
+    try:
+        pointer = json.loads((top / POINTER_NAME).read_bytes())
+    except (OSError, ValueError):
+        return top
+    return top / REVISIONS_DIR / pointer["revision"]
 
 
 def assert_complete(target: Path, repo_id: str, files: dict[str, bytes]) -> None:
-    """The directory holds exactly the repo's files, byte for byte, plus the manifest."""
-    on_disk = tree(model_dir(target, repo_id))
+    """The reader finds the model, whose revision holds exactly the repo's files, byte for byte, plus the manifest."""
+    found = model_path(target, repo_id)
+    assert found == model_dir(target, repo_id)
+    on_disk = tree(found)
     manifest = json.loads(on_disk.pop(MANIFEST_NAME))
     assert on_disk == files
     assert manifest["repo_id"] == repo_id
