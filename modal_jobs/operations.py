@@ -439,7 +439,7 @@ def model_state(held: HeldModel | None, entry: ModelEntry, commit: str | None) -
     if held is None:
         return Status.MISSING
     current = held.current if held.kind is Kind.DIRECTORY and held.repo_id == entry.repo_id else None
-    if current is None or not current.complete:
+    if current is None or not current.complete or current.damaged:
         return Status.INCOMPLETE
     return Status.COMPLETE if manifest_matches(current.manifest, entry, commit) else Status.STALE
 

@@ -328,6 +328,8 @@ def plan_model(entry: ModelEntry, answer: HubAnswer | str, held: HeldModel | Non
     revisions = dict(held.revisions) if held else {}
     pointer = held.pointer if held else None
     current = held.current if held else None
+    if current is not None and (current.manifest is None or current.manifest.repo_id != entry.repo_id):
+        current = None if current.manifest is not None else current  # another repo's files vouch for nothing here
     current_name = current.name if current is not None else None
     current_good = current is not None and current.complete and not current.damaged
     if (
@@ -346,25 +348,34 @@ def plan_model(entry: ModelEntry, answer: HubAnswer | str, held: HeldModel | Non
     else:
         previous = None
     ours = {name: r for name, r in revisions.items() if r.manifest is not None and r.manifest.repo_id == entry.repo_id}
-    sources = [r for r in (current, revisions.get(previous or ""), *ours.values()) if r is not None and r.manifest]
+    sources = [r for r in (current, revisions.get(previous or ""), *ours.values()) if r is not None and r.name in ours]
     work = _work_revision(answer.commit, revisions, {n for n in (current_name, previous) if n is not None})
     in_work = dict(revisions[work].files) if work in revisions else {}
+    unvouched = [r for name, r in sorted(revisions.items()) if r.manifest is None and name != work]
 
+    # A file found damaged is fetched: the same bytes elsewhere on the target may be the same damaged inode.
+    damaged = current.damaged if current is not None else frozenset()
     fetch, check, link = [], [], []
     for record in answer.files:
         if in_work.get(record.path) == record.size:
             check.append(record)
+        elif "*" in damaged or record.path in damaged:
+            fetch.append(record)
         elif (source := next((s for s in sources if s.good(record)), None)) is not None:
             link.append((record, _below_model(source.name, record.path)))
+        elif (source := next((s for s in unvouched if s.files.get(record.path) == record.size), None)) is not None:
+            # Bytes of the right size that no manifest vouches for: linked, then hashed before they count.
+            link.append((record, _below_model(source.name, record.path)))
+            check.append(record)
         else:
             fetch.append(record)
     wanted = {f.path for f in answer.files}
     keep = {work, previous}
+    # The pointer's commit again: what readers load is broken, not out of date.
     repairing = (
         pointer is not None
-        and current is not None
-        and current.manifest is not None
-        and current.manifest.commit == answer.commit
+        and (pointer.repo_id, pointer.commit) == (entry.repo_id, answer.commit)
+        and (current is None or current.manifest is None or manifest_matches(current.manifest, entry, answer.commit))
     )
     if repairing:
         gone = [f.path for f in fetch] or sorted(current.damaged if current else ())

@@ -19,7 +19,7 @@ import pytest
 
 from modal_jobs import hashing
 from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
-from modal_jobs.reader import model_path
+from modal_jobs.reader import ModelNotReady, model_path
 from tests.local_hub import LocalHub, hub_env, random_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,6 +167,12 @@ def model_dir(target: Path, repo_id: str) -> Path:
     except (OSError, ValueError):
         return top
     return top / REVISIONS_DIR / pointer["revision"]
+
+
+def assert_not_loadable(target: Path, repo_id: str) -> None:
+    """The reader refuses the model: nothing half-written ever passes for complete."""
+    with pytest.raises(ModelNotReady):
+        model_path(target, repo_id)
 
 
 def assert_complete(target: Path, repo_id: str, files: dict[str, bytes]) -> None:

@@ -32,16 +32,17 @@ def test_fresh_download_is_byte_identical_and_complete(cli: Cli, repos: Repos, t
     assert f"{SMALL}: finished" in result.stderr
 
 
-def test_rerun_transfers_nothing_and_asks_the_hub_once_per_model(cli: Cli, repos: Repos, target: Path):
+def test_rerun_transfers_nothing_and_asks_the_hub_nothing(cli: Cli, repos: Repos, target: Path):
+    """The first download records each commit in models.lock; the next one plans from the lock alone."""
     assert cli("download").returncode == 0
+    assert cli.catalog.with_suffix(".lock").is_file()
     models = [p for p in target.rglob("*") if p.name != LOCK_NAME]
     before = {p: p.stat().st_mtime_ns for p in models}
     cli.hub.reset_counts()
     result = cli("download", "--json")
     assert result.returncode == 0, result.stderr
     assert {row["status"] for row in json.loads(result.stdout)["models"]} == {"up-to-date"}
-    assert cli.hub.count(kind="revision") == 3
-    assert cli.hub.count() == 3, cli.hub.requests
+    assert cli.hub.count() == 0, cli.hub.requests
     assert {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.name != LOCK_NAME} == before
 
 
@@ -116,15 +117,19 @@ def test_a_file_served_wrong_is_fetched_again_then_fails_the_model(cli: Cli, rep
     assert "model.safetensors failed verification (sha256 mismatch); downloading it again" in result.stderr
     assert_complete(target, SMALL, repos.files[SMALL])
 
-    cli.hub.commit(SMALL, {**repos.files[SMALL], "extra.safetensors": b"x" * 1000})
+    new_commit = cli.hub.commit(SMALL, {**repos.files[SMALL], "extra.safetensors": b"x" * 1000})
+    assert cli("lock", "--upgrade").returncode == 0
     cli.hub.corrupt(SMALL, "extra.safetensors", times=None)
     summary = cli.json("download", "--model-size", "0.6B")
     assert summary["exit_code"] == 1
     row = rows_by_repo(summary)[SMALL]
     assert row["status"] == "failed"
     assert "extra.safetensors failed verification twice" in row["error"]
-    assert not (model_dir(target, SMALL) / MANIFEST_NAME).exists()
-    assert not (model_dir(target, SMALL) / "extra.safetensors").exists()
+    # The failed revision was written beside the current one, which readers still get, whole.
+    assert_complete(target, SMALL, repos.files[SMALL])
+    unfinished = model_dir(target, SMALL).parent / new_commit
+    assert not (unfinished / MANIFEST_NAME).exists()
+    assert not (unfinished / "extra.safetensors").exists()
 
 
 def test_killed_run_leaves_model_incomplete_and_next_run_finishes_it(cli: Cli, repos: Repos, target: Path):
@@ -206,18 +211,24 @@ def test_revision_change_updates_the_model_and_drops_old_files(cli: Cli, repos: 
     new_files["model.safetensors"] = new_files["model.safetensors"][::-1]
     new_files["tokenizer_config.json"] = b"{}\n"
     new_commit = cli.hub.commit(SMALL, new_files)
+    # The lock holds the volume at the reviewed commit until it is upgraded.
+    assert rows_by_repo(cli.json("list"))[SMALL]["status"] == "complete"
+    assert cli("lock", "--upgrade").returncode == 0
 
     listed = rows_by_repo(cli.json("list"))
     assert listed[SMALL]["status"] == "stale"
     assert listed[TOKENIZER]["status"] == "complete"
 
+    old_revision = model_dir(target, SMALL)
     result = cli("download", "--model-size", "0.6B", "--json")
     assert result.returncode == 0, result.stderr
     row = rows_by_repo(json.loads(result.stdout))[SMALL]
     assert row["status"] == "downloaded"
     assert row["commit"] == new_commit
     assert_complete(target, SMALL, new_files)
-    assert "removed 1 files the commit does not have: generation_config.json" in result.stderr
+    # The old revision stays whole beside it, for readers that still load it.
+    assert (old_revision / "generation_config.json").read_bytes() == repos.files[SMALL]["generation_config.json"]
+    assert (old_revision / MANIFEST_NAME).is_file()
 
 
 def test_gated_and_missing_repos_say_what_to_do(cli: Cli, repos: Repos):

@@ -10,6 +10,7 @@ from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
 from modal_jobs.engine import STREAM_HASH_MIN_BYTES
 from modal_jobs.hub import Hub
 from modal_jobs.operations import LocalBackend, Request, run
+from modal_jobs.reader import model_path
 from modal_jobs.summary import ModelRow, Operation
 from tests.local_hub import LocalHub, random_bytes
 
@@ -40,7 +41,7 @@ def test_the_streamed_hash_catches_a_corrupt_transfer(
     row = download_model(ModelEntry(REPO), tmp_path / "target", Hub(endpoint=hub.url))
     assert row.status == "downloaded", row.error
     assert "model.safetensors failed verification (sha256 mismatch); downloading it again" in caplog.text
-    assert (tmp_path / "target" / "Streamed" / "model.safetensors").read_bytes() == files["model.safetensors"]
+    assert (model_path(tmp_path / "target", REPO) / "model.safetensors").read_bytes() == files["model.safetensors"]
     assert hub.count(kind="resolve", method="GET") == 3
 
 
@@ -81,7 +82,7 @@ def test_a_restarted_transfer_is_hashed_again_from_disk(
     hub.ignore_ranges()
     row = download_model(ModelEntry(REPO), tmp_path / "target", Hub(endpoint=hub.url))
     assert row.status == "downloaded", row.error
-    assert (tmp_path / "target" / "Streamed" / "model.safetensors").read_bytes() == files["model.safetensors"]
+    assert (model_path(tmp_path / "target", REPO) / "model.safetensors").read_bytes() == files["model.safetensors"]
     assert "model.safetensors" in hashed_by_reading
     assert "failed verification" not in caplog.text
     assert hub.count(kind="resolve", method="GET", repo_id=REPO) == 3  # config, the cut body, the restart

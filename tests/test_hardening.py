@@ -21,7 +21,17 @@ from pathlib import Path
 import pytest
 
 from modal_jobs.model_dir import MANIFEST_NAME
-from tests.conftest import SMALL, TOKENIZER, Cli, Repos, mount_tmpfs, rows_by_repo, tree
+from tests.conftest import (
+    SMALL,
+    TOKENIZER,
+    Cli,
+    Repos,
+    assert_not_loadable,
+    model_dir,
+    mount_tmpfs,
+    rows_by_repo,
+    tree,
+)
 
 SMALL_DIR = "Qwen3-TTS-12Hz-0.6B-Base"
 TOKENIZER_DIR = "Qwen3-TTS-Tokenizer-12Hz"
@@ -114,7 +124,7 @@ def test_signal_stops_promptly_cleans_up_and_rerun_resumes(cli: Cli, repos: Repo
     result = cli("download", "--model-size", "0.6B")
     assert result.returncode == 0, result.stderr
     assert cli("verify").returncode == 0
-    assert not (target / SMALL_DIR / ".cache").exists()
+    assert not list(target.rglob(".cache"))
 
 
 # -- disk space -------------------------------------------------------------------------------------
@@ -179,7 +189,7 @@ def test_disk_filling_mid_download_fails_that_model_only(cli: Cli, repos: Repos,
     assert process.returncode == 1, stderr
     assert "No space left on device" in stderr
     assert leftovers(cli.target) == []
-    assert not (cli.target / SMALL_DIR / MANIFEST_NAME).exists()
+    assert_not_loadable(cli.target, SMALL)
     assert tree(cli.target / TOKENIZER_DIR) == complete
 
 
@@ -204,7 +214,7 @@ def test_file_size_limit_fails_the_model_without_partial_files(cli: Cli, repos: 
     assert row["status"] == "failed"
     assert "File too large" in row["error"]
     assert leftovers(target) == []
-    assert not (target / SMALL_DIR / MANIFEST_NAME).exists()
+    assert_not_loadable(target, SMALL)
 
 
 # -- hostile or broken Hub answers -------------------------------------------------------------------
@@ -220,7 +230,7 @@ def test_listing_with_escaping_paths_is_refused(cli: Cli, repos: Repos, target: 
     assert "file path from the Hub" in row["error"]
     assert not list(tmp_path.rglob("escaped.json"))
     assert not Path("/etc/escaped.json").exists()
-    assert not (target / SMALL_DIR / MANIFEST_NAME).exists()
+    assert_not_loadable(target, SMALL)
 
 
 def test_listing_that_lies_about_a_size_never_ends_complete(cli: Cli, repos: Repos, target: Path):
@@ -229,14 +239,14 @@ def test_listing_that_lies_about_a_size_never_ends_complete(cli: Cli, repos: Rep
     row = rows_by_repo(summary)[SMALL]
     assert row["status"] == "failed"
     assert "config.json failed verification twice (size" in row["error"]
-    assert not (target / SMALL_DIR / MANIFEST_NAME).exists()
+    assert_not_loadable(target, SMALL)
 
 
 def test_truncated_body_is_resumed_and_verified(cli: Cli, repos: Repos, target: Path):
     cli.hub.corrupt(SMALL, "model.safetensors", truncate=True, times=1)
     result = cli("download", "--model", SMALL)
     assert result.returncode == 0, result.stderr
-    assert (target / SMALL_DIR / "model.safetensors").read_bytes() == repos.files[SMALL]["model.safetensors"]
+    assert (model_dir(target, SMALL) / "model.safetensors").read_bytes() == repos.files[SMALL]["model.safetensors"]
     assert cli.hub.count(kind="resolve", method="GET", repo_id=SMALL) == len(repos.files[SMALL]) + 1
 
 
@@ -246,7 +256,7 @@ def test_listing_that_changes_mid_run_fails_the_model(cli: Cli, repos: Repos, ta
     row = rows_by_repo(summary)[SMALL]
     assert row["status"] == "failed"
     assert "config.json" in row["error"] and "not found" in row["error"]
-    assert not (target / SMALL_DIR / MANIFEST_NAME).exists()
+    assert_not_loadable(target, SMALL)
 
 
 # -- hostile local state ----------------------------------------------------------------------------
@@ -258,7 +268,7 @@ def test_symlinks_inside_a_model_are_replaced_never_followed(cli: Cli, repos: Re
     outside.mkdir()
     (outside / "config.json").write_text("not yours")
     (outside / "old.bin").write_text("keep me")
-    model = target / SMALL_DIR
+    model = model_dir(target, SMALL)
     (model / MANIFEST_NAME).unlink()
     (model / "config.json").unlink()
     (model / "config.json").symlink_to(outside / "config.json")
@@ -266,6 +276,7 @@ def test_symlinks_inside_a_model_are_replaced_never_followed(cli: Cli, repos: Re
 
     result = cli("download", "--model", SMALL)
     assert result.returncode == 0, result.stderr
+    model = model_dir(target, SMALL)
     assert not (model / "config.json").is_symlink()
     assert (model / "config.json").read_bytes() == repos.files[SMALL]["config.json"]
     assert not (model / "stale-link").exists()
@@ -293,7 +304,7 @@ def test_untrustworthy_manifest_means_incomplete_not_a_crash(
     cli: Cli, repos: Repos, target: Path, manifest: bytes, warning: str
 ):
     assert cli("download", "--model", SMALL).returncode == 0
-    (target / SMALL_DIR / MANIFEST_NAME).write_bytes(manifest)
+    (model_dir(target, SMALL) / MANIFEST_NAME).write_bytes(manifest)
     result = cli("list", "--json")
     assert result.returncode == 0
     assert rows_by_repo(json.loads(result.stdout))[SMALL]["status"] == "incomplete"
@@ -308,8 +319,8 @@ def test_untrustworthy_manifest_means_incomplete_not_a_crash(
 
 def test_verify_reports_a_folder_replaced_by_a_file_and_remembers_it(cli: Cli, repos: Repos, target: Path):
     assert cli("download", "--model", SMALL).returncode == 0
-    shutil.rmtree(target / SMALL_DIR / "speech_tokenizer")
-    (target / SMALL_DIR / "speech_tokenizer").write_text("junk")
+    shutil.rmtree(model_dir(target, SMALL) / "speech_tokenizer")
+    (model_dir(target, SMALL) / "speech_tokenizer").write_text("junk")
     summary = cli.json("verify")
     assert summary["exit_code"] == 1
     row = rows_by_repo(summary)[SMALL]
@@ -325,8 +336,8 @@ def test_verify_does_not_vouch_for_files_behind_a_symlinked_folder(
 ):
     assert cli("download", "--model", SMALL).returncode == 0
     outside = tmp_path / "outside-tokenizer"
-    shutil.move(target / SMALL_DIR / "speech_tokenizer", outside)
-    (target / SMALL_DIR / "speech_tokenizer").symlink_to(outside, target_is_directory=True)
+    shutil.move(model_dir(target, SMALL) / "speech_tokenizer", outside)
+    (model_dir(target, SMALL) / "speech_tokenizer").symlink_to(outside, target_is_directory=True)
     row = rows_by_repo(cli.json("verify"))[SMALL]
     assert row["status"] == "damaged"
     assert "(reached through a symlink)" in row["error"]
@@ -334,7 +345,7 @@ def test_verify_does_not_vouch_for_files_behind_a_symlinked_folder(
 
 def test_a_manifest_with_an_impossible_size_is_untrusted_not_a_crash(cli: Cli, repos: Repos, target: Path):
     assert cli("download", "--model", SMALL).returncode == 0
-    manifest = target / SMALL_DIR / MANIFEST_NAME
+    manifest = model_dir(target, SMALL) / MANIFEST_NAME
     manifest.write_text(re.sub(r'"size": \d+', '"size": Infinity', manifest.read_text(), count=1))
     result = cli("list", "--json")
     assert result.returncode == 0, result.stderr

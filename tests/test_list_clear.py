@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
-from tests.conftest import BIG, SMALL, TOKENIZER, Cli, Repos, rows_by_repo, tree
+from tests.conftest import BIG, SMALL, TOKENIZER, Cli, Repos, assert_complete, model_dir, rows_by_repo, tree
 
 
 def test_list_reports_each_state_and_orphans(cli: Cli, repos: Repos, target: Path):
     assert cli("download").returncode == 0
-    (target / "Qwen3-TTS-12Hz-1.7B-Base" / MANIFEST_NAME).unlink()  # as a killed run leaves it
-    cli.hub.commit(TOKENIZER, {"config.json": b"{}"})  # the Hub moved on
+    (model_dir(target, BIG) / MANIFEST_NAME).unlink()  # as a killed run leaves it
+    cli.hub.commit(TOKENIZER, {"config.json": b"{}"})  # the Hub moved on, and the lock with it
+    assert cli("lock", "--upgrade").returncode == 0
     (target / "old-model").mkdir()
     (target / "old-model" / "weights.bin").write_bytes(b"x" * 100)
     cli.catalog.write_text(cli.catalog.read_text() + '\n[[model]]\nrepo_id = "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice"\n')
@@ -65,7 +66,7 @@ def test_clear_one_model_keeps_the_others(cli: Cli, repos: Repos, target: Path):
     assert summary["exit_code"] == 0
     assert [(row["repo_id"], row["status"]) for row in summary["models"]] == [(SMALL, "removed")]
     assert not (target / "Qwen3-TTS-12Hz-0.6B-Base").exists()
-    assert (target / "Qwen3-TTS-Tokenizer-12Hz" / MANIFEST_NAME).exists()
+    assert_complete(target, TOKENIZER, repos.files[TOKENIZER])
 
 
 def test_clear_everything_removes_orphans_but_never_follows_links(cli: Cli, repos: Repos, target: Path, tmp_path: Path):
@@ -93,6 +94,6 @@ def test_clearing_one_size_keeps_the_shared_models(cli: Cli, repos: Repos, targe
     assert cli("download").returncode == 0
     summary = cli.json("clear", "--model-size", "1.7B", "--yes")
     assert [row["repo_id"] for row in summary["models"]] == [BIG]
-    assert (target / "Qwen3-TTS-Tokenizer-12Hz" / MANIFEST_NAME).exists()
+    assert_complete(target, TOKENIZER, repos.files[TOKENIZER])
     summary = cli.json("clear", "--model-size", "both", "--dry-run")
     assert {row["repo_id"] for row in summary["models"]} == {SMALL, TOKENIZER}

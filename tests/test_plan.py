@@ -1,130 +1,272 @@
-"""The plan function alone: every state a target can be in gives one action, decided from data only."""
+"""The plan alone: every state a target can be in gives one action and one `list` state, decided from data only.
+
+One table drives both `plan_model` and `operations.model_state`, so that `download` and `list`
+cannot disagree about what a target holds.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
-from modal_jobs.model_dir import FileRecord, Manifest
+from modal_jobs.model_dir import DAMAGED_NAME, LEGACY, MANIFEST_NAME, POINTER_NAME, FileRecord, Manifest, Pointer
+from modal_jobs.operations import model_state
 from modal_jobs.plan import NOT_A_FILE, Action, HeldModel, HubAnswer, Kind, ModelPlan, Orphan, plan_model, plan_run
+from modal_jobs.summary import Status
 
 A = "a" * 40
 B = "b" * 40
+C = "c" * 40
 ENTRY = ModelEntry("Qwen/Model", size="1B")
 CONFIG = FileRecord("config.json", 10, "git-sha1:" + "1" * 40)
 WEIGHTS = FileRecord("model.safetensors", 1000, "sha256:" + "2" * 64)
 NEW_WEIGHTS = FileRecord("model.safetensors", 1200, "sha256:" + "3" * 64)
 AT_A = HubAnswer(A, (CONFIG, WEIGHTS))
 AT_B = HubAnswer(B, (CONFIG, NEW_WEIGHTS))
-
-
-def manifest(commit: str = A, files: tuple[FileRecord, ...] = (CONFIG, WEIGHTS), **globs: tuple[str, ...]) -> Manifest:
-    return Manifest("Qwen/Model", "main", commit, files, include=globs.get("include"), exclude=globs.get("exclude"))
-
-
-def held(files: dict[str, int], held_manifest: Manifest | None = None, kind: Kind = Kind.DIRECTORY) -> HeldModel:
-    return HeldModel("Model", kind, held_manifest, files)
-
-
 COMPLETE_FILES = {"config.json": 10, "model.safetensors": 1000}
 
+
+def manifest(
+    commit: str = A,
+    files: tuple[FileRecord, ...] = (CONFIG, WEIGHTS),
+    repo_id: str = "Qwen/Model",
+    **globs: tuple[str, ...],
+) -> Manifest:
+    return Manifest(repo_id, "main", commit, files, include=globs.get("include"), exclude=globs.get("exclude"))
+
+
+Revision = tuple[Mapping[str, int], Manifest | None]
+
+
+def held(
+    revisions: Mapping[str, Revision] | None = None,
+    *,
+    current: str | None = None,
+    previous: str | None = None,
+    legacy: Revision | None = None,
+    damaged: Mapping[str, list[str]] | None = None,
+    name: str = "Model",
+    repo_id: str = "Qwen/Model",
+) -> HeldModel:
+    """A model directory as a store reports it: every file by size, and the cache's small files' contents."""
+    files: dict[str, int] = {}
+    texts: dict[str, bytes] = {}
+
+    def add(prefix: str, revision: Revision) -> None:
+        content, written = revision
+        files.update({prefix + path: size for path, size in content.items()})
+        if written is not None:
+            texts[prefix + MANIFEST_NAME] = written.to_json().encode()
+            files[prefix + MANIFEST_NAME] = len(texts[prefix + MANIFEST_NAME])
+
+    for revision_name, revision in (revisions or {}).items():
+        add(f".revisions/{revision_name}/", revision)
+    if legacy is not None:
+        add("", legacy)
+    for revision_name, paths in (damaged or {}).items():
+        prefix = "" if revision_name == LEGACY else f".revisions/{revision_name}/"
+        texts[prefix + DAMAGED_NAME] = ('{"damaged": ["' + '", "'.join(paths) + '"]}').encode()
+        files[prefix + DAMAGED_NAME] = len(texts[prefix + DAMAGED_NAME])
+    if current is not None:
+        commit = (revisions or {})[current][1]
+        texts[POINTER_NAME] = Pointer(repo_id, current, commit.commit if commit else A, previous).to_json().encode()
+        files[POINTER_NAME] = len(texts[POINTER_NAME])
+    return HeldModel(name, Kind.DIRECTORY, files, texts)
+
+
+AT_A_COMPLETE = held({A: (COMPLETE_FILES, manifest())}, current=A)
+
 CASES = [
-    # (name, hub answer, what the target holds, action, files fetched, files checked, leftovers)
-    ("absent", AT_A, None, Action.FETCH, ["config.json", "model.safetensors"], [], []),
-    ("empty directory", AT_A, held({}), Action.FETCH, ["config.json", "model.safetensors"], [], []),
+    # (name, answer, target holds, action, fetched, checked, linked, leftovers, what `list` says)
+    ("absent", AT_A, None, Action.FETCH, ["config.json", "model.safetensors"], [], [], [], Status.MISSING),
     (
-        "incomplete: no manifest, one file of the right size",
+        "empty directory",
         AT_A,
-        held({"config.json": 10}),
-        Action.REPAIR,
-        ["model.safetensors"],
-        ["config.json"],
+        held(),
+        Action.FETCH,
+        ["config.json", "model.safetensors"],
         [],
+        [],
+        [],
+        Status.INCOMPLETE,
     ),
-    ("complete at the commit", AT_A, held(COMPLETE_FILES, manifest()), Action.UP_TO_DATE, [], [], []),
     (
-        "complete at another commit",
-        AT_B,
-        held(COMPLETE_FILES, manifest()),
+        "an unfinished revision of the commit is resumed",
+        AT_A,
+        held({A: ({"config.json": 10, "old.bin": 5}, None)}),
         Action.FETCH,
         ["model.safetensors"],
         ["config.json"],
         [],
-    ),
-    (
-        "complete with other globs",
-        AT_A,
-        held(COMPLETE_FILES, manifest(include=("*.json",))),
-        Action.FETCH,
-        [],
-        ["config.json", "model.safetensors"],
-        [],
-    ),
-    (
-        "complete, but a file went missing",
-        AT_A,
-        held({"config.json": 10}, manifest()),
-        Action.REPAIR,
-        ["model.safetensors"],
-        [],
-        [],
-    ),
-    (
-        "complete, but a file was resized",
-        AT_A,
-        held({"config.json": 10, "model.safetensors": 999}, manifest()),
-        Action.REPAIR,
-        ["model.safetensors"],
-        [],
-        [],
-    ),
-    (
-        "complete, but a file became a link",
-        AT_A,
-        held({"config.json": 10, "model.safetensors": NOT_A_FILE}, manifest()),
-        Action.REPAIR,
-        ["model.safetensors"],
-        [],
-        [],
-    ),
-    (
-        "an older commit's leftover",
-        AT_A,
-        held({**COMPLETE_FILES, "old.bin": 5}),
-        Action.REPAIR,
-        [],
-        ["config.json", "model.safetensors"],
         ["old.bin"],
+        Status.INCOMPLETE,
+    ),
+    ("current at the commit", AT_A, AT_A_COMPLETE, Action.UP_TO_DATE, [], [], [], [], Status.COMPLETE),
+    (
+        "current at another commit: unchanged files are linked",
+        AT_B,
+        AT_A_COMPLETE,
+        Action.FETCH,
+        ["model.safetensors"],
+        [],
+        ["config.json"],
+        [],
+        Status.STALE,
+    ),
+    (
+        "current with other globs",
+        AT_A,
+        held({A: (COMPLETE_FILES, manifest(include=("*.json",)))}, current=A),
+        Action.FETCH,
+        [],
+        [],
+        ["config.json", "model.safetensors"],
+        [],
+        Status.STALE,
+    ),
+    (
+        "current, but a file went missing",
+        AT_A,
+        held({A: ({"config.json": 10}, manifest())}, current=A),
+        Action.REPAIR,
+        ["model.safetensors"],
+        [],
+        ["config.json"],
+        [],
+        Status.INCOMPLETE,
+    ),
+    (
+        "current, but a file was resized",
+        AT_A,
+        held({A: ({"config.json": 10, "model.safetensors": 999}, manifest())}, current=A),
+        Action.REPAIR,
+        ["model.safetensors"],
+        [],
+        ["config.json"],
+        [],
+        Status.INCOMPLETE,
+    ),
+    (
+        "current, but a file became a link",
+        AT_A,
+        held({A: ({"config.json": 10, "model.safetensors": NOT_A_FILE}, manifest())}, current=A),
+        Action.REPAIR,
+        ["model.safetensors"],
+        [],
+        ["config.json"],
+        [],
+        Status.INCOMPLETE,
+    ),
+    (
+        "current, but verify found a file damaged",
+        AT_A,
+        held({A: (COMPLETE_FILES, manifest())}, current=A, damaged={A: ["model.safetensors"]}),
+        Action.REPAIR,
+        ["model.safetensors"],
+        [],
+        ["config.json"],
+        [],
+        Status.INCOMPLETE,
+    ),
+    (
+        "the layout before revisions, at the commit: adopted without a download",
+        AT_A,
+        held(legacy=(COMPLETE_FILES, manifest())),
+        Action.FETCH,
+        [],
+        [],
+        ["config.json", "model.safetensors"],
+        [],
+        Status.COMPLETE,
+    ),
+    (
+        "the layout before revisions, at another commit",
+        AT_B,
+        held(legacy=(COMPLETE_FILES, manifest())),
+        Action.FETCH,
+        ["model.safetensors"],
+        [],
+        ["config.json"],
+        [],
+        Status.STALE,
+    ),
+    (
+        "the layout before revisions, unfinished: linked, then hashed",
+        AT_A,
+        held(legacy=(COMPLETE_FILES, None)),
+        Action.FETCH,
+        [],
+        ["config.json", "model.safetensors"],
+        ["config.json", "model.safetensors"],
+        [],
+        Status.INCOMPLETE,
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("answer", "target", "action", "fetch", "check", "leftovers"),
+    ("answer", "target", "action", "fetch", "check", "link", "leftovers", "state"),
     [case[1:] for case in CASES],
     ids=[case[0] for case in CASES],
 )
-def test_each_state_gives_one_action(
+def test_each_state_gives_one_action_and_one_list_state(
     answer: HubAnswer,
     target: HeldModel | None,
     action: Action,
     fetch: list[str],
     check: list[str],
+    link: list[str],
     leftovers: list[str],
+    state: Status,
 ):
     plan = plan_model(ENTRY, answer, target)
     assert plan.action is action
     assert plan.commit == answer.commit
     assert [f.path for f in plan.fetch] == fetch
     assert [f.path for f in plan.check] == check
+    assert [f.path for f, _ in plan.link] == link
     assert list(plan.leftovers) == leftovers
     assert plan.fetch_bytes == sum(f.size for f in plan.files if f.path in fetch)
+    assert model_state(target, ENTRY, answer.commit) is state
+    if action is not Action.UP_TO_DATE:
+        current = target.pointer.revision if target is not None and target.pointer else None
+        assert plan.revision != current, "the current revision is never written to"
+
+
+def test_an_update_keeps_the_current_revision_as_previous_and_retires_the_rest():
+    """A → B → C: once C is current, B stays for running readers and a rollback; A goes."""
+    target = held({A: (COMPLETE_FILES, manifest()), B: (COMPLETE_FILES, manifest(B))}, current=B, previous=A)
+    plan = plan_model(ENTRY, HubAnswer(C, (CONFIG, WEIGHTS)), target)
+    assert (plan.action, plan.revision, plan.previous, plan.retire) == (Action.FETCH, C, B, (A,))
+    assert [source for _, source in plan.link] == [f".revisions/{B}/config.json", f".revisions/{B}/model.safetensors"]
+
+
+def test_a_repair_is_written_beside_the_damaged_revision_and_keeps_the_previous_one():
+    target = held(
+        {A: (COMPLETE_FILES, manifest()), B: (COMPLETE_FILES, manifest(B))},
+        current=B,
+        previous=A,
+        damaged={B: ["model.safetensors"]},
+    )
+    plan = plan_model(ENTRY, HubAnswer(B, (CONFIG, WEIGHTS)), target)
+    assert (plan.action, plan.revision, plan.previous, plan.retire) == (Action.REPAIR, f"{B}.1", A, (B,))
+    # Fetched although the previous revision has the same bytes: a hard link there may be the same damaged inode.
+    assert [f.path for f in plan.fetch] == ["model.safetensors"]
+    assert [(f.path, source) for f, source in plan.link] == [("config.json", f".revisions/{B}/config.json")]
+
+
+def test_adopting_the_old_layout_keeps_it_for_readers_of_either_version():
+    plan = plan_model(ENTRY, AT_A, held(legacy=(COMPLETE_FILES, manifest())))
+    assert (plan.revision, plan.previous, plan.retire) == (A, LEGACY, ())
+    assert [source for _, source in plan.link] == ["config.json", "model.safetensors"]
+    assert plan.reason and "adopting" in plan.reason
 
 
 def test_a_model_the_hub_refused_fails_with_the_reason():
-    plan = plan_model(ENTRY, "access denied (HTTP 401): set HF_TOKEN", held(COMPLETE_FILES, manifest()))
+    plan = plan_model(ENTRY, "access denied (HTTP 401): set HF_TOKEN", AT_A_COMPLETE)
     assert plan.action is Action.FAILED
     assert plan.reason == "access denied (HTTP 401): set HF_TOKEN"
     assert plan.fetch == ()
@@ -132,7 +274,7 @@ def test_a_model_the_hub_refused_fails_with_the_reason():
 
 @pytest.mark.parametrize("kind", [Kind.SYMLINK, Kind.FILE])
 def test_something_other_than_a_directory_is_never_written_through(kind: Kind):
-    plan = plan_model(ENTRY, AT_A, held({"Model": 0}, kind=kind))
+    plan = plan_model(ENTRY, AT_A, HeldModel("Model", kind, {"Model": 0}))
     assert plan.action is Action.FAILED
     assert f"is a {kind.value}, not a directory" in (plan.reason or "")
 
@@ -141,10 +283,13 @@ def catalog(*entries: ModelEntry) -> Catalog:
     return Catalog(Path("models.toml"), VolumeSpec(), entries)
 
 
-DROPPED = HeldModel(
-    "Dropped", Kind.DIRECTORY, Manifest("Qwen/Dropped", "main", A, (WEIGHTS,)), {"model.safetensors": 1000}
+DROPPED = held(
+    {A: ({"model.safetensors": 1000}, manifest(files=(WEIGHTS,), repo_id="Qwen/Dropped"))},
+    current=A,
+    name="Dropped",
+    repo_id="Qwen/Dropped",
 )
-UNKNOWN = HeldModel("notes", Kind.DIRECTORY, None, {"readme.txt": 7})
+UNKNOWN = HeldModel("notes", Kind.DIRECTORY, {"readme.txt": 7})
 
 
 def test_prune_takes_only_dropped_models_with_our_manifest():
@@ -172,11 +317,14 @@ def test_a_model_that_failed_to_resolve_cancels_every_prune():
 
 def test_a_directory_a_listed_model_owns_is_never_pruned_even_with_another_manifest():
     """Only a name no entry owns can be pruned: a listed model's directory is replanned, not removed."""
-    foreign = HeldModel("Model", Kind.DIRECTORY, Manifest("Other/Model", "main", A, (WEIGHTS,)), COMPLETE_FILES)
+    foreign = held({A: (COMPLETE_FILES, manifest(repo_id="Other/Model"))}, current=A, repo_id="Other/Model")
     plan = plan_run([ENTRY], {ENTRY.repo_id: AT_A}, {"Model": foreign}, catalog(ENTRY), prune=True)
     assert [m.action for m in plan.models] == [Action.FETCH]
+    assert plan.models[0].link == (), "another repo's files vouch for nothing"
 
 
 def test_a_plan_crosses_the_wire_unchanged():
-    plan = plan_model(ModelEntry("Qwen/Model", include=("*.json",)), AT_B, held(COMPLETE_FILES, manifest()))
+    target = held({A: (COMPLETE_FILES, manifest()), B: (COMPLETE_FILES, manifest(B))}, current=B, previous=A)
+    plan = plan_model(ModelEntry("Qwen/Model", include=("*.json",)), AT_A, target)
+    assert plan.link and plan.retire
     assert ModelPlan.from_wire(plan.to_wire()) == plan
