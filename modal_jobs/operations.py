@@ -202,10 +202,7 @@ def download(
         backend.check_writable()
     lock = nullcontext() if request.dry_run else backend.exclusive(request.lock_wait, cancel)
     with lock:
-        held = survey(store)
-        _stop_if(cancel)
-        answers = desired_state(request, catalog, hub, held, cancel, write=not request.dry_run)
-        plan = plan_run(entries, answers, held, catalog, prune=request.prune)
+        plan = make_plan(entries, catalog, store, hub, cancel, prune=request.prune, request=request)
         log_plan(plan)
         pruned = [m for m in plan.models if m.action is Action.PRUNE]
         work = [m for m in plan.models if m.action is not Action.PRUNE]
@@ -226,6 +223,24 @@ def download(
     kept = sorted([*plan.orphans, *left], key=lambda o: o.name)
     orphan_rows = tuple(OrphanRow(o.name, _join(store.location, o.name), o.files, o.bytes, o.repo_id) for o in kept)
     return Summary(Operation.DOWNLOAD, store.location, tuple(rows), orphan_rows, note)
+
+
+def make_plan(
+    entries: Sequence[ModelEntry],
+    catalog: Catalog,
+    store: Store,
+    hub: Hub,
+    cancel: threading.Event,
+    *,
+    prune: bool,
+    request: Request | None = None,
+) -> Plan:
+    """Survey the target, take the desired state from models.lock (updated first when a download writes), plan."""
+    request = request or Request(Operation.DOWNLOAD, dry_run=True)
+    held = survey(store)
+    _stop_if(cancel)
+    answers = desired_state(request, catalog, hub, held, cancel, write=not request.dry_run)
+    return plan_run(entries, answers, held, catalog, prune=prune)
 
 
 def desired_state(

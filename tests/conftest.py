@@ -166,7 +166,7 @@ def model_dir(target: Path, repo_id: str) -> Path:
         pointer = json.loads((top / POINTER_NAME).read_bytes())
     except (OSError, ValueError):
         return top
-    return top / REVISIONS_DIR / pointer["revision"]
+    return top / REVISIONS_DIR / str(pointer["revision"])
 
 
 def assert_not_loadable(target: Path, repo_id: str) -> None:
