@@ -158,6 +158,8 @@ def run(
     """Select the models, hold the target while writing, and run the operation."""
     entries = select_models(catalog, request.sizes, request.repo_ids)
     cancel = cancel or threading.Event()
+    if request.lock_mode is not LockMode.UPDATE:
+        require_lock(request, catalog)  # before anything touches the target
     try:
         if request.operation is Operation.LOCK:
             return update_lock(catalog, hub, request, cancel)
@@ -259,15 +261,12 @@ def desired_state(
     lock). `ask=False`: only what the lock says; entries it lacks are left out.
     """
     path = lock_path(catalog)
+    if request.lock_mode is not LockMode.UPDATE:
+        pinned = require_lock(request, catalog)
+        missing = f"not in {path.name}, which --frozen takes as it is; run `python -m modal_jobs lock`"
+        return {e.repo_id: m.answer if (m := pinned.get(e.repo_id)) else missing for e in catalog.models}
     locked = models_lock.read(path)
     problems = models_lock.disagreements(locked, catalog)
-    if problems and request.lock_mode is LockMode.LOCKED:
-        raise UsageError(stale_lock_message(path, problems))
-    if request.lock_mode is LockMode.FROZEN:
-        if locked is None:
-            raise UsageError(stale_lock_message(path, problems))
-        missing = f"not in {path.name}, which --frozen takes as it is; run `python -m modal_jobs lock`"
-        return {e.repo_id: m.answer if (m := locked.get(e.repo_id)) else missing for e in catalog.models}
     answers: dict[str, HubAnswer | str] = {m.repo_id: m.answer for m in locked.models} if locked else {}
     stale = models_lock.to_resolve(locked, catalog)
     if not stale or not ask:
@@ -285,6 +284,16 @@ def desired_state(
             "%s is out of date (%s); this run uses the Hub's answers for those models", path.name, shorten(problems)
         )
     return answers
+
+
+def require_lock(request: Request, catalog: Catalog) -> models_lock.ModelsLock:
+    """The lock `--locked` (which must match the list) or `--frozen` (which must exist) runs on; else exit 2."""
+    path = lock_path(catalog)
+    locked = models_lock.read(path)
+    problems = models_lock.disagreements(locked, catalog)
+    if locked is None or (problems and request.lock_mode is LockMode.LOCKED):
+        raise UsageError(stale_lock_message(path, problems))
+    return locked
 
 
 def stale_lock_message(path: Path, problems: Sequence[str]) -> str:
