@@ -435,9 +435,9 @@ def test_a_repair_after_verify_names_the_file_it_fetches_and_its_bytes(cli: Cli,
     assert rows_by_repo(json.loads(result.stdout))[SMALL]["status"] == "repaired"
     assert cli.hub.transfers(SMALL, WEIGHTS) == 1
     size = len(repos.files[SMALL][WEIGHTS])
-    # Which files are damaged is known only once they are hashed: then the run names each, with its size.
-    said = f"{SMALL}: {WEIGHTS} is damaged (sha256 mismatch); fetching it ({human_bytes(size)})"
-    assert said in result.stderr.splitlines(), result.stderr
+    # verify recorded which file is damaged: the plan names it, with its size, before anything moves.
+    said = f"{SMALL}: repair at {repos.commits[SMALL][:7]}: fetch 1 of 5 file(s) ({human_bytes(size)}): {WEIGHTS}"
+    assert any(line.startswith(said) for line in result.stderr.splitlines()), result.stderr
     assert "fetching 0 file(s)" not in result.stderr, result.stderr
     assert " 0 B" not in result.stderr, result.stderr
     assert f"finished, {human_bytes(size)} transferred" in finish_line(result.stderr, SMALL)

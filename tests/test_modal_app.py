@@ -31,7 +31,7 @@ import modal_jobs.volume
 from modal_jobs.catalog import Catalog
 from modal_jobs.summary import ModelRow, Status
 from modal_jobs.volume import ContainerJob, ModalBackend, VolumeStore
-from tests.conftest import BIG, CATALOG, ROOT, SMALL, TOKENIZER, Repos
+from tests.conftest import BIG, CATALOG, ROOT, SMALL, TOKENIZER, Repos, assert_complete
 from tests.local_hub import LocalHub, hub_env
 from tests.test_volume import DirVolume
 
@@ -419,4 +419,5 @@ def test_the_built_wheel_works_from_any_directory_with_catalog(tmp_path: Path, h
     )
     assert listed.returncode == 0, listed.stderr
     assert {row["status"] for row in json.loads(listed.stdout)["models"]} == {"downloaded"}
-    assert (elsewhere / "models" / "Qwen3-TTS-Tokenizer-12Hz" / ".model-cache.json").exists()
+    assert_complete(elsewhere / "models", TOKENIZER, repos.files[TOKENIZER])
+    assert (tmp_path / "my-models.lock").is_file(), "the lock lands beside the list it locks"

@@ -23,6 +23,7 @@ from modal_jobs.engine import STREAM_HASH_MIN_BYTES
 from modal_jobs.hashing import StreamingHash
 from modal_jobs.hub import ByteCallback, Hub
 from modal_jobs.model_dir import DOWNLOADER_STATE, FileRecord
+from modal_jobs.reader import model_path
 from tests.local_hub import LocalHub, random_bytes
 from tests.test_engine import download_model
 
@@ -66,7 +67,7 @@ def test_large_files_are_verified_without_reading_them_again(
 ):
     row = download_model(ModelEntry(REPO), tmp_path / "target", Hub(endpoint=hub.url))
     assert row.status == "downloaded", row.error
-    assert (tmp_path / "target" / "Streamed" / WEIGHTS).read_bytes() == weights
+    assert (model_path(tmp_path / "target", REPO) / WEIGHTS).read_bytes() == weights
     assert hashed_by_reading == ["config.json"]
     assert (hub.count(kind="xorb") > 0) is hub.uses_xet(REPO)
 
@@ -119,7 +120,7 @@ def test_a_streamed_hash_that_disagrees_is_checked_by_reading_the_file_not_refet
     writer = OutOfOrderWriterHub(hub.url, hashlib.sha256(weights).hexdigest())
     row = download_model(ModelEntry(REPO), tmp_path / "target", writer)
     assert row.status == "downloaded", row.error
-    assert (tmp_path / "target" / "Streamed" / WEIGHTS).read_bytes() == weights
+    assert (model_path(tmp_path / "target", REPO) / WEIGHTS).read_bytes() == weights
     assert hub.transfers(REPO, WEIGHTS) == 1
     assert hashed_by_reading.count(WEIGHTS) == 1
     assert "failed verification" not in caplog.text

@@ -57,7 +57,7 @@ def test_rerun_transfers_nothing(cli: Cli, repos: Repos, target: Path):
     result = cli("download", "--model-size", "0.6B", "--json")
     assert result.returncode == 0, result.stderr
     assert {row["status"] for row in json.loads(result.stdout)["models"]} == {"up-to-date"}
-    assert cli.hub.count() == cli.hub.count(kind="revision") == 2, cli.hub.requests
+    assert cli.hub.count() == 0, cli.hub.requests  # models.lock answers for the Hub
     assert cli.hub.bytes_sent == 0
     assert {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.name != LOCK_NAME} == before
 
