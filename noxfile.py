@@ -1,4 +1,4 @@
-"""Sessions: `nox -s lint tests` checks the project; `download`, `list`, `verify`, `clear` run the cache.
+"""Sessions: `nox -s lint tests` checks the project; `lock`, `download`, `list`, `verify`, `clear` run the cache.
 
 Pass options to the cache after `--`: `nox -s download -- --model-size 0.6B --local-dir models`.
 Without `--local-dir` they work on the Modal Volume named in models.toml. Without nox installed,
@@ -65,6 +65,12 @@ def lint(session: nox.Session) -> None:
 def _cache_session(session: nox.Session, operation: str) -> None:
     install(session)
     session.run("python", "-m", "modal_jobs", operation, *session.posargs)
+
+
+@nox.session(default=False)
+def lock(session: nox.Session) -> None:
+    """Write models.lock: the commit and files of every model of models.toml (`-- --upgrade`, `-- --check`)."""
+    _cache_session(session, "lock")
 
 
 @nox.session(default=False)
