@@ -18,18 +18,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from modal_jobs.catalog import ALL_SIZES, Catalog, ModelEntry, select_models
 from modal_jobs.engine import apply_models, verify_models
 from modal_jobs.errors import Cancelled, InterruptedRun, ModelFailed, TargetError, UsageError
 from modal_jobs.hub import AccessDenied, Hub
 from modal_jobs.lock import target_lock
+from modal_jobs.model_dir import Manifest
 from modal_jobs.plan import (
     DONE_STATUS,
     PLANNED_STATUS,
@@ -54,6 +56,10 @@ log = logging.getLogger("modal_jobs")
 
 # Models resolved against the Hub at once while planning.
 RESOLVE_WORKERS = 4
+# How often a thread waiting on the Hub looks whether the run was asked to stop.
+POLL_SECONDS = 0.2
+
+T = TypeVar("T")
 
 
 class Backend(Protocol):
@@ -157,7 +163,7 @@ def run(
             backend.check_exists()
             with backend.exclusive(request.lock_wait, cancel):
                 selected = bool(request.sizes or request.repo_ids)
-                present = set(backend.store.top())
+                present = set(waiting(backend.store.top, cancel))
                 chosen = entries if selected else [e for e in entries if e.dirname in present]
                 return Summary(Operation.VERIFY, backend.store.location, tuple(backend.verify(chosen, cancel)))
         if request.operation is Operation.CLEAR:
@@ -166,6 +172,10 @@ def run(
                 Operation.CLEAR, backend.store.location, tuple(clear(selection, catalog, backend, request, cancel))
             )
     except Cancelled:
+        if request.operation in (Operation.LIST, Operation.PLAN):
+            raise InterruptedRun(
+                f"{request.operation} stopped before it had every answer; nothing was changed"
+            ) from None
         raise InterruptedRun("interrupted; nothing was marked complete: run the same command again to resume") from None
     raise UsageError(f"unknown operation {request.operation!r}; use download, plan, list, verify or clear")
 
@@ -210,8 +220,7 @@ def download(
 def make_plan(
     entries: Sequence[ModelEntry], catalog: Catalog, store: Store, hub: Hub, cancel: threading.Event, *, prune: bool
 ) -> Plan:
-    held = survey(store)
-    _stop_if(cancel)
+    held = waiting(partial(survey, store), cancel)
     # A prune needs every model of the list resolved, selected or not (see plan_run).
     answers = ask_hub(catalog.models if prune else entries, hub, held, cancel)
     return plan_run(entries, as_facts(answers), held, catalog, prune=prune)
@@ -225,42 +234,76 @@ def as_facts(answers: Mapping[str, HubAnswer | ModelFailed]) -> dict[str, HubAns
 def ask_hub(
     entries: Sequence[ModelEntry], hub: Hub, held: Mapping[str, HeldModel], cancel: threading.Event
 ) -> dict[str, HubAnswer | ModelFailed]:
-    """The Hub's answer for each entry, or why there is none: a few at a time, one request each when current.
+    """The Hub's answer for each entry, or why there is none (logged as the model's failure): see `hub_answer`."""
+
+    def one(entry: ModelEntry) -> HubAnswer:
+        try:
+            return hub_answer(entry, hub, held)
+        except ModelFailed as exc:
+            log.error("%s: failed: %s", entry.repo_id, exc)
+            raise
+
+    return gather({e.repo_id: partial(one, e) for e in entries}, cancel)
+
+
+def hub_answer(entry: ModelEntry, hub: Hub, held: Mapping[str, HeldModel]) -> HubAnswer:
+    """The commit the entry resolves to and its files: one request when the target is current, two otherwise.
 
     A commit's files never change, so when the target's manifest was written for this entry at the
     commit the revision points at now, its file list is the Hub's answer and the tree is not listed again.
     """
+    commit = current_commit(entry, hub)
+    item = held.get(entry.dirname)
+    manifest = item.manifest if item is not None else None
+    if manifest is not None and manifest_matches(manifest, entry, commit):
+        return HubAnswer(commit, manifest.files)
+    return HubAnswer(commit, tuple(hub.list_files(entry, commit)))
 
-    def one(entry: ModelEntry) -> HubAnswer | ModelFailed:
-        try:
-            commit = entry.pinned_commit or hub.resolve(entry)
-            item = held.get(entry.dirname)
-            manifest = item.manifest if item is not None else None
-            if manifest is not None and manifest_matches(manifest, entry, commit):
-                return HubAnswer(commit, manifest.files)
-            return HubAnswer(commit, tuple(hub.list_files(entry, commit)))
-        except ModelFailed as exc:
-            log.error("%s: failed: %s", entry.repo_id, exc)
-            return exc
 
-    if not entries:
+def current_commit(entry: ModelEntry, hub: Hub) -> str:
+    return entry.pinned_commit or hub.resolve(entry)
+
+
+def gather(calls: Mapping[str, Callable[[], T]], cancel: threading.Event) -> dict[str, T | ModelFailed]:
+    """Each call's result, or the ModelFailed it raised: a few at a time on a pool, while this thread waits.
+
+    Every request to the Hub goes through here (or `waiting`): the calling thread only waits, looking
+    at `cancel` every 0.2 s, so a stop never waits on a request the Hub holds open.
+    """
+    if not calls:
         return {}
-    pool = ThreadPoolExecutor(max_workers=min(RESOLVE_WORKERS, len(entries)), thread_name_prefix="resolve")
-    futures = {e.repo_id: pool.submit(one, e) for e in entries}
-    answers = {}
+    pool = ThreadPoolExecutor(max_workers=min(RESOLVE_WORKERS, len(calls)), thread_name_prefix="resolve")
+    futures = {key: pool.submit(_settled, call) for key, call in calls.items()}
     try:
-        for repo_id, future in futures.items():
-            while True:
-                _stop_if(cancel)
-                try:
-                    answers[repo_id] = future.result(timeout=0.2)
-                    break
-                except TimeoutError:
-                    continue
+        return {key: _result(future, cancel) for key, future in futures.items()}
     finally:
         # On a stop, what is queued never starts, and nothing waits for what is in flight.
         pool.shutdown(wait=not cancel.is_set(), cancel_futures=True)
-    return answers
+
+
+def waiting(call: Callable[[], T], cancel: threading.Event) -> T:
+    """`call()` on a thread of its own, this one waiting as in `gather`: for the Hub or the volume to answer."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wait")
+    try:
+        return _result(pool.submit(call), cancel)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _settled(call: Callable[[], T]) -> T | ModelFailed:
+    try:
+        return call()
+    except ModelFailed as exc:
+        return exc
+
+
+def _result(future: Future[T], cancel: threading.Event) -> T:
+    while True:
+        _stop_if(cancel)
+        try:
+            return future.result(timeout=POLL_SECONDS)
+        except TimeoutError:
+            continue
 
 
 def log_plan(plan: Plan) -> None:
@@ -307,26 +350,27 @@ def list_models(
     entries: Sequence[ModelEntry], catalog: Catalog, store: Store, hub: Hub, cancel: threading.Event
 ) -> Summary:
     """Each model's state on the target; the Hub is asked only about models complete at some commit."""
-    held = survey(store)
+    held = waiting(partial(survey, store), cancel)
+    manifests = {e.repo_id: m for e in entries if (m := _own_manifest(held.get(e.dirname), e)) is not None}
+    complete = [
+        e for e in entries if e.repo_id in manifests and not missing_or_resized(manifests[e.repo_id], held[e.dirname])
+    ]
+    commits = gather({e.repo_id: partial(current_commit, e, hub) for e in complete}, cancel)
     rows = []
     for entry in entries:
-        _stop_if(cancel)
         path = _join(store.location, entry.dirname)
         item = held.get(entry.dirname)
-        manifest = item.manifest if item is not None and item.kind is Kind.DIRECTORY else None
-        if manifest is not None and manifest.repo_id != entry.repo_id:
-            manifest = None
+        manifest = manifests.get(entry.repo_id)
         error = None
         current = False
-        if item is not None and manifest is not None and not missing_or_resized(manifest, item):
-            try:
-                commit = entry.pinned_commit or hub.resolve(entry)
-                current = manifest_matches(manifest, entry, commit)
-            except ModelFailed as exc:
-                # Offline or refused: say what is on the target, and why staleness is unknown.
-                current = manifest_matches(manifest, entry, None)
-                error = f"could not check for a newer commit: {exc}"
-                log.warning("%s: %s", entry.repo_id, error)
+        commit = commits.get(entry.repo_id)
+        if isinstance(commit, ModelFailed):
+            # Offline or refused: say what is on the target, and why staleness is unknown.
+            current = manifest is not None and manifest_matches(manifest, entry, None)
+            error = f"could not check for a newer commit: {commit}"
+            log.warning("%s: %s", entry.repo_id, error)
+        elif commit is not None and manifest is not None:
+            current = manifest_matches(manifest, entry, commit)
         state = model_state(item, entry, current)
         files, size = (len(item.files), item.bytes) if item is not None else (0, 0)
         rows.append(
@@ -335,6 +379,12 @@ def list_models(
     found = orphans(held, catalog)
     orphan_rows = [OrphanRow(o.name, _join(store.location, o.name), o.files, o.bytes, o.repo_id) for o in found]
     return Summary(Operation.LIST, store.location, tuple(rows), tuple(orphan_rows))
+
+
+def _own_manifest(item: HeldModel | None, entry: ModelEntry) -> Manifest | None:
+    """The manifest the cache wrote for this entry's repo in its directory, if there is one."""
+    manifest = item.manifest if item is not None and item.kind is Kind.DIRECTORY else None
+    return manifest if manifest is not None and manifest.repo_id == entry.repo_id else None
 
 
 def clear(
@@ -346,12 +396,12 @@ def clear(
     never hangs in CI.
     """
     store = backend.store
-    top = store.top()
+    top = waiting(store.top, cancel)
     names = sorted(top) if entries is None else [e.dirname for e in entries if e.dirname in top]
     if not names:
         log.info("clear: nothing to remove on %s", store.location)
         return []
-    held = {name: store.held(name, top[name]) for name in names}
+    held = waiting(lambda: {name: store.held(name, top[name]) for name in names}, cancel)
     total = sum(h.bytes for h in held.values())
     if not request.yes and not request.dry_run:
         listing = ", ".join(f"{n}/" for n in names)
@@ -394,9 +444,13 @@ def plan_changes(
     for lack of a token is `not-checked` when no HF_TOKEN is set: a fork's pull request cannot have one.
     With a target, what it already holds is subtracted from what the merge transfers.
     """
-    held = survey(backend.store) if backend is not None else {}
+    held = waiting(partial(survey, backend.store), cancel) if backend is not None else {}
     answers = ask_hub(entries, hub, held, cancel)
     base_models = {m.repo_id: m for m in (base.models if base else ())}
+    listed = {e.repo_id for e in catalog.models}
+    revised = [old for e in entries if (old := base_models.get(e.repo_id)) is not None and old.revision != e.revision]
+    dropped = [old for old in base_models.values() if old.repo_id not in listed]
+    was_at = gather({old.repo_id: partial(current_commit, old, hub) for old in revised}, cancel)
     plans = {m.repo_id: m for m in plan_run(entries, as_facts(answers), held, catalog, prune=False).models}
     location = backend.store.location if backend is not None else "(no target)"
     rows = []
@@ -420,8 +474,8 @@ def plan_changes(
                 )
             )
             continue
-        if old is not None and changes and old.revision != entry.revision:
-            changes.append(_base_commit(old, hub))
+        if entry.repo_id in was_at:
+            changes.append(_was_at(was_at[entry.repo_id]))
         status = Status.ADDED if old is None else Status.CHANGED if changes else Status.UNCHANGED
         # Without a target, everything added or changed is the most the merge can transfer.
         fetch = plan.fetch_bytes if backend is not None else (plan.total_bytes if status is not Status.UNCHANGED else 0)
@@ -440,22 +494,20 @@ def plan_changes(
                 note=note,
             )
         )
-    listed = {e.repo_id for e in catalog.models}
-    for old in base.models if base else ():
-        if old.repo_id not in listed:
-            item = held.get(old.dirname)
-            files, size = (len(item.files), item.bytes) if item is not None else (0, 0)
-            rows.append(
-                ModelRow(
-                    old.repo_id,
-                    _join(location, old.dirname),
-                    Status.DROPPED,
-                    None,
-                    files,
-                    size,
-                    note="download --prune removes it from the volume",
-                )
+    for old in dropped:
+        item = held.get(old.dirname)
+        files, size = (len(item.files), item.bytes) if item is not None else (0, 0)
+        rows.append(
+            ModelRow(
+                old.repo_id,
+                _join(location, old.dirname),
+                Status.DROPPED,
+                None,
+                files,
+                size,
+                note="download --prune removes it from the volume",
             )
+        )
     return Summary(Operation.PLAN, location, tuple(rows))
 
 
@@ -472,11 +524,9 @@ def _entry_changes(old: ModelEntry, new: ModelEntry) -> list[str]:
     return changes
 
 
-def _base_commit(old: ModelEntry, hub: Hub) -> str:
-    try:
-        commit = old.pinned_commit or hub.resolve(old)
-    except ModelFailed as exc:
-        return f"base revision did not resolve ({exc})"
+def _was_at(commit: str | ModelFailed) -> str:
+    if isinstance(commit, ModelFailed):
+        return f"base revision did not resolve ({commit})"
     return f"was at commit {commit[:7]}"
 
 
