@@ -438,11 +438,13 @@ def plan_changes(
     hub: Hub,
     cancel: threading.Event,
 ) -> Summary:
-    """What merging this list would change: added, removed and changed models, with what each costs.
+    """What merging this list would change: added, removed and changed models, with what each costs or frees.
 
     Every model of the list is resolved (a typo fails here, before the merge). A repo the Hub refuses
     for lack of a token is `not-checked` when no HF_TOKEN is set: a fork's pull request cannot have one.
-    With a target, what it already holds is subtracted from what the merge transfers.
+    A model the list removes is resolved from its base entry, as any other, to say what leaves the
+    volume; when that fails, its row says so without failing the plan. With a target, what it already
+    holds is subtracted from what the merge transfers.
     """
     held = waiting(partial(survey, backend.store), cancel) if backend is not None else {}
     answers = ask_hub(entries, hub, held, cancel)
@@ -451,6 +453,7 @@ def plan_changes(
     revised = [old for e in entries if (old := base_models.get(e.repo_id)) is not None and old.revision != e.revision]
     dropped = [old for old in base_models.values() if old.repo_id not in listed]
     was_at = gather({old.repo_id: partial(current_commit, old, hub) for old in revised}, cancel)
+    leaving = gather({old.repo_id: partial(hub_answer, old, hub, held) for old in dropped}, cancel)
     plans = {m.repo_id: m for m in plan_run(entries, as_facts(answers), held, catalog, prune=False).models}
     location = backend.store.location if backend is not None else "(no target)"
     rows = []
@@ -495,20 +498,31 @@ def plan_changes(
             )
         )
     for old in dropped:
-        item = held.get(old.dirname)
-        files, size = (len(item.files), item.bytes) if item is not None else (0, 0)
-        rows.append(
-            ModelRow(
-                old.repo_id,
-                _join(location, old.dirname),
-                Status.DROPPED,
-                None,
-                files,
-                size,
-                note="download --prune removes it from the volume",
-            )
-        )
+        on_target = held.get(old.dirname) if backend is not None else None
+        rows.append(_dropped_row(old, leaving[old.repo_id], _join(location, old.dirname), backend, on_target))
     return Summary(Operation.PLAN, location, tuple(rows))
+
+
+def _dropped_row(
+    old: ModelEntry, answer: HubAnswer | ModelFailed, path: str, backend: Backend | None, item: HeldModel | None
+) -> ModelRow:
+    """A model the list removes: the commit its base entry resolves to, and the files and bytes that leave with it."""
+    notes = []
+    if isinstance(answer, ModelFailed):
+        log.warning("%s: removed from the list, and its base entry did not resolve: %s", old.repo_id, answer)
+        commit, files, size = old.pinned_commit, 0, 0
+        notes.append(f"the base entry did not resolve, so what leaves is unknown: {answer}")
+    else:
+        commit, files, size = answer.commit, len(answer.files), sum(f.size for f in answer.files)
+    if backend is None:
+        notes.append("download --prune removes it from the volume")
+    elif item is None:
+        notes.append("not on the target")
+    else:
+        notes.append(
+            f"on the target: {len(item.files)} file(s), {human_bytes(item.bytes)}; download --prune removes them"
+        )
+    return ModelRow(old.repo_id, path, Status.DROPPED, commit, files, size, note="; ".join(notes))
 
 
 def _entry_changes(old: ModelEntry, new: ModelEntry) -> list[str]:

@@ -392,11 +392,12 @@ def test_list_stops_while_the_hub_holds_its_request(cli: Cli, repos: Repos, targ
     [
         pytest.param("listed", id="a-listed-model"),
         pytest.param("changed", id="a-changed-model's-base-revision"),
+        pytest.param("removed", id="a-model-the-list-removes"),
     ],
 )
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_plan_stops_while_the_hub_holds_its_request(cli: Cli, repos: Repos, tmp_path: Path, sig: int, waiting_on: str):
-    """`plan --base-catalog` resolves the list and the base revisions of changed models."""
+    """`plan --base-catalog` resolves the list, the base revisions of changed models and the models it removes."""
     v2 = {**repos.files[SMALL], "extra.json": b"{}"}
     cli.hub.commit(SMALL, v2, branch="v2")
     base = tmp_path / "base.toml"
@@ -407,8 +408,10 @@ def test_plan_stops_while_the_hub_holds_its_request(cli: Cli, repos: Repos, tmp_
     cli.catalog.write_text(changed.replace(f'[[model]]\nrepo_id = "{BIG}"\nsize = "1.7B"\n', ""))
     if waiting_on == "listed":
         cli.hub.hold(TOKENIZER)
-    else:
+    elif waiting_on == "changed":
         cli.hub.hold(SMALL, revision="main")
+    else:
+        cli.hub.hold(BIG)
 
     process = start(cli, "plan", "--base-catalog", str(base))
     wait_for(process, lambda: held(cli) and catches_sigterm(process.pid), "the held request")
