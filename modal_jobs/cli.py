@@ -39,11 +39,21 @@ OPERATIONS = {
     "path": "print the directory to load a model from (what the inference service's reader returns)",
 }
 
+# The flags of the script this cache grew from (`modal run download_models.py --model-size 0.6B`,
+# `--list-only`, `--clear`): people arrive with them in their shell history. Each stands for a command.
+SEED_FLAGS = {"--list-only": "list", "--clear": "clear"}
+SEED_HELP = """aliases of the commands, as the original download_models.py took them:
+  --model-size LABEL [options]   download --model-size LABEL [options]
+  --list-only [options]          list [options]
+  --clear [options]              clear [options] (removes only with --yes)"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineErrors(
         prog="python -m modal_jobs",
         description="Keep Qwen3-TTS model weights cached, verified, on a Modal Volume or a local directory.",
+        epilog=SEED_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="operation", required=True, metavar="COMMAND")
     for name, help_text in OPERATIONS.items():
@@ -143,6 +153,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def seed_command_line(argv: Sequence[str]) -> list[str]:
+    """The command line with a seed flag turned into its command (see SEED_FLAGS); any other, unchanged.
+
+    Only a command line that starts with an option is translated: `--model-size L …` alone is
+    `download --model-size L …`, `--list-only …` is `list …`, `--clear …` is `clear …`.
+    """
+    args = list(argv)
+    if not args or not args[0].startswith("-") or args[0] in ("-h", "--help"):
+        return args
+    named = sorted({SEED_FLAGS[a] for a in args if a in SEED_FLAGS})
+    if len(named) > 1:
+        raise UsageError("--list-only and --clear name two commands; pass one of them")
+    if named:
+        return [named[0], *(a for a in args if a not in SEED_FLAGS)]
+    if any(a == "--model-size" or a.startswith("--model-size=") for a in args):
+        return ["download", *args]
+    return args
+
+
 class _OneLineErrors(argparse.ArgumentParser):
     """Usage errors as one line that says where the help is, not the whole usage block."""
 
@@ -155,7 +184,12 @@ def main(argv: Sequence[str] | None = None, *, app_running: bool = False) -> int
 
     `app_running`: called by `modal run`, which has started the Modal app already.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    try:
+        command_line = seed_command_line(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        parser.error(str(exc))
+    args = parser.parse_args(command_line)
     configure_logging()
     if args.operation == "path":
         return print_path(args)

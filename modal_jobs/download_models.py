@@ -2,8 +2,10 @@
 
     modal run -m modal_jobs.download_models download --model-size 0.6B [--dry-run] [--prune] [--json]
     modal run -m modal_jobs.download_models list
+    modal run -m modal_jobs.download_models --model-size 0.6B   # or --list-only, --clear: the original flags
 
-The arguments are those of `python -m modal_jobs` and go through the same driver (`cli.main`).
+The arguments are those of `python -m modal_jobs` and go through the same driver (`cli.main`),
+which also takes the original script's flags as aliases of the commands.
 The caller plans (`modal_jobs.volume`); a container is handed one model's plan, commit included,
 and carries it out with the engine. Nothing here reads the model list: the volume and its mount
 are attached per call from the list the run loaded, so the installed package imports anywhere.

@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from modal_jobs import models_lock
 from modal_jobs.catalog import ALL_SIZES, Catalog, ModelEntry, select_models
@@ -57,6 +58,10 @@ log = logging.getLogger("modal_jobs")
 
 # Models resolved against the Hub at once while planning.
 RESOLVE_WORKERS = 4
+# How often a thread waiting on the Hub looks whether the run was asked to stop.
+POLL_SECONDS = 0.2
+
+T = TypeVar("T")
 
 
 class Backend(Protocol):
@@ -164,7 +169,7 @@ def run(
         if request.operation is Operation.LOCK:
             return update_lock(catalog, hub, request, cancel)
         if request.operation is Operation.PLAN:
-            return plan_changes(entries, catalog, request.base_catalog, backend, hub, cancel)
+            return plan_changes(entries, catalog, request.base_catalog, backend, hub, cancel, request)
         if backend is None:
             raise UsageError(f"{request.operation} needs a target: pass --local-dir DIR, or set up Modal")
         if request.operation is Operation.DOWNLOAD:
@@ -175,7 +180,7 @@ def run(
             backend.check_exists()
             with backend.exclusive(request.lock_wait, cancel):
                 selected = bool(request.sizes or request.repo_ids)
-                present = set(backend.store.top())
+                present = set(waiting(backend.store.top, cancel))
                 chosen = entries if selected else [e for e in entries if e.dirname in present]
                 wanted = desired_state(request, catalog, hub, {}, cancel, write=False, ask=False)
                 rows = [against_lock(row, wanted.get(row.repo_id)) for row in backend.verify(chosen, cancel)]
@@ -186,6 +191,10 @@ def run(
                 Operation.CLEAR, backend.store.location, tuple(clear(selection, catalog, backend, request, cancel))
             )
     except Cancelled:
+        if request.operation in (Operation.LIST, Operation.PLAN):
+            raise InterruptedRun(
+                f"{request.operation} stopped before it had every answer; nothing was changed"
+            ) from None
         raise InterruptedRun("interrupted; nothing was marked complete: run the same command again to resume") from None
     raise UsageError(f"unknown operation {request.operation!r}; use download, plan, list, verify or clear")
 
@@ -239,9 +248,8 @@ def make_plan(
 ) -> Plan:
     """Survey the target, take the desired state from models.lock (updated first when a download writes), plan."""
     request = request or Request(Operation.DOWNLOAD, dry_run=True)
-    held = survey(store)
-    _stop_if(cancel)
-    answers = desired_state(request, catalog, hub, held, cancel, write=not request.dry_run)
+    held = waiting(partial(survey, store), cancel)
+    answers = as_facts(desired_state(request, catalog, hub, held, cancel, write=not request.dry_run))
     return plan_run(entries, answers, held, catalog, prune=prune)
 
 
@@ -254,7 +262,7 @@ def desired_state(
     *,
     write: bool,
     ask: bool = True,
-) -> dict[str, HubAnswer | str]:
+) -> dict[str, HubAnswer | ModelFailed]:
     """What each model of the list must be, from models.lock: brought up to date first, or refused, or as it is.
 
     `write`: a run that changes the target records what it resolved (the first download creates the
@@ -263,15 +271,15 @@ def desired_state(
     path = lock_path(catalog)
     if request.lock_mode is not LockMode.UPDATE:
         pinned = require_lock(request, catalog)
-        missing = f"not in {path.name}, which --frozen takes as it is; run `python -m modal_jobs lock`"
+        missing = ModelFailed(f"not in {path.name}, which --frozen takes as it is; run `python -m modal_jobs lock`")
         return {e.repo_id: m.answer if (m := pinned.get(e.repo_id)) else missing for e in catalog.models}
     locked = models_lock.read(path)
     problems = models_lock.disagreements(locked, catalog)
-    answers: dict[str, HubAnswer | str] = {m.repo_id: m.answer for m in locked.models} if locked else {}
+    answers: dict[str, HubAnswer | ModelFailed] = {m.repo_id: m.answer for m in locked.models} if locked else {}
     stale = models_lock.to_resolve(locked, catalog)
     if not stale or not ask:
         return {k: v for k, v in answers.items() if k not in {e.repo_id for e in stale}}
-    resolved = as_facts(ask_hub(stale, hub, held, cancel))
+    resolved = ask_hub(stale, hub, held, cancel)
     answers.update(resolved)
     fresh = {k: v for k, v in resolved.items() if isinstance(v, HubAnswer)}
     if write and len(fresh) == len(resolved):
@@ -308,7 +316,7 @@ def stale_lock_message(path: Path, problems: Sequence[str]) -> str:
     )
 
 
-def against_lock(row: ModelRow, wanted: HubAnswer | str | None) -> ModelRow:
+def against_lock(row: ModelRow, wanted: HubAnswer | ModelFailed | None) -> ModelRow:
     """A verified model that is sound but not at the lock's commit is stale: that fails verify too."""
     if row.status is not Status.OK or not isinstance(wanted, HubAnswer) or row.commit == wanted.commit:
         return row
@@ -388,43 +396,77 @@ def as_facts(answers: Mapping[str, HubAnswer | ModelFailed]) -> dict[str, HubAns
 def ask_hub(
     entries: Sequence[ModelEntry], hub: Hub, held: Mapping[str, HeldModel], cancel: threading.Event
 ) -> dict[str, HubAnswer | ModelFailed]:
-    """The Hub's answer for each entry, or why there is none: a few at a time, one request each when current.
+    """The Hub's answer for each entry, or why there is none (logged as the model's failure): see `hub_answer`."""
+
+    def one(entry: ModelEntry) -> HubAnswer:
+        try:
+            return hub_answer(entry, hub, held)
+        except ModelFailed as exc:
+            log.error("%s: failed: %s", entry.repo_id, exc)
+            raise
+
+    return gather({e.repo_id: partial(one, e) for e in entries}, cancel)
+
+
+def hub_answer(entry: ModelEntry, hub: Hub, held: Mapping[str, HeldModel]) -> HubAnswer:
+    """The commit the entry resolves to and its files: one request when the target is current, two otherwise.
 
     A commit's files never change, so when the target's manifest was written for this entry at the
     commit the revision points at now, its file list is the Hub's answer and the tree is not listed again.
     """
+    commit = current_commit(entry, hub)
+    item = held.get(entry.dirname)
+    current = item.current if item is not None and item.kind is Kind.DIRECTORY else None
+    manifest = current.manifest if current is not None else None
+    if manifest is not None and manifest_matches(manifest, entry, commit):
+        return HubAnswer(commit, manifest.files)
+    return HubAnswer(commit, tuple(hub.list_files(entry, commit)))
 
-    def one(entry: ModelEntry) -> HubAnswer | ModelFailed:
-        try:
-            commit = entry.pinned_commit or hub.resolve(entry)
-            item = held.get(entry.dirname)
-            current = item.current if item is not None and item.kind is Kind.DIRECTORY else None
-            manifest = current.manifest if current is not None else None
-            if manifest is not None and manifest_matches(manifest, entry, commit):
-                return HubAnswer(commit, manifest.files)
-            return HubAnswer(commit, tuple(hub.list_files(entry, commit)))
-        except ModelFailed as exc:
-            log.error("%s: failed: %s", entry.repo_id, exc)
-            return exc
 
-    if not entries:
+def current_commit(entry: ModelEntry, hub: Hub) -> str:
+    return entry.pinned_commit or hub.resolve(entry)
+
+
+def gather(calls: Mapping[str, Callable[[], T]], cancel: threading.Event) -> dict[str, T | ModelFailed]:
+    """Each call's result, or the ModelFailed it raised: a few at a time on a pool, while this thread waits.
+
+    Every request to the Hub goes through here (or `waiting`): the calling thread only waits, looking
+    at `cancel` every 0.2 s, so a stop never waits on a request the Hub holds open.
+    """
+    if not calls:
         return {}
-    pool = ThreadPoolExecutor(max_workers=min(RESOLVE_WORKERS, len(entries)), thread_name_prefix="resolve")
-    futures = {e.repo_id: pool.submit(one, e) for e in entries}
-    answers = {}
+    pool = ThreadPoolExecutor(max_workers=min(RESOLVE_WORKERS, len(calls)), thread_name_prefix="resolve")
+    futures = {key: pool.submit(_settled, call) for key, call in calls.items()}
     try:
-        for repo_id, future in futures.items():
-            while True:
-                _stop_if(cancel)
-                try:
-                    answers[repo_id] = future.result(timeout=0.2)
-                    break
-                except TimeoutError:
-                    continue
+        return {key: _result(future, cancel) for key, future in futures.items()}
     finally:
         # On a stop, what is queued never starts, and nothing waits for what is in flight.
         pool.shutdown(wait=not cancel.is_set(), cancel_futures=True)
-    return answers
+
+
+def waiting(call: Callable[[], T], cancel: threading.Event) -> T:
+    """`call()` on a thread of its own, this one waiting as in `gather`: for the Hub or the volume to answer."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wait")
+    try:
+        return _result(pool.submit(call), cancel)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _settled(call: Callable[[], T]) -> T | ModelFailed:
+    try:
+        return call()
+    except ModelFailed as exc:
+        return exc
+
+
+def _result(future: Future[T], cancel: threading.Event) -> T:
+    while True:
+        _stop_if(cancel)
+        try:
+            return future.result(timeout=POLL_SECONDS)
+        except TimeoutError:
+            continue
 
 
 def log_plan(plan: Plan) -> None:
@@ -493,25 +535,22 @@ def list_models(
     request: Request | None = None,
 ) -> Summary:
     """Each model's state on the target against models.lock; without a lock, the Hub is asked about complete models."""
-    held = survey(store)
+    held = waiting(partial(survey, store), cancel)
     wanted = desired_state(request or Request(Operation.LIST), catalog, hub, held, cancel, write=False, ask=False)
+    unknown = [e for e in entries if e.repo_id not in wanted and _complete_current(held.get(e.dirname), e)]
+    asked = gather({e.repo_id: partial(current_commit, e, hub) for e in unknown}, cancel)
     rows = []
     for entry in entries:
-        _stop_if(cancel)
         path = _join(store.location, entry.dirname)
         item = held.get(entry.dirname)
         current = item.current if item is not None and item.repo_id == entry.repo_id else None
-        manifest = current.manifest if current is not None and current.complete else None
-        answer = wanted.get(entry.repo_id)
-        commit = answer.commit if isinstance(answer, HubAnswer) else None
+        answer = wanted.get(entry.repo_id) or asked.get(entry.repo_id)
+        commit = answer.commit if isinstance(answer, HubAnswer) else answer if isinstance(answer, str) else None
         error = None
-        if manifest is not None and commit is None:
-            try:
-                commit = entry.pinned_commit or hub.resolve(entry)
-            except ModelFailed as exc:
-                # Offline or refused: say what is on the target, and why staleness is unknown.
-                error = f"could not check for a newer commit: {exc}"
-                log.warning("%s: %s", entry.repo_id, error)
+        if isinstance(answer, ModelFailed):
+            # Offline or refused: say what is on the target, and why staleness is unknown.
+            error = f"could not check for a newer commit: {answer}"
+            log.warning("%s: %s", entry.repo_id, error)
         state = model_state(item, entry, commit)
         if current is not None:
             files, size = len(current.files), current.bytes
@@ -535,6 +574,14 @@ def list_models(
     return Summary(Operation.LIST, store.location, tuple(rows), tuple(orphan_rows))
 
 
+def _complete_current(item: HeldModel | None, entry: ModelEntry) -> bool:
+    """The cache wrote this entry's repo here, and what readers load is complete (at some commit)."""
+    current = (
+        item.current if item is not None and item.kind is Kind.DIRECTORY and item.repo_id == entry.repo_id else None
+    )
+    return current is not None and current.complete
+
+
 def clear(
     entries: Sequence[ModelEntry] | None, catalog: Catalog, backend: Backend, request: Request, cancel: threading.Event
 ) -> list[ModelRow]:
@@ -544,12 +591,12 @@ def clear(
     never hangs in CI.
     """
     store = backend.store
-    top = store.top()
+    top = waiting(store.top, cancel)
     names = sorted(top) if entries is None else [e.dirname for e in entries if e.dirname in top]
     if not names:
         log.info("clear: nothing to remove on %s", store.location)
         return []
-    held = {name: store.held(name, top[name]) for name in names}
+    held = waiting(lambda: {name: store.held(name, top[name]) for name in names}, cancel)
     total = sum(h.bytes for h in held.values())
     if not request.yes and not request.dry_run:
         listing = ", ".join(f"{n}/" for n in names)
@@ -585,16 +632,33 @@ def plan_changes(
     backend: Backend | None,
     hub: Hub,
     cancel: threading.Event,
+    request: Request,
 ) -> Summary:
-    """What merging this list would change: added, removed and changed models, with what each costs.
+    """What merging this list and its lock would change: models added, removed and changed, and what each costs.
 
-    Every model of the list is resolved (a typo fails here, before the merge). A repo the Hub refuses
-    for lack of a token is `not-checked` when no HF_TOKEN is set: a fork's pull request cannot have one.
-    With a target, what it already holds is subtracted from what the merge transfers.
+    The new side is models.lock (what the merge applies; entries the lock lacks are resolved, and the
+    run says so). The base side is the lock beside the base list when there is one, else the Hub. A
+    repo the Hub refuses for lack of a token is `not-checked` when no HF_TOKEN is set: a fork's pull
+    request cannot have one. A model the list removes says what leaves the volume; when its base entry
+    does not resolve, its row says so without failing the plan. With a target, what it already holds
+    is subtracted from what the merge transfers.
     """
-    held = survey(backend.store) if backend is not None else {}
-    answers = ask_hub(entries, hub, held, cancel)
+    held = waiting(partial(survey, backend.store), cancel) if backend is not None else {}
+    answers = desired_state(request, catalog, hub, held, cancel, write=False)
     base_models = {m.repo_id: m for m in (base.models if base else ())}
+    base_locked = locked_answers(base)
+    listed = {e.repo_id for e in catalog.models}
+    revised = [
+        old
+        for e in entries
+        if (old := base_models.get(e.repo_id)) is not None
+        and old.revision != e.revision
+        and old.repo_id not in base_locked
+    ]
+    dropped = [old for old in base_models.values() if old.repo_id not in listed]
+    was_at = gather({old.repo_id: partial(current_commit, old, hub) for old in revised}, cancel)
+    unlocked = {old.repo_id: partial(hub_answer, old, hub, held) for old in dropped if old.repo_id not in base_locked}
+    leaving: dict[str, HubAnswer | ModelFailed] = {**base_locked, **gather(unlocked, cancel)}
     plans = {m.repo_id: m for m in plan_run(entries, as_facts(answers), held, catalog, prune=False).models}
     location = backend.store.location if backend is not None else "(no target)"
     rows = []
@@ -618,11 +682,21 @@ def plan_changes(
                 )
             )
             continue
-        if old is not None and changes and old.revision != entry.revision:
-            changes.append(_base_commit(old, hub))
+        before = base_locked.get(entry.repo_id)
+        if before is not None and before.commit != answer.commit:
+            moved = {f.path for f in set(before.files) ^ set(answer.files)}
+            changes.append(f"commit {before.commit[:12]} → {answer.commit[:12]}, {len(moved)} file(s) changed")
+        elif entry.repo_id in was_at:
+            changes.append(_was_at(was_at[entry.repo_id]))
         status = Status.ADDED if old is None else Status.CHANGED if changes else Status.UNCHANGED
-        # Without a target, everything added or changed is the most the merge can transfer.
-        fetch = plan.fetch_bytes if backend is not None else (plan.total_bytes if status is not Status.UNCHANGED else 0)
+        if backend is not None:
+            fetch = plan.fetch_bytes
+        elif status is Status.UNCHANGED:
+            fetch = 0
+        else:
+            # Without a target: files the base revision already has are linked, not transferred.
+            known = {f.hash for f in before.files} if before is not None else set()
+            fetch = sum(f.size for f in answer.files if f.hash not in known)
         note = "; ".join(changes) or None
         if backend is not None and plan.action is not Action.FAILED:
             note = "; ".join(filter(None, [note, f"on the target: {plan.action.value}"]))
@@ -638,23 +712,40 @@ def plan_changes(
                 note=note,
             )
         )
-    listed = {e.repo_id for e in catalog.models}
-    for old in base.models if base else ():
-        if old.repo_id not in listed:
-            item = held.get(old.dirname)
-            files, size = (len(item.files), item.bytes) if item is not None else (0, 0)
-            rows.append(
-                ModelRow(
-                    old.repo_id,
-                    _join(location, old.dirname),
-                    Status.DROPPED,
-                    None,
-                    files,
-                    size,
-                    note="download --prune removes it from the volume",
-                )
-            )
+    for old in dropped:
+        on_target = held.get(old.dirname) if backend is not None else None
+        rows.append(_dropped_row(old, leaving[old.repo_id], _join(location, old.dirname), backend, on_target))
     return Summary(Operation.PLAN, location, tuple(rows))
+
+
+def locked_answers(base: Catalog | None) -> dict[str, HubAnswer]:
+    """What the lock beside the base list says of each base entry it still stands for."""
+    locked = models_lock.read(lock_path(base)) if base is not None else None
+    if base is None or locked is None:
+        return {}
+    return {e.repo_id: m.answer for e in base.models if (m := locked.get(e.repo_id)) and m.disagreement(e) is None}
+
+
+def _dropped_row(
+    old: ModelEntry, answer: HubAnswer | ModelFailed, path: str, backend: Backend | None, item: HeldModel | None
+) -> ModelRow:
+    """A model the list removes: the commit its base entry resolves to, and the files and bytes that leave with it."""
+    notes = []
+    if isinstance(answer, ModelFailed):
+        log.warning("%s: removed from the list, and its base entry did not resolve: %s", old.repo_id, answer)
+        commit, files, size = old.pinned_commit, 0, 0
+        notes.append(f"the base entry did not resolve, so what leaves is unknown: {answer}")
+    else:
+        commit, files, size = answer.commit, len(answer.files), sum(f.size for f in answer.files)
+    if backend is None:
+        notes.append("download --prune removes it from the volume")
+    elif item is None:
+        notes.append("not on the target")
+    else:
+        notes.append(
+            f"on the target: {item.file_count} file(s), {human_bytes(item.bytes)}; download --prune removes them"
+        )
+    return ModelRow(old.repo_id, path, Status.DROPPED, commit, files, size, note="; ".join(notes))
 
 
 def _entry_changes(old: ModelEntry, new: ModelEntry) -> list[str]:
@@ -670,11 +761,9 @@ def _entry_changes(old: ModelEntry, new: ModelEntry) -> list[str]:
     return changes
 
 
-def _base_commit(old: ModelEntry, hub: Hub) -> str:
-    try:
-        commit = old.pinned_commit or hub.resolve(old)
-    except ModelFailed as exc:
-        return f"base revision did not resolve ({exc})"
+def _was_at(commit: str | ModelFailed) -> str:
+    if isinstance(commit, ModelFailed):
+        return f"base revision did not resolve ({commit})"
     return f"was at commit {commit[:7]}"
 
 

@@ -9,10 +9,11 @@ JSON contract (CI and other tools read it):
              "fetch_bytes": 2400000000, "note": null}],
  "orphans": [{"name": "old-model", "path": "/vol/models/old-model", "files": 3, "bytes": 1024,
               "repo_id": "Qwen/old-model"}],
- "total_bytes": 2400000000, "fetch_bytes": 2400000000, "note": null}
+ "total_bytes": 2400000000, "fetch_bytes": 2400000000, "freed_bytes": 0, "note": null}
 ```
 
-`bytes` is the model's size; `fetch_bytes` what was (or, in a plan, would be) transferred. An
+`bytes` is the model's size; `fetch_bytes` what was (or, in a plan, would be) transferred;
+`freed_bytes` the size of the models that leave the target (pruned, or removed from the list). An
 orphan with a `repo_id` is a model of ours the list dropped (`download --prune` removes it); one
 without is a directory the cache did not write, which it never removes on its own.
 """
@@ -163,6 +164,11 @@ class Summary:
         return sum(row.fetch_bytes for row in self.models)
 
     @property
+    def freed_bytes(self) -> int:
+        """The rows' bytes of models that leave (or left) the target: pruned, or removed from the list."""
+        return sum(row.bytes for row in self.models if row.status in GONE_STATUSES)
+
+    @property
     def exit_code(self) -> int:
         return 1 if any(row.failed for row in self.models) else 0
 
@@ -174,6 +180,7 @@ class Summary:
             "orphans": [asdict(o) for o in self.orphans],
             "total_bytes": self.total_bytes,
             "fetch_bytes": self.fetch_bytes,
+            "freed_bytes": self.freed_bytes,
             "note": self.note,
         }
 
@@ -196,11 +203,16 @@ def render_markdown(summary: Summary) -> str:
         lines.append(
             f"| `{row.repo_id}` | {icon} {row.status} | {commit} | {row.files} | {human_bytes(row.bytes)} | {seconds} |"
         )
-    noun = "model" if len(summary.models) == 1 else "models"
-    lines += ["", f"**Total:** {human_bytes(summary.total_bytes)} in {len(summary.models)} {noun}."]
+    count = len(summary.models)
+    lines += ["", f"**Total:** {human_bytes(summary.total_bytes)} in {count} {_models(count)}."]
     if summary.fetch_bytes:
         verb = "Transfers" if summary.operation is Operation.DOWNLOAD else "At most"
         lines.append(f"**{verb}:** {human_bytes(summary.fetch_bytes)}.")
+    if summary.freed_bytes:
+        gone = sum(row.status in GONE_STATUSES for row in summary.models)
+        lines.append(
+            f"**{_freed(summary).capitalize()}:** {human_bytes(summary.freed_bytes)} in {gone} {_models(gone)}."
+        )
     notes = [row for row in summary.models if row.note and not row.error]
     if notes:
         lines += ["", "**Details:**", ""]
@@ -241,6 +253,8 @@ def render_text(summary: Summary) -> str:
     total = f"total: {human_bytes(summary.total_bytes)}"
     if summary.fetch_bytes:
         total += f", transfer: {human_bytes(summary.fetch_bytes)}"
+    if summary.freed_bytes:
+        total += f", {_freed(summary)}: {human_bytes(summary.freed_bytes)}"
     lines.append(total)
     if summary.note:
         lines.append(f"note: {_one_line(summary.note)}")
@@ -294,6 +308,15 @@ def write_summaries(summary: Summary, json_path: Path | None, markdown_path: Pat
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+
+
+def _freed(summary: Summary) -> str:
+    """`freed` once a prune removed models, `frees` while it is only planned."""
+    return "freed" if any(row.status is Status.PRUNED for row in summary.models) else "frees"
+
+
+def _models(count: int) -> str:
+    return "model" if count == 1 else "models"
 
 
 def _one_line(text: str) -> str:

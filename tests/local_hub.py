@@ -18,7 +18,8 @@ way the real Hub sends them, through `hf_xet`:
   Xorbs hold uncompressed chunks (`tests.local_xet`).
 
 Every request is counted (kinds `revision`, `tree`, `resolve`, `xet-token`, `reconstruction`,
-`xorb`), and faults (status bursts, throttling, corrupt bodies, stalled bodies) can be injected on either path, so
+`xorb`), and faults (status bursts, throttling, corrupt bodies, stalled bodies, API requests held unanswered) can be
+injected on either path, so
 tests assert what went over the wire. Bodies are sent with `sendfile` from content-addressed blobs
 (and xorbs) on disk: it is also the server the benchmark measures `curl` and bare
 `huggingface_hub` against.
@@ -107,13 +108,21 @@ class Stall:
     times: int | None
 
 
+@dataclass
+class Hold:
+    repo_id: str
+    kind: str  # an API request kind: `revision`, `tree`, `xet-read-token`
+    revision: str | None
+    times: int | None
+
+
 @dataclass(frozen=True)
 class Request:
     method: str
     kind: str
     repo_id: str
     path: str
-    status: int
+    status: int  # 0: held, never answered (see LocalHub.hold)
     offset: int | None = None  # where a file body or reconstruction starts (`Range`), for file transfers
 
 
@@ -153,6 +162,7 @@ class LocalHub:
         self._faults: list[Fault] = []
         self._corruptions: list[Corruption] = []
         self._stalls: list[Stall] = []
+        self._holds: list[Hold] = []
         self._stopping = threading.Event()
         self._tree_overrides: dict[tuple[str, str], dict[str, object]] = {}
         self._rate: int | None = None
@@ -361,6 +371,19 @@ class LocalHub:
         with self._lock:
             self._stalls.append(Stall(repo_id, path, at, times))
 
+    def hold(
+        self, repo_id: str, *, kind: str = "revision", revision: str | None = None, times: int | None = None
+    ) -> None:
+        """Take the next `times` API requests of this kind for the repo (None: all of them) and never answer.
+
+        `revision` narrows it to requests for that revision (a branch, a tag or a commit, as asked).
+
+        The request is counted (status 0) when it arrives; its connection stays open until the client
+        gives up or the hub stops: a Hub that accepted the request and is slow to answer it.
+        """
+        with self._lock:
+            self._holds.append(Hold(repo_id, kind, revision, times))
+
     def ignore_ranges(self, ignore: bool = True) -> None:
         """Answer every `Range` request with the whole file and 200, as some CDNs do."""
         self._ignore_ranges = ignore
@@ -374,6 +397,7 @@ class LocalHub:
             self._faults.clear()
             self._corruptions.clear()
             self._stalls.clear()
+            self._holds.clear()
             self._tree_overrides.clear()
         self._ignore_ranges = False
         self._rate = None
@@ -411,6 +435,20 @@ class LocalHub:
                     if s.times is not None:
                         s.times -= 1
                     return s
+        return None
+
+    def _take_hold(self, kind: str, repo_id: str, revision: str) -> Hold | None:
+        with self._lock:
+            for h in self._holds:
+                if (
+                    h.repo_id == repo_id
+                    and h.kind == kind
+                    and h.revision in (None, revision)
+                    and (h.times is None or h.times > 0)
+                ):
+                    if h.times is not None:
+                        h.times -= 1
+                    return h
         return None
 
     def _resolve_ref(self, repo_id: str, rev: str) -> tuple[str, dict[str, Blob]] | None:
@@ -483,6 +521,11 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def _api(self, method: str, kind: str, repo_id: str, rest: str, query: dict[str, list[str]]) -> None:
+        if self.hub._take_hold(kind, repo_id, rest.partition("/")[0]) is not None:
+            self._record(method, kind, repo_id, rest, 0)
+            self.close_connection = True
+            self._keep_open()
+            return
         if self._fault(method, kind, repo_id, rest):
             return
         rev, _, sub = rest.partition("/")
@@ -707,6 +750,10 @@ class _Handler(BaseHTTPRequestHandler):
         with self.hub._lock:
             self.hub.bytes_sent += len(data)
         self.close_connection = True
+        self._keep_open()
+
+    def _keep_open(self) -> None:
+        """Send nothing more, until the client closes its end or the hub stops."""
         while not self.hub._stopping.is_set():
             ready, _, _ = select.select([self.connection], [], [], 0.2)
             if ready:

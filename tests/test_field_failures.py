@@ -24,6 +24,7 @@ from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME, FileRecord, new_manif
 from modal_jobs.summary import human_bytes
 from tests.conftest import (
     BIG,
+    CATALOG,
     SMALL,
     TOKENIZER,
     Cli,
@@ -359,6 +360,62 @@ def test_list_stops(cli: Cli, repos: Repos, target: Path, sig: int):
     wait_for(process, lambda: catches_sigterm(process.pid), "the signal handlers")
     stop(process, sig)
     assert snapshot(target) == before
+
+
+def assert_only_the_stop_was_said(stderr: str, sig: int) -> None:
+    """The acknowledgement of the signal, then the one line that says the read-only run stopped: nothing else."""
+    lines = stderr.splitlines()
+    assert lines[0] == f"warning: received {signal.Signals(sig).name}; stopping and cleaning up", stderr
+    assert len(lines) == 2 and lines[1].startswith("interrupted"), stderr
+    assert lines[1].endswith("nothing was changed"), stderr
+
+
+def held(cli: Cli) -> bool:
+    return any(r.status == 0 for r in cli.hub.requests)
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_list_stops_while_the_hub_holds_its_request(cli: Cli, repos: Repos, target: Path, sig: int):
+    """`list` asks the Hub whether a complete model is current; a Hub slow to answer does not keep it from stopping."""
+    assert cli("download", "--model-size", "0.6B").returncode == 0
+    before = snapshot(target)
+    cli.hub.hold(SMALL)
+
+    process = start(cli, "list")
+    wait_for(process, lambda: held(cli) and catches_sigterm(process.pid), "the held request")
+    assert_only_the_stop_was_said(stop(process, sig, within=5), sig)
+    assert snapshot(target) == before
+
+
+@pytest.mark.parametrize(
+    "waiting_on",
+    [
+        pytest.param("listed", id="a-listed-model"),
+        pytest.param("changed", id="a-changed-model's-base-revision"),
+        pytest.param("removed", id="a-model-the-list-removes"),
+    ],
+)
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_plan_stops_while_the_hub_holds_its_request(cli: Cli, repos: Repos, tmp_path: Path, sig: int, waiting_on: str):
+    """`plan --base-catalog` resolves the list, the base revisions of changed models and the models it removes."""
+    v2 = {**repos.files[SMALL], "extra.json": b"{}"}
+    cli.hub.commit(SMALL, v2, branch="v2")
+    base = tmp_path / "base.toml"
+    base.write_text(CATALOG)
+    changed = CATALOG.replace(
+        f'repo_id = "{SMALL}"\nsize = "0.6B"', f'repo_id = "{SMALL}"\nsize = "0.6B"\nrevision = "v2"'
+    )
+    cli.catalog.write_text(changed.replace(f'[[model]]\nrepo_id = "{BIG}"\nsize = "1.7B"\n', ""))
+    if waiting_on == "listed":
+        cli.hub.hold(TOKENIZER)
+    elif waiting_on == "changed":
+        cli.hub.hold(SMALL, revision="main")
+    else:
+        cli.hub.hold(BIG)
+
+    process = start(cli, "plan", "--base-catalog", str(base))
+    wait_for(process, lambda: held(cli) and catches_sigterm(process.pid), "the held request")
+    assert_only_the_stop_was_said(stop(process, sig, within=5), sig)
 
 
 @pytest.mark.parametrize("path", ["http", "xet"])

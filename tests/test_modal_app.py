@@ -245,6 +245,16 @@ def test_modal_run_help_works_offline(offline: Offline):
     assert TOKEN not in result.stdout + result.stderr
 
 
+def test_modal_run_passes_the_seed_flags_on_to_the_entrypoint(offline: Offline):
+    """Its parser takes the flags of the original download_models.py without complaint; offline, the run stops
+    only where it needs Modal (the entrypoint's own handling of them is tested below, in a running app)."""
+    result = offline.run(MODAL, "run", "-m", "modal_jobs.download_models", "--model-size", "0.6B", "--clear", "--yes")
+    assert result.returncode != 0
+    assert "Token missing" in result.stderr
+    assert "No such option" not in result.stderr
+    assert result.network_attempts == ""
+
+
 @pytest.mark.parametrize("operation", ["list", "download", "verify", "clear"])
 def test_the_cli_without_modal_credentials_fails_fast(offline: Offline, operation: str):
     result = offline.run(sys.executable, "-m", "modal_jobs", operation, "--catalog", "models.toml")
@@ -377,6 +387,39 @@ def test_entrypoint_clear_refuses_without_yes(entrypoint: EntrypointTarget):
     assert code == 0
     assert out.split()[:2] == [SMALL, "removed"]
     assert not (entrypoint.root / "Qwen3-TTS-12Hz-0.6B-Base").exists()
+
+
+def test_entrypoint_takes_the_seed_flags(entrypoint: EntrypointTarget):
+    """`modal run download_models.py --model-size 0.6B`, `--list-only`, `--clear`: as the original script took them."""
+    code, out, _ = run_entrypoint("--model-size", "0.6B")
+    assert code == 0
+    assert entrypoint.started == [SMALL, TOKENIZER]
+    assert [{k: v for k, v in o.items() if k != "env"} for o in entrypoint.opened_with] == [
+        {"create": True, "app_running": True}
+    ]
+
+    small = entrypoint.root / "Qwen3-TTS-12Hz-0.6B-Base"
+    small.mkdir()
+    (small / "config.json").write_text("{}")
+    code, out, _ = run_entrypoint("--list-only")
+    assert code == 0
+    assert [line.split()[:2] for line in out.splitlines()[:-1]] == [
+        [BIG, "missing"],
+        [SMALL, "incomplete"],
+        [TOKENIZER, "missing"],
+    ]
+
+    code, out, err = run_entrypoint("--clear")
+    assert code == 2
+    assert out == ""
+    assert "clear would remove 1 directory" in err and "add --yes" in err
+    assert small.exists()
+
+    code, out, _ = run_entrypoint("--clear", "--yes")
+    assert code == 0
+    assert out.split()[:2] == [SMALL, "removed"]
+    assert not small.exists()
+    assert entrypoint.started == [SMALL, TOKENIZER], "listing and clearing start no container"
 
 
 def test_entrypoint_rejects_bad_input_in_one_line(entrypoint: EntrypointTarget):

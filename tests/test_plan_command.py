@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from modal_jobs.summary import human_bytes
 from tests.conftest import BIG, CATALOG, SMALL, TOKENIZER, Cli, Repos, rows_by_repo
 
 NEW = "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"
@@ -13,6 +14,10 @@ NEW = "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def without_big(catalog: str) -> str:
+    return catalog.replace(f'[[model]]\nrepo_id = "{BIG}"\nsize = "1.7B"\n', "")
 
 
 def test_rows_say_what_was_added_removed_and_changed_with_sizes(cli: Cli, repos: Repos, tmp_path: Path):
@@ -47,11 +52,61 @@ def test_rows_say_what_was_added_removed_and_changed_with_sizes(cli: Cli, repos:
     assert summary["fetch_bytes"] == 3002 + small_bytes
     markdown = step_summary.read_text()
     assert f"| `{NEW}` | ➕ added |" in markdown
-    assert f"| `{BIG}` | ➖ removed-from-list |" in markdown
     assert "**At most:**" in markdown
+    # A removed model says what leaves the volume: the commit its base entry resolves to, its files and bytes.
+    big_bytes = sum(len(b) for b in repos.files[BIG].values())
+    assert rows[BIG]["commit"] == repos.commits[BIG]
+    assert (rows[BIG]["files"], rows[BIG]["bytes"], rows[BIG]["fetch_bytes"]) == (5, big_bytes, 0)
+    assert rows[BIG]["note"] == "download --prune removes it from the volume"
+    assert summary["freed_bytes"] == big_bytes
+    assert summary["total_bytes"] == 3002 + small_bytes + sum(len(b) for b in repos.files[TOKENIZER].values())
+    big = human_bytes(big_bytes)
+    assert f"| `{BIG}` | ➖ removed-from-list | `{repos.commits[BIG][:7]}` | 5 | {big} | – |" in markdown
+    assert f"**Frees:** {big} in 1 model." in markdown
     # no target: nothing listed, nothing created
     assert not cli.target.exists()
-    assert cli.hub.count(kind="tree", repo_id=BIG) == 0, "a removed model is not asked about"
+
+
+def test_the_terminal_says_what_a_removal_frees(cli: Cli, repos: Repos, tmp_path: Path):
+    base = write(tmp_path / "base.toml", CATALOG)
+    cli.catalog.write_text(without_big(CATALOG))
+    result = cli("plan", "--base-catalog", str(base), local=False)
+    assert result.returncode == 0, result.stderr
+    big = human_bytes(sum(len(b) for b in repos.files[BIG].values()))
+    row = next(line for line in result.stdout.splitlines() if line.startswith(BIG))
+    assert row.split()[1:5] == ["removed-from-list", repos.commits[BIG][:7], "5", "files"], row
+    assert row.endswith(big)
+    assert result.stdout.splitlines()[-1].endswith(f", frees: {big}"), result.stdout
+
+
+def test_a_removed_model_whose_base_entry_no_longer_resolves_says_so_without_failing(
+    cli: Cli, repos: Repos, tmp_path: Path
+):
+    gone = "Qwen/Deleted-Since"
+    base = write(tmp_path / "base.toml", CATALOG + f'\n[[model]]\nrepo_id = "{gone}"\n')
+    result = cli("plan", "--base-catalog", str(base), "--json", local=False)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    row = rows_by_repo(summary)[gone]
+    assert row["status"] == "removed-from-list"
+    assert (row["commit"], row["files"], row["bytes"], row["error"]) == (None, 0, 0, None)
+    assert row["note"].startswith("the base entry did not resolve, so what leaves is unknown: ")
+    assert f"repository {gone} not found" in row["note"]
+    assert summary["freed_bytes"] == 0
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"warning: {gone}: removed from the list, and its base entry did not resolve: "), line
+
+
+def test_given_a_target_a_removed_model_says_what_the_target_holds(cli: Cli, repos: Repos, tmp_path: Path):
+    assert cli("download").returncode == 0
+    base = write(tmp_path / "base.toml", CATALOG)
+    cli.catalog.write_text(without_big(CATALOG))
+    row = rows_by_repo(cli.json("plan", "--base-catalog", str(base)))[BIG]
+    big_bytes = sum(len(b) for b in repos.files[BIG].values())
+    assert (row["commit"], row["files"], row["bytes"]) == (repos.commits[BIG], 5, big_bytes)
+    assert row["note"] == f"on the target: 5 file(s), {human_bytes(big_bytes)}; download --prune removes them"
+    # The target's manifest names the commit's files: the tree is not listed again.
+    assert cli.hub.count(kind="tree", repo_id=BIG) == 1
 
 
 def test_an_invalid_list_fails_the_check_in_one_line(cli: Cli, tmp_path: Path):

@@ -15,6 +15,7 @@ from modal_jobs.summary import (
     human_bytes,
     render_json,
     render_markdown,
+    render_text,
 )
 
 COMMIT = "3f2a9c1" + "0" * 33
@@ -36,7 +37,16 @@ def sample() -> Summary:
 
 def test_json_has_the_documented_keys_and_totals():
     data = json.loads(render_json(sample()))
-    assert list(data) == ["operation", "target", "models", "orphans", "total_bytes", "fetch_bytes", "note"]
+    assert list(data) == [
+        "operation",
+        "target",
+        "models",
+        "orphans",
+        "total_bytes",
+        "fetch_bytes",
+        "freed_bytes",
+        "note",
+    ]
     assert list(data["models"][0]) == [
         "repo_id",
         "path",
@@ -60,6 +70,27 @@ def test_markdown_is_a_table_with_human_sizes_short_commits_and_reasons():
     assert "**Total:** 2.5 GiB in 2 models." in markdown
     assert "- `Qwen/B`: access denied (HTTP 401): set HF_TOKEN" in markdown
     assert "- `old/`: 3 files, 2.0 KiB" in markdown
+
+
+def test_models_that_leave_are_counted_as_freed_not_in_the_total():
+    plan = Summary(
+        Operation.PLAN,
+        "(no target)",
+        (
+            ModelRow("Qwen/A", "(no target)/A", Status.ADDED, COMMIT, 2, 3 * 1024**2, fetch_bytes=3 * 1024**2),
+            ModelRow("Qwen/B", "(no target)/B", Status.DROPPED, COMMIT, 5, 2 * 1024**3),
+        ),
+    )
+    assert (plan.total_bytes, plan.freed_bytes) == (3 * 1024**2, 2 * 1024**3)
+    assert json.loads(render_json(plan))["freed_bytes"] == 2 * 1024**3
+    markdown = render_markdown(plan)
+    assert "| `Qwen/B` | ➖ removed-from-list | `3f2a9c1` | 5 | 2.0 GiB | – |" in markdown
+    assert "**Frees:** 2.0 GiB in 1 model." in markdown
+    assert render_text(plan).splitlines()[-1] == "total: 3.0 MiB, transfer: 3.0 MiB, frees: 2.0 GiB"
+
+    pruned = Summary(Operation.DOWNLOAD, "/x", (ModelRow("Qwen/B", "/x/B", Status.PRUNED, COMMIT, 5, 1024),))
+    assert "**Freed:** 1.0 KiB in 1 model." in render_markdown(pruned)
+    assert render_text(pruned).splitlines()[-1] == "total: 0 B, freed: 1.0 KiB"
 
 
 def test_exit_code_follows_the_rows():
