@@ -63,6 +63,14 @@ class Repos:
     commits: dict[str, str]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def the_repository_keeps_no_lock_of_test_commits() -> Iterator[None]:
+    """A run against the local hub writes models.lock beside its list: never beside the repository's own."""
+    had = (ROOT / "models.lock").exists()
+    yield
+    assert had or not (ROOT / "models.lock").exists(), "a test wrote models.lock into the repository"
+
+
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     """The engine configures logging as a process would; put pytest's handlers back after."""

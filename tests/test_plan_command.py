@@ -84,6 +84,7 @@ def test_a_removed_model_whose_base_entry_no_longer_resolves_says_so_without_fai
 ):
     gone = "Qwen/Deleted-Since"
     base = write(tmp_path / "base.toml", CATALOG + f'\n[[model]]\nrepo_id = "{gone}"\n')
+    assert cli("lock", local=False).returncode == 0
     result = cli("plan", "--base-catalog", str(base), "--json", local=False)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
