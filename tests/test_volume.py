@@ -265,23 +265,27 @@ def statuses(summary: dict[str, Any]) -> dict[str, str]:
     return {row["repo_id"]: row["status"] for row in summary["models"]}
 
 
-@pytest.fixture
-def hub_process_env(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What a container sees: the local hub as HF_ENDPOINT (read by `Hub()`), its own HF_HOME, no token."""
+def stand_in(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog: Catalog) -> Twins:
+    """An empty local directory and an empty stand-in volume under tmp_path, driven through `catalog`.
+
+    The environment is what a container sees: the local hub as HF_ENDPOINT (read by `Hub()`), its
+    own HF_HOME, no token. The list's path must be under tmp_path: a download writes models.lock beside it.
+    """
     for key, value in hub_env(hub, tmp_path / "hf-home").items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("HF_TOKEN", raising=False)
-
-
-@pytest.fixture
-def twins(hub: LocalHub, repos: Repos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_process_env: None) -> Twins:
     volume_root = tmp_path / "volume"
     volume_root.mkdir()
     containers = InProcessContainers(volume_root, VolumeRecorder(volume_root))
-    # Under tmp_path: a download writes models.lock beside the list. EXTRA never resolves, so this
-    # list's lock is never written, and every download asks the hub where its branches are.
-    catalog = parse_catalog(CATALOG + f'\n[[model]]\nrepo_id = "{EXTRA}"\nsize = "1.7B"\n', tmp_path / "models.toml")
     return Twins(tmp_path / "local", volume_root, Hub(endpoint=hub.url), containers, catalog)
+
+
+@pytest.fixture
+def twins(hub: LocalHub, repos: Repos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Twins:
+    """The twins over a list with EXTRA, which never resolves: its lock is never written, and every
+    download asks the hub where its branches are."""
+    catalog = parse_catalog(CATALOG + f'\n[[model]]\nrepo_id = "{EXTRA}"\nsize = "1.7B"\n', tmp_path / "models.toml")
+    return stand_in(hub, tmp_path, monkeypatch, catalog)
 
 
 # -- the same answers as the local backend ---------------------------------------------------
