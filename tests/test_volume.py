@@ -4,6 +4,10 @@ Every operation runs through `modal_jobs.operations.run` twice, once with `Local
 directory and once with the volume backend on an identical copy; the summaries must agree except
 for the target string. Containers are "started" in-process: the injected starter counts them and
 runs `apply_one`/`verify_one` through `.local()` against the copy, with the plan the caller made.
+
+Both targets hold the layout of `modal_jobs.model_dir`: per model a pointer (`.current.json`) naming
+one of its `.revisions/<commit>/`, each with its manifest. What a reader loads is checked with
+`modal_jobs.reader.model_path`, as an inference container would.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ import modal_jobs.download_models as jobs
 from modal_jobs.catalog import Catalog, VolumeSpec, parse_catalog
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError
 from modal_jobs.hub import Deadlines, Hub
-from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
+from modal_jobs.model_dir import DAMAGED_NAME, LOCK_NAME, MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
 from modal_jobs.operations import Backend, LocalBackend, Request, make_plan, run
 from modal_jobs.plan import Action, Kind
+from modal_jobs.reader import ModelNotReady, model_path
 from modal_jobs.store import LocalStore
 from modal_jobs.summary import ModelRow, Operation, Status, Summary, human_bytes, render_text
 from modal_jobs.volume import (
@@ -43,10 +48,11 @@ from modal_jobs.volume import (
     hf_secrets,
     require_credentials,
 )
-from tests.conftest import BIG, CATALOG, SMALL, TOKENIZER, Repos, tree
+from tests.conftest import BIG, CATALOG, SMALL, TOKENIZER, Repos, assert_complete, model_dir, tree
 from tests.local_hub import LocalHub, hub_env
 
 MOUNT = "/vol/models"
+SMALL_DIR = "Qwen3-TTS-12Hz-0.6B-Base"
 EXTRA = "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice"  # in the list, never on the hub
 
 
@@ -124,19 +130,32 @@ class DirVolume:
 
 
 class VolumeRecorder:
-    """Stands in for the mounted `modal.Volume` inside a container: records reload/commit."""
+    """Stands in for the mounted `modal.Volume` inside a container: records reload/commit and what each commit shows."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.events: list[str] = []
-        self.manifests_at_commit: list[list[str]] = []
+        self.loadable_at_commit: list[list[str]] = []
 
     def reload(self) -> None:
         self.events.append("reload")
 
     def commit(self) -> None:
         self.events.append("commit")
-        self.manifests_at_commit.append(sorted(p.parent.name for p in self.root.glob(f"*/{MANIFEST_NAME}")))
+        self.loadable_at_commit.append(loadable(self.root))
+
+
+def loadable(root: Path) -> list[str]:
+    """The repos a reader can load from `root` now: each pointer names its repo, the reader says yes or no."""
+    found = []
+    for pointer in sorted(root.glob(f"*/{POINTER_NAME}")):
+        repo_id = str(json.loads(pointer.read_bytes())["repo_id"])
+        try:
+            model_path(root, repo_id)
+        except ModelNotReady:
+            continue
+        found.append(repo_id)
+    return found
 
 
 # -- containers, in-process ------------------------------------------------------------------
@@ -246,21 +265,27 @@ def statuses(summary: dict[str, Any]) -> dict[str, str]:
     return {row["repo_id"]: row["status"] for row in summary["models"]}
 
 
-@pytest.fixture
-def hub_process_env(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What a container sees: the local hub as HF_ENDPOINT (read by `Hub()`), its own HF_HOME, no token."""
+def stand_in(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog: Catalog) -> Twins:
+    """An empty local directory and an empty stand-in volume under tmp_path, driven through `catalog`.
+
+    The environment is what a container sees: the local hub as HF_ENDPOINT (read by `Hub()`), its
+    own HF_HOME, no token. The list's path must be under tmp_path: a download writes models.lock beside it.
+    """
     for key, value in hub_env(hub, tmp_path / "hf-home").items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("HF_TOKEN", raising=False)
-
-
-@pytest.fixture
-def twins(hub: LocalHub, repos: Repos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_process_env: None) -> Twins:
     volume_root = tmp_path / "volume"
     volume_root.mkdir()
     containers = InProcessContainers(volume_root, VolumeRecorder(volume_root))
-    catalog = parse_catalog(CATALOG + f'\n[[model]]\nrepo_id = "{EXTRA}"\nsize = "1.7B"\n')
     return Twins(tmp_path / "local", volume_root, Hub(endpoint=hub.url), containers, catalog)
+
+
+@pytest.fixture
+def twins(hub: LocalHub, repos: Repos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Twins:
+    """The twins over a list with EXTRA, which never resolves: its lock is never written, and every
+    download asks the hub where its branches are."""
+    catalog = parse_catalog(CATALOG + f'\n[[model]]\nrepo_id = "{EXTRA}"\nsize = "1.7B"\n', tmp_path / "models.toml")
+    return stand_in(hub, tmp_path, monkeypatch, catalog)
 
 
 # -- the same answers as the local backend ---------------------------------------------------
@@ -286,7 +311,7 @@ def test_list_agrees_on_complete_incomplete_stale_missing_and_orphans(twins: Twi
     hub.commit(TOKENIZER, {"config.json": b"{}"})  # the Hub moved on
 
     def damage(root: Path) -> None:
-        (root / "Qwen3-TTS-12Hz-1.7B-Base" / MANIFEST_NAME).unlink()  # as a killed run leaves it
+        (model_dir(root, BIG) / MANIFEST_NAME).unlink()  # the current revision no longer vouches for itself
         (root / "old-model").mkdir()
         (root / "old-model" / "weights.bin").write_bytes(b"x" * 100)
         (root / "stray.txt").write_text("hello")
@@ -295,6 +320,7 @@ def test_list_agrees_on_complete_incomplete_stale_missing_and_orphans(twins: Twi
     local, volume = twins.run("list")
     assert volume == local
     assert statuses(volume) == {BIG: "incomplete", SMALL: "complete", TOKENIZER: "stale", EXTRA: "missing"}
+    assert loadable(twins.volume_root) == [SMALL, TOKENIZER]
     assert [(o["name"], o["files"], o["bytes"]) for o in volume["orphans"]] == [
         ("old-model", 1, 100),
         ("stray.txt", 1, 5),
@@ -308,6 +334,7 @@ def test_only_stale_and_missing_models_start_containers(twins: Twins, hub: Local
 
     local, volume = twins.run("download", dry_run=True)
     assert volume == local
+    assert not twins.catalog.path.with_suffix(".lock").exists(), "no lock holds SMALL at its old commit"
     assert statuses(volume) == {BIG: "fetch", SMALL: "fetch", TOKENIZER: "up-to-date", EXTRA: "failed"}
     assert twins.containers.count() == started, "a dry run starts no container"
 
@@ -317,12 +344,15 @@ def test_only_stale_and_missing_models_start_containers(twins: Twins, hub: Local
     assert [repo for _, repo in twins.containers.started[started:]] == [BIG, SMALL]
 
 
-def test_an_incomplete_model_is_repaired_in_its_container(twins: Twins):
+def test_an_incomplete_model_is_repaired_in_its_container(twins: Twins, repos: Repos):
     twins.run("download", sizes=("0.6B",))
-    twins.change(lambda root: (root / "Qwen3-TTS-12Hz-0.6B-Base" / MANIFEST_NAME).unlink())
+    twins.change(lambda root: (model_dir(root, SMALL) / MANIFEST_NAME).unlink())
+    assert loadable(twins.volume_root) == [TOKENIZER]
     local, volume = twins.run("download", sizes=("0.6B",))
     assert volume == local
     assert statuses(volume) == {SMALL: "repaired", TOKENIZER: "up-to-date"}
+    assert [repo for op, repo in twins.containers.started[-1:]] == [SMALL]
+    assert_complete(twins.volume_root, SMALL, repos.files[SMALL])
 
 
 def test_a_container_that_crashes_fails_its_model_only(twins: Twins):
@@ -339,7 +369,7 @@ def test_verify_agrees_and_reports_missing_models_without_a_container(twins: Twi
     twins.run("download", sizes=("0.6B",))
 
     def corrupt(root: Path) -> None:
-        path = root / "Qwen3-TTS-12Hz-0.6B-Base" / "model.safetensors"
+        path = model_dir(root, SMALL) / "model.safetensors"
         data = bytearray(path.read_bytes())
         data[100] ^= 0xFF
         path.write_bytes(bytes(data))
@@ -355,10 +385,14 @@ def test_verify_agrees_and_reports_missing_models_without_a_container(twins: Twi
     assert volume == local
     assert statuses(volume) == {SMALL: "damaged", TOKENIZER: "ok"}
     assert "model.safetensors (sha256 mismatch)" in volume["models"][0]["error"]
-    assert not (twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base" / MANIFEST_NAME).exists()
+    # The damage is marked for the next download; readers keep the revision they have until then.
+    for root in (twins.local_root, twins.volume_root):
+        marked = json.loads((model_dir(root, SMALL) / DAMAGED_NAME).read_bytes())
+        assert marked == {"damaged": ["model.safetensors"]}
+        assert model_path(root, SMALL) == model_dir(root, SMALL)
 
 
-def test_clear_refuses_without_yes_and_removes_one_model_with_it(twins: Twins):
+def test_clear_refuses_without_yes_and_removes_one_model_with_it(twins: Twins, repos: Repos):
     twins.run("download", sizes=("0.6B",))
     snapshot = tree(twins.volume_root)
     local_error, volume_error = twins.error("clear")
@@ -373,8 +407,8 @@ def test_clear_refuses_without_yes_and_removes_one_model_with_it(twins: Twins):
     local, volume = twins.run("clear", repo_ids=(SMALL,), yes=True)
     assert volume == local
     assert statuses(volume) == {SMALL: "removed"}
-    assert not (twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base").exists()
-    assert (twins.volume_root / "Qwen3-TTS-Tokenizer-12Hz" / MANIFEST_NAME).exists()
+    assert not (twins.volume_root / SMALL_DIR).exists()
+    assert_complete(twins.volume_root, TOKENIZER, repos.files[TOKENIZER])
 
 
 def test_clear_everything_never_follows_a_link(twins: Twins, tmp_path: Path):
@@ -420,16 +454,16 @@ def test_a_linked_model_directory_is_not_trusted(twins: Twins, tmp_path: Path):
 
 def test_a_link_standing_for_the_manifest_is_not_read(twins: Twins, tmp_path: Path):
     twins.run("download", sizes=("0.6B",))
-    (tmp_path / "forged.json").write_bytes(
-        (twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base" / MANIFEST_NAME).read_bytes()
-    )
-    manifest = twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base" / MANIFEST_NAME
+    manifest = model_dir(twins.volume_root, SMALL) / MANIFEST_NAME
+    (tmp_path / "forged.json").write_bytes(manifest.read_bytes())
     manifest.unlink()
     manifest.symlink_to(tmp_path / "forged.json")
     volume = DirVolume(twins.volume_root)
     store = VolumeStore(volume, VolumeSpec(mount=MOUNT))
-    assert store.held("Qwen3-TTS-12Hz-0.6B-Base", Kind.DIRECTORY).manifest is None
-    assert ("read_file", f"Qwen3-TTS-12Hz-0.6B-Base/{MANIFEST_NAME}") not in volume.calls
+    current = store.held(SMALL_DIR, Kind.DIRECTORY).current
+    assert current is not None and current.manifest is None and not current.complete
+    assert ("read_file", manifest.relative_to(twins.volume_root).as_posix()) not in volume.calls
+    assert ("read_file", f"{SMALL_DIR}/{POINTER_NAME}") in volume.calls
 
 
 # -- planning without the volume --------------------------------------------------------------
@@ -698,14 +732,15 @@ def test_apply_one_writes_its_model_and_commits_after_the_manifest(twins: Twins,
     row = jobs.apply_one.local(model.to_wire(), str(twins.volume_root), cast(Any, recorder), None)
     assert row["status"] == "downloaded"
     assert row["commit"] == repos.commits[SMALL]
-    assert row["path"] == str(twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base")
+    assert row["path"] == str(twins.volume_root / SMALL_DIR)
     assert recorder.events == ["commit"]
-    assert recorder.manifests_at_commit == [["Qwen3-TTS-12Hz-0.6B-Base"]]
-    on_volume = tree(twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base")
-    manifest = json.loads(on_volume.pop(MANIFEST_NAME))
-    assert on_volume == repos.files[SMALL]
-    assert manifest["include"] == ["*.json", "*.safetensors"]
-    assert [p.name for p in twins.volume_root.iterdir()] == ["Qwen3-TTS-12Hz-0.6B-Base"]
+    assert recorder.loadable_at_commit == [[SMALL]], "the commit publishes a model the reader loads"
+    assert_complete(twins.volume_root, SMALL, repos.files[SMALL])
+    found = model_path(twins.volume_root, SMALL, repos.commits[SMALL])
+    assert found == twins.volume_root / SMALL_DIR / REVISIONS_DIR / repos.commits[SMALL]
+    assert json.loads((found / MANIFEST_NAME).read_bytes())["include"] == ["*.json", "*.safetensors"]
+    assert [p.name for p in twins.volume_root.iterdir()] == [SMALL_DIR]
+    assert sorted(p.name for p in (twins.volume_root / SMALL_DIR).iterdir()) == [POINTER_NAME, REVISIONS_DIR]
 
 
 def test_verify_one_reloads_before_hashing_and_commits_what_it_found(twins: Twins):
@@ -740,14 +775,15 @@ def plant_dropped_model(root: Path, twins: Twins) -> None:
     """A model the cache wrote for a repo the list no longer names, and a directory it never wrote."""
     source = twins.local_root if root == twins.volume_root else twins.volume_root
     shutil.copytree(source / "Qwen3-TTS-Tokenizer-12Hz", root / "Old-Voice")
-    manifest = root / "Old-Voice" / MANIFEST_NAME
-    manifest.write_text(manifest.read_text().replace(TOKENIZER, "Qwen/Old-Voice"))
+    for ours in [root / "Old-Voice" / POINTER_NAME, *(root / "Old-Voice").glob(f"{REVISIONS_DIR}/*/{MANIFEST_NAME}")]:
+        ours.write_text(ours.read_text().replace(TOKENIZER, "Qwen/Old-Voice"))
+    model_path(root, "Qwen/Old-Voice")  # a model a reader loads, of a repo the list no longer names
     (root / "notes").mkdir()
     (root / "notes" / "readme.txt").write_text("kept by hand")
 
 
-def test_prune_removes_only_dropped_models_and_agrees_on_both_targets(twins: Twins):
-    twins.catalog = parse_catalog(CATALOG)  # every model of the list resolves: a prune may run
+def test_prune_removes_only_dropped_models_and_agrees_on_both_targets(twins: Twins, repos: Repos):
+    twins.catalog = parse_catalog(CATALOG, twins.catalog.path)  # every model of the list resolves: a prune may run
     twins.run("download", sizes=("0.6B",))
     twins.change(lambda root: plant_dropped_model(root, twins))
 
@@ -765,8 +801,9 @@ def test_prune_removes_only_dropped_models_and_agrees_on_both_targets(twins: Twi
     assert volume == local
     pruned = next(row for row in volume["models"] if row["repo_id"] == "Qwen/Old-Voice")
     assert pruned["status"] == "pruned"
-    assert pruned["bytes"] == sum(len(b) for b in tree(twins.local_root / "Qwen3-TTS-Tokenizer-12Hz").values()) - len(
-        (twins.local_root / "Qwen3-TTS-Tokenizer-12Hz" / MANIFEST_NAME).read_bytes()
+    assert (pruned["files"], pruned["bytes"]) == (  # the model's files, not the pointer and manifest
+        len(repos.files[TOKENIZER]),
+        sum(len(b) for b in repos.files[TOKENIZER].values()),
     )
     assert [(o["name"], o["repo_id"]) for o in volume["orphans"]] == [("notes", None)]
     for root in (twins.local_root, twins.volume_root):
@@ -784,11 +821,11 @@ def test_prune_never_runs_when_a_model_of_the_list_fails(twins: Twins, sizes: tu
     assert "Qwen/Old-Voice" not in statuses(volume)
     assert volume["note"] == f"not pruning: {EXTRA} did not resolve; fix the model list and run again"
     assert [(o["name"], o["repo_id"]) for o in volume["orphans"]] == [("Old-Voice", "Qwen/Old-Voice"), ("notes", None)]
-    assert (twins.volume_root / "Old-Voice" / MANIFEST_NAME).exists()
+    assert "Qwen/Old-Voice" in loadable(twins.volume_root)
 
 
 def test_prune_never_runs_after_a_model_of_the_run_failed(twins: Twins):
-    twins.catalog = parse_catalog(CATALOG)
+    twins.catalog = parse_catalog(CATALOG, twins.catalog.path)
     twins.run("download", sizes=("0.6B",))
     twins.change(lambda root: plant_dropped_model(root, twins))
     twins.containers.crash = {BIG}
@@ -800,7 +837,7 @@ def test_prune_never_runs_after_a_model_of_the_run_failed(twins: Twins):
     }
     assert summary.note == "not pruning: a model of this run failed; fix it and run again"
     assert [(o.name, o.repo_id) for o in summary.orphans] == [("Old-Voice", "Qwen/Old-Voice"), ("notes", None)]
-    assert (twins.volume_root / "Old-Voice" / MANIFEST_NAME).exists()
+    assert "Qwen/Old-Voice" in loadable(twins.volume_root)
 
 
 def test_the_container_writes_the_commit_the_plan_chose(twins: Twins, hub: LocalHub, repos: Repos):
@@ -816,32 +853,39 @@ def test_the_container_writes_the_commit_the_plan_chose(twins: Twins, hub: Local
     summary = run(Request(Operation.DOWNLOAD, sizes=("0.6B",)), twins.catalog, backend, twins.hub)
     assert moved and moved[0] != planned
     assert {row.repo_id: row.commit for row in summary.models}[SMALL] == planned
-    manifest = json.loads((twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base" / MANIFEST_NAME).read_text())
-    assert manifest["commit"] == planned
-    on_volume = tree(twins.volume_root / "Qwen3-TTS-12Hz-0.6B-Base")
-    on_volume.pop(MANIFEST_NAME)
-    assert on_volume == repos.files[SMALL]
+    assert model_path(twins.volume_root, SMALL, planned) == twins.volume_root / SMALL_DIR / REVISIONS_DIR / planned
+    assert_complete(twins.volume_root, SMALL, repos.files[SMALL])
     # The container never resolved the revision: one resolve per model, made on this machine.
     assert hub.count(kind="revision", repo_id=SMALL) == 1
 
 
-def test_modal_round_trips_are_one_lookup_one_root_listing_and_one_listing_and_read_per_model(twins: Twins):
+def test_modal_round_trips_are_one_lookup_one_root_listing_and_per_model_one_listing_and_its_small_files(
+    twins: Twins, repos: Repos
+):
+    """A run makes 1 lookup and 1 root listing; per model, 1 recursive listing and 1 read for each
+    pointer, manifest and damage mark it holds. The weights are never read, and nothing is listed twice."""
     twins.run("download")
+    models = {BIG: "Qwen3-TTS-12Hz-1.7B-Base", SMALL: SMALL_DIR, TOKENIZER: "Qwen3-TTS-Tokenizer-12Hz"}
+    (model_dir(twins.volume_root, SMALL) / DAMAGED_NAME).write_text('{"damaged": ["config.json"]}\n')
+    small_files = [
+        f"{name}/{REVISIONS_DIR}/{repos.commits[repo_id]}/{ours}"
+        for repo_id, name in models.items()
+        for ours in ([MANIFEST_NAME, DAMAGED_NAME] if repo_id == SMALL else [MANIFEST_NAME])
+    ] + [f"{name}/{POINTER_NAME}" for name in models.values()]
     volume = DirVolume(twins.volume_root)
     backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers)
     run(Request(Operation.LIST), twins.catalog, backend, twins.hub)
-    models = ["Qwen3-TTS-12Hz-1.7B-Base", "Qwen3-TTS-12Hz-0.6B-Base", "Qwen3-TTS-Tokenizer-12Hz"]
     assert volume.calls.count(("hydrate", "")) == 1
     assert volume.calls.count(("listdir", "/")) == 1
-    assert sorted(path for call, path in volume.calls if call == "listdir" and path != "/") == sorted(models)
-    assert sorted(path for call, path in volume.calls if call == "read_file") == sorted(
-        f"{name}/{MANIFEST_NAME}" for name in models
-    )
+    assert sorted(path for call, path in volume.calls if call == "listdir" and path != "/") == sorted(models.values())
+    assert sorted(path for call, path in volume.calls if call == "read_file") == sorted(small_files)
+    assert len(volume.calls) == 2 + len(models) + len(small_files), volume.calls
 
     volume.calls.clear()
     backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers)
-    run(Request(Operation.DOWNLOAD), twins.catalog, backend, twins.hub)
-    assert len(volume.calls) == 2 + 2 * len(models), volume.calls
+    summary = run(Request(Operation.DOWNLOAD), twins.catalog, backend, twins.hub)
+    assert {row.repo_id: row.status for row in summary.models}[SMALL] == "repaired", "the mark was read"
+    assert len(volume.calls) == 2 + len(models) + len(small_files), volume.calls
 
 
 def test_container_log_lines_are_printed_as_they_arrive(caplog: pytest.LogCaptureFixture):
