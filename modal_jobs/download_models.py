@@ -86,7 +86,7 @@ def apply_one(
         row = apply_models([model], Path(mount), hub, threading.Event())[model.name]
     except Exception as exc:  # one failed row, never a crash the caller would have to interpret
         row = row_for(model, mount, Status.FAILED, error=f"in the container: {type(exc).__name__}: {exc}")
-    # Now, explicitly: the caller reads the manifest right after; every file is closed by here.
+    # Now, explicitly: the caller reads the pointer right after; every file is closed by here.
     volume.commit()
     return dataclasses.asdict(row)
 
@@ -95,7 +95,7 @@ def apply_one(
 def verify_one(
     entry: dict[str, Any], mount: str, volume: modal.Volume, events: modal.Queue | None = None
 ) -> dict[str, Any]:
-    """Re-hash one model against its manifest; damage removes the manifest so the next download repairs it."""
+    """Re-hash one model's current revision; damage is marked beside it, and the next download repairs it."""
     from modal_jobs.catalog import ModelEntry
     from modal_jobs.engine import verify_models
     from modal_jobs.summary import ModelRow, Status

@@ -4,8 +4,10 @@
 this machine                                      Modal
 ------------                                      -----
 VolumeStore ── 1 lookup, 1 root listing ─────►    Volume <name>
-            ── per model: 1 listing, 1 read ─►      └── <model>/…        list, clear, prune, plans:
-ModalBackend.apply(plan)                                                 no container
+            ── per model: 1 listing, then ───►      └── <model>/…        list, clear, prune, plans:
+               1 read per pointer, manifest                              no container
+               or damage mark in it
+ModalBackend.apply(plan)
   FETCH / REPAIR ── app.run(), spawn ────────►    apply_one(plan)       one container per model,
   log lines ◄────── ephemeral queue ──────────      verify_one(model)     each writing only its dir
 ```
