@@ -7,7 +7,6 @@ tests (tests/test_workflows.py), act runs the steps on this host, offline, again
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -15,30 +14,29 @@ import pytest
 
 from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Repos
 from tests.local_hub import LocalHub
-from tests.test_workflows import Act, ActRun, act_step_env, load_workflow, runner_python
+from tests.test_workflows import Act, ActRun, act_step_env, git, load_workflow, lock_against, runner_python
 
 __all__ = ["runner_python"]  # a fixture, used by name
 
 NEW = "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"
 
 
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost"}
-    env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@localhost")
-    return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout
-
-
 @pytest.fixture
-def pull_request(tmp_path: Path) -> Path:
-    """A clone whose last commit changes models.toml, as a pull request's merge commit does."""
+def pull_request(tmp_path: Path, hub: LocalHub, repos: Repos) -> Path:
+    """A clone whose base commit holds models.toml and its lock, as main does once a list was merged."""
     clone = tmp_path / "repo"
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)], check=True)
+    lock_against(hub, clone, tmp_path)
     return clone
 
 
-def propose(repo: Path, text: str) -> None:
+def propose(repo: Path, text: str, hub: LocalHub | None, tmp_path: Path) -> None:
+    """The pull request's commit: a changed list, and its lock written anew (unless `hub` is None)."""
     (repo / "models.toml").write_text(text)
-    git(repo, "commit", "--quiet", "-am", "Change the model list")
+    if hub is not None:
+        lock_against(hub, repo, tmp_path)
+    else:
+        git(repo, "commit", "--quiet", "-am", "Change the model list, not its lock")
 
 
 def run_plan(repo: Path, runner_bin: Path, hub: LocalHub, tmp_path: Path) -> ActRun:
@@ -56,26 +54,46 @@ def test_a_changed_list_gets_its_plan_as_the_job_summary(
 ):
     hub.commit(NEW, {"config.json": b"{}", "model.safetensors": b"w" * 3000})
     base = (pull_request / "models.toml").read_text()
-    propose(pull_request, base.replace(BIG, NEW))
+    propose(pull_request, base.replace(BIG, NEW), hub, tmp_path)
+    moved = hub.commit(TOKENIZER, {"config.json": b"{}"})  # after the lock: the merge applies the locked commit
 
+    hub.reset_counts()
     run = run_plan(pull_request, runner_python, hub, tmp_path)
     assert run.succeeded, run.log
+    assert run.step_results()["Check the lock"] == "success"
     ((step, summary),) = run.summaries()
     assert step == "Plan"
     assert f"| `{NEW}` | ➕ added |" in summary
     assert f"| `{BIG}` | ➖ removed-from-list |" in summary
     assert f"| `{SMALL}` | • unchanged |" in summary
+    assert f"| `{TOKENIZER}` | • unchanged | `{repos.commits[TOKENIZER][:7]}` |" in summary
+    assert moved[:7] not in summary
     assert "**At most:** 2.9 KiB." in summary
-    assert hub.count(kind="revision", repo_id=TOKENIZER) == 1
+    assert hub.count() == 0, "both locks answer: the plan asks the Hub nothing"
+
+
+def test_a_list_changed_without_its_lock_fails_naming_the_command(
+    pull_request: Path, runner_python: Path, hub: LocalHub, repos: Repos, tmp_path: Path
+):
+    hub.commit(NEW, {"config.json": b"{}"})
+    propose(pull_request, (pull_request / "models.toml").read_text().replace(BIG, NEW), None, tmp_path)
+    run = run_plan(pull_request, runner_python, hub, tmp_path)
+    assert not run.succeeded
+    assert run.step_results()["Check the lock"] == "failure"
+    assert f"{NEW}: in models.toml, not in the lock" in run.log
+    assert "run `python -m modal_jobs lock`" in run.log
+    assert run.summaries() == []
 
 
 def test_an_invalid_list_fails_the_check_with_the_one_line_error(
     pull_request: Path, runner_python: Path, hub: LocalHub, repos: Repos, tmp_path: Path
 ):
-    propose(pull_request, (pull_request / "models.toml").read_text().replace(f'"{SMALL}"', '"not a repo"'))
+    propose(
+        pull_request, (pull_request / "models.toml").read_text().replace(f'"{SMALL}"', '"not a repo"'), None, tmp_path
+    )
     run = run_plan(pull_request, runner_python, hub, tmp_path)
     assert not run.succeeded
-    assert run.step_results()["Plan"] == "failure"
+    assert run.step_results()["Check the lock"] == "failure"
     assert "repo_id 'not a repo' is not 'owner/name'" in run.log
     assert run.summaries() == []
 
@@ -83,6 +101,6 @@ def test_an_invalid_list_fails_the_check_with_the_one_line_error(
 def test_the_plan_workflow_needs_no_secret_and_runs_for_forks():
     path = ROOT / ".github" / "workflows" / "model-plan.yml"
     workflow = load_workflow(path)
-    assert workflow["on"] == {"pull_request": {"paths": ["models.toml"]}}
+    assert workflow["on"] == {"pull_request": {"paths": ["models.toml", "models.lock"]}}
     assert "secrets." not in path.read_text()
     assert [job for job in workflow["jobs"].values() if "environment" in job] == []

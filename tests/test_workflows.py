@@ -32,6 +32,8 @@ from h2.events import ConnectionTerminated, DataReceived, RequestReceived, Strea
 from ruamel.yaml import YAML
 
 from modal_jobs.catalog import load_catalog
+from modal_jobs.model_dir import MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
+from modal_jobs.reader import model_path
 from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Cli, Repos, tree
 from tests.local_hub import LocalHub, hub_env
 
@@ -109,7 +111,7 @@ def test_model_size_choices_are_the_catalog_labels_plus_both():
 def test_a_push_to_main_that_changes_the_model_list_triggers_a_run():
     push = load_workflow(MODEL_CACHE)["on"]["push"]
     assert push["branches"] == ["main"]
-    assert push["paths"] == ["models.toml"]
+    assert push["paths"] == ["models.toml", "models.lock"]
 
 
 def test_runs_queue_per_volume_and_clear_is_confirmed_with_its_name():
@@ -410,11 +412,36 @@ def act_step_env(hub: LocalHub, tmp_path: Path) -> dict[str, str]:
     }
 
 
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost"}
+    env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@localhost")
+    return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout
+
+
+def lock_against(hub: LocalHub, repo: Path, tmp_path: Path) -> None:
+    """Write the clone's models.lock from the local hub, as `nox -s lock` does against the Hub, and commit it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODAL_", "GITHUB_"))}
+    env.update(hub_env(hub, tmp_path / "hf-home-lock"), PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "modal_jobs", "lock", "--catalog", str(repo / "models.toml")]
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    git(repo, "add", "models.toml", "models.lock")
+    git(repo, "commit", "--quiet", "-m", "Lock the model list")
+
+
 @pytest.fixture
-def act(runner_python: Path, hub: LocalHub, tmp_path: Path) -> Act:
+def locked_repo(tmp_path: Path, hub: LocalHub, repos: Repos) -> Path:
+    """A clone of this repository whose models.lock pins the local hub's commits, as a merged pull request leaves it."""
+    clone = tmp_path / "repo"
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)], check=True)
+    lock_against(hub, clone, tmp_path)
+    return clone
+
+
+@pytest.fixture
+def act(runner_python: Path, hub: LocalHub, tmp_path: Path, locked_repo: Path) -> Act:
     work = tmp_path / "act"
     work.mkdir()
-    return Act(runner_python, work, act_step_env(hub, tmp_path))
+    return Act(runner_python, work, act_step_env(hub, tmp_path), repo=locked_repo)
 
 
 def dispatch(
@@ -437,10 +464,10 @@ SUMMARY_FILES = ["--summary-json", "summary/summary.json", "--summary-md", "summ
 @pytest.mark.parametrize(
     ("operation", "model_size", "dry_run", "confirm", "extra", "outcome"),
     [
-        ("list", "both", False, "", [], "success"),
+        ("list", "both", False, "", ["--locked"], "success"),
         # dry_run means nothing to verify; a selected model that is missing fails verify, and so the job.
-        ("verify", "1.7B", True, "", [], "failure"),
-        ("download", "0.6B", True, "", ["--dry-run"], "success"),
+        ("verify", "1.7B", True, "", ["--locked"], "failure"),
+        ("download", "0.6B", True, "", ["--dry-run", "--locked"], "success"),
         ("clear", "both", True, "", ["--dry-run"], "success"),  # a preview needs no confirmation
         ("clear", "0.6B", False, VOLUME, ["--yes"], "success"),
     ],
@@ -497,7 +524,7 @@ def test_push_downloads_everything(act: Act, repos: Repos, target: Path):
     run = act("push", payload, local_dir=target)
 
     assert run.succeeded, run.log
-    expected = ["download", "--model-size", "both", *SUMMARY_FILES, "--local-dir", str(target), "--prune"]
+    expected = ["download", "--model-size", "both", *SUMMARY_FILES, "--local-dir", str(target), "--prune", "--locked"]
     assert run.nox_command() == expected
     assert {p.name for p in target.iterdir()} >= MODEL_DIRS
     assert run.artifact("model-cache-download-summary").is_dir()
@@ -506,8 +533,12 @@ def test_push_downloads_everything(act: Act, repos: Repos, target: Path):
 def plant_dropped_model(target: Path) -> None:
     """A model the cache wrote for a repo the list no longer names, and a directory it never wrote."""
     shutil.copytree(target / "Qwen3-TTS-Tokenizer-12Hz", target / "Old-Voice")
-    manifest = target / "Old-Voice" / ".model-cache.json"
-    manifest.write_text(manifest.read_text().replace(TOKENIZER, "Qwen/Old-Voice"))
+    for ours in [
+        target / "Old-Voice" / POINTER_NAME,
+        *(target / "Old-Voice").glob(f"{REVISIONS_DIR}/*/{MANIFEST_NAME}"),
+    ]:
+        ours.write_text(ours.read_text().replace(TOKENIZER, "Qwen/Old-Voice"))
+    model_path(target, "Qwen/Old-Voice")  # a model a reader loads, of a repo the list no longer names
     (target / "notes").mkdir()
     (target / "notes" / "readme.txt").write_text("kept by hand")
 
@@ -536,12 +567,12 @@ def test_a_dispatched_download_prunes_only_when_asked(act: Act, cli: Cli, repos:
     run = act("workflow_dispatch", dispatch("download"), local_dir=target, env={"GITHUB_ACTIONS": "true"})
     assert run.succeeded, run.log
     assert "--prune" not in (run.nox_command() or [])
-    assert (target / "Old-Voice" / ".model-cache.json").exists()
+    model_path(target, "Qwen/Old-Voice")  # still there, whole
     assert any("Old-Voice on" in warning and "prune" in warning for warning in run.annotations("warning"))
 
     run = act("workflow_dispatch", dispatch("download", prune=True), local_dir=target)
     assert run.succeeded, run.log
-    assert (run.nox_command() or [])[-1] == "--prune"
+    assert (run.nox_command() or [])[-2:] == ["--prune", "--locked"]
     assert not (target / "Old-Voice").exists()
 
 
