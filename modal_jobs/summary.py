@@ -244,6 +244,8 @@ def render_text(summary: Summary) -> str:
         line = f"{row.repo_id:<{width}}  {row.status:<12} {commit:<7}  {row.files:>6} files  {size:>10}"
         if row.error:
             line += f"  {_one_line(row.error)}"
+        elif row.note and summary.operation is Operation.LIST:  # the revisions a model keeps, and their sizes
+            line += f"  {_one_line(row.note)}"
         lines.append(line)
     lines.extend(
         f"{o.name + '/':<{width}}  {'dropped' if o.repo_id else 'orphan':<12} {'-':<7}  {o.files:>6} files  "

@@ -167,6 +167,8 @@ def test_three_updates_keep_exactly_the_last_two_revisions_and_list_shows_them(c
     size = sum(len(b) for b in files.values())
     assert row["note"] == f"current {commits[2][:7]} ({human(size)}), kept {commits[1][:7]} ({human(size)})"
     assert row["bytes"] == size
+    (line,) = [line for line in cli("list").stdout.splitlines() if line.startswith(SMALL)]
+    assert line.endswith(f"  {row['note']}")
 
 
 def human(n: int) -> str:
