@@ -78,7 +78,9 @@ def test_every_command_the_docs_show_is_one_the_code_takes(page: str, argv: list
     elif argv[:3] == ["modal", "run", "examples/inference.py"]:
         from examples.inference import main
 
-        options = {f"--{name.replace('_', '-')}" for name in inspect.signature(main.info.raw_f).parameters}
+        entrypoint = main.info.raw_f
+        assert entrypoint is not None
+        options = {f"--{name.replace('_', '-')}" for name in inspect.signature(entrypoint).parameters}
         assert {a for a in argv[3:] if a.startswith("--")} <= options, f"{page}: {argv}"
         return
     elif argv[:3] == ["gh", "workflow", "run"]:
