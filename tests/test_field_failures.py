@@ -113,13 +113,16 @@ def closed_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-def test_no_network_fails_every_model_within_15_seconds(cli: Cli, repos: Repos, target: Path):
+def test_no_network_fails_every_model_once_the_connect_timeout_has_passed(cli: Cli, repos: Repos, target: Path):
+    """The run gives up together, on the run's deadline (here 3 s, by default 10), whatever the number of models."""
     with closed_port() as port:
         started = time.monotonic()
-        result = cli("download", "--json", env={"HF_ENDPOINT": f"http://127.0.0.1:{port}"}, timeout=60)
+        env = {"HF_ENDPOINT": f"http://127.0.0.1:{port}"}
+        result = cli("download", "--connect-timeout", "3", "--json", env=env, timeout=60)
         seconds = time.monotonic() - started
     assert result.returncode == 1, result.stderr
-    assert seconds < 15, f"an offline run took {seconds:.1f}s to give up"
+    # Retries go on up to the deadline and stop there; the margin is start-up on a loaded machine.
+    assert 3 <= seconds < 3 + 10, f"an offline run took {seconds:.1f}s to give up"
     rows = rows_by_repo(json.loads(result.stdout))
     assert {row["status"] for row in rows.values()} == {"failed"}
     for repo_id, row in rows.items():
