@@ -13,7 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_quick_benchmark_reports_every_measurement(tmp_path: Path):
     out = tmp_path / "results.json"
     result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--pairs", "1", "--out", str(out), "--workdir", str(tmp_path)],
+        [
+            *(sys.executable, "-m", "bench.run", "--quick", "--pairs", "1"),
+            # Smaller still than --quick: every step runs and reports, in a third less time.
+            *("--scale", "0.005", "--small-files", "2", "--list-files", "200"),
+            *("--out", str(out), "--workdir", str(tmp_path)),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

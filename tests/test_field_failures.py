@@ -12,10 +12,12 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -46,11 +48,20 @@ def assert_no_traceback(*outputs: str) -> None:
 
 
 def snapshot(path: Path) -> dict[str, tuple[int, int, bytes]]:
-    """Every entry below `path` (the lock included) with its mode, mtime and bytes: "nothing changed" means equal."""
-    return {
-        str(p.relative_to(path)): (p.lstat().st_mode, p.lstat().st_mtime_ns, p.read_bytes() if p.is_file() else b"")
-        for p in sorted(path.rglob("*"))
-    }
+    """Every entry below `path` (the lock included) with its mode, mtime and bytes: "nothing changed" means equal.
+
+    One lstat a name, and a read only where there are bytes to read: it runs over 100,000 files.
+    """
+    entries = {}
+    for directory, dirnames, filenames in os.walk(path):  # never into a linked directory
+        prefix = os.path.relpath(directory, path) + os.sep if directory != str(path) else ""
+        for name in dirnames + filenames:
+            full = os.path.join(directory, name)
+            st = os.lstat(full)
+            linked_file = stat.S_ISLNK(st.st_mode) and os.path.isfile(full)
+            content = Path(full).read_bytes() if (stat.S_ISREG(st.st_mode) and st.st_size) or linked_file else b""
+            entries[prefix + name] = (st.st_mode, st.st_mtime_ns, content)
+    return entries
 
 
 # -- stalls and no network ---------------------------------------------------------------------------
@@ -103,13 +114,16 @@ def closed_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-def test_no_network_fails_every_model_within_15_seconds(cli: Cli, repos: Repos, target: Path):
+def test_no_network_fails_every_model_once_the_connect_timeout_has_passed(cli: Cli, repos: Repos, target: Path):
+    """The run gives up together, on the run's deadline (here 3 s, by default 10), whatever the number of models."""
     with closed_port() as port:
         started = time.monotonic()
-        result = cli("download", "--json", env={"HF_ENDPOINT": f"http://127.0.0.1:{port}"}, timeout=60)
+        env = {"HF_ENDPOINT": f"http://127.0.0.1:{port}"}
+        result = cli("download", "--connect-timeout", "3", "--json", env=env, timeout=60)
         seconds = time.monotonic() - started
     assert result.returncode == 1, result.stderr
-    assert seconds < 15, f"an offline run took {seconds:.1f}s to give up"
+    # Retries go on up to the deadline and stop there; the margin is start-up on a loaded machine.
+    assert 3 <= seconds < 3 + 10, f"an offline run took {seconds:.1f}s to give up"
     rows = rows_by_repo(json.loads(result.stdout))
     assert {row["status"] for row in rows.values()} == {"failed"}
     for repo_id, row in rows.items():
@@ -350,16 +364,17 @@ def test_clear_stops_between_models(cli: Cli, repos: Repos, target: Path, sig: i
         assert_complete(target, repo_id, repos.files[repo_id])
 
 
-@pytest.mark.parametrize("sig", SIGNALS)
-def test_list_stops(cli: Cli, repos: Repos, target: Path, sig: int):
+def test_list_stops_on_either_signal_and_changes_nothing(cli: Cli, repos: Repos, target: Path):
+    """One target of 100,000 files (making them takes seconds) serves both signals: `list` only reads it."""
     assert cli("download", "--model-size", "0.6B").returncode == 0
     many_files(model_dir(target, SMALL) / "junk", 100_000)
     before = snapshot(target)
 
-    process = start(cli, "list")
-    wait_for(process, lambda: catches_sigterm(process.pid), "the signal handlers")
-    stop(process, sig)
-    assert snapshot(target) == before
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        process = start(cli, "list")
+        wait_for(process, partial(catches_sigterm, process.pid), f"the signal handlers ({signal.Signals(sig).name})")
+        stop(process, sig)
+        assert snapshot(target) == before, signal.Signals(sig).name
 
 
 def assert_only_the_stop_was_said(stderr: str, sig: int, *, before: str | None = None) -> None:

@@ -268,7 +268,7 @@ def test_the_cli_without_modal_credentials_fails_fast(offline: Offline, operatio
     assert result.seconds < 30
 
 
-def test_unreachable_modal_is_one_line_within_15_seconds(offline: Offline):
+def test_unreachable_modal_is_one_line_on_the_clis_own_10_second_deadline(offline: Offline):
     """Modal's client retries a refused connection for about a minute; the CLI gives up on its own deadline."""
     credentials = {
         "MODAL_TOKEN_ID": "ak-test",
@@ -282,7 +282,7 @@ def test_unreachable_modal_is_one_line_within_15_seconds(offline: Offline):
     assert len(lines) == 1, result.stderr
     assert "Modal Volume 'qwen3-tts-models'" in lines[0]
     assert "no answer from Modal within 10s" in lines[0] or "cannot reach Modal" in lines[0]
-    assert result.seconds < 15
+    assert result.seconds < 10 + 10  # the margin is start-up (importing modal) on a loaded machine
 
 
 # -- the local entrypoint, with the volume stood in -----------------------------------------------

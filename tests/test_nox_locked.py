@@ -41,7 +41,7 @@ def pypi() -> Iterator[str]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()  # a prompt shutdown()
     yield f"http://127.0.0.1:{server.server_address[1]}{name}"
     server.shutdown()
     server.server_close()
