@@ -23,6 +23,7 @@ from typing import NoReturn
 from modal_jobs.catalog import DEFAULT_CATALOG, Catalog, load_catalog
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError, UsageError
 from modal_jobs.hub import CONNECT_SECONDS_ENV, STALL_SECONDS_ENV, Deadlines, Hub, set_up_huggingface_hub
+from modal_jobs.logs import configure_logging
 from modal_jobs.operations import Backend, LocalBackend, LockMode, Request, run
 from modal_jobs.reader import ModelNotReady, model_path
 from modal_jobs.summary import Operation, render_json, render_text, write_summaries
@@ -325,27 +326,6 @@ def _positive_seconds(value: str) -> float:
     if seconds == 0:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds above 0")
     return seconds
-
-
-def configure_logging() -> logging.Handler:
-    """One handler on stderr for the cache's lines and huggingface_hub's warnings."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    log.setLevel(logging.INFO)
-    return handler
-
-
-class _Formatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.levelno >= logging.ERROR or message.startswith(("error:", "interrupted:")):
-            return message
-        if record.levelno >= logging.WARNING:
-            return f"warning: {message}"
-        return message
 
 
 @contextmanager

@@ -314,7 +314,7 @@ class ModalContainers:
     open_lines: Callable[[], AbstractContextManager[Any]] = field(default=modal.Queue.ephemeral)
 
     def __call__(self, operation: str, jobs: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
-        from modal_jobs import download_models as app_module
+        from modal_jobs import modal_app as app_module
 
         mount = self.catalog.volume.mount
         running: AbstractContextManager[object] = nullcontext() if self.app_running else app_module.app.run()

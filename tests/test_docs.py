@@ -23,6 +23,7 @@ import pytest
 from modal_jobs.cli import build_parser, seed_command_line
 from tests.conftest import BIG, CATALOG, ROOT, SMALL, TOKENIZER, repo_files
 from tests.local_hub import LocalHub, hub_env
+from tests.test_inference_example import load_example
 from tests.test_workflows import MODEL_CACHE, load_workflow
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -76,9 +77,7 @@ def test_every_command_the_docs_show_is_one_the_code_takes(page: str, argv: list
     elif argv[:4] == ["modal", "run", "-m", "modal_jobs.download_models"]:
         cli_args = argv[4:]
     elif argv[:3] == ["modal", "run", "examples/inference.py"]:
-        from examples.inference import main
-
-        entrypoint = main.info.raw_f
+        entrypoint = load_example().main.info.raw_f
         assert entrypoint is not None
         options = {f"--{name.replace('_', '-')}" for name in inspect.signature(entrypoint).parameters}
         assert {a for a in argv[3:] if a.startswith("--")} <= options, f"{page}: {argv}"

@@ -20,14 +20,22 @@ from tests.conftest import ROOT, SMALL, Cli, Repos, assert_complete, model_dir
 EXAMPLE = ROOT / "examples" / "inference.py"
 
 
-@pytest.fixture(scope="module")
-def example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("qwen3_tts_inference_example", EXAMPLE)
+def load_example() -> ModuleType:
+    """The example as `modal run examples/inference.py` loads it: a file, not a package's module."""
+    name = "qwen3_tts_inference_example"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, EXAMPLE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def example() -> ModuleType:
+    return load_example()
 
 
 def test_its_volume_mount_and_model_are_those_of_models_toml(example: ModuleType):

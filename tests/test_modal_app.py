@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 from modal._utils.async_utils import synchronizer
 
-import modal_jobs.download_models as jobs
+import modal_jobs.download_models as command_line
+import modal_jobs.modal_app as jobs
 import modal_jobs.volume
 from modal_jobs.catalog import Catalog
 from modal_jobs.summary import ModelRow, Status
@@ -328,7 +329,7 @@ def run_entrypoint(*argv: str) -> tuple[int, str, str]:
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
     try:
-        jobs.main(*argv)
+        command_line.main(*argv)
         code = 0
     except SystemExit as exc:
         code = int(exc.code or 0)

@@ -29,7 +29,7 @@ import modal.exception
 import pytest
 from modal.types import FileEntry, FileEntryType
 
-import modal_jobs.download_models as jobs
+import modal_jobs.modal_app as jobs
 from modal_jobs.catalog import Catalog, VolumeSpec, parse_catalog
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError
 from modal_jobs.hub import Deadlines, Hub
