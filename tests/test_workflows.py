@@ -120,12 +120,19 @@ def test_runs_queue_per_volume_and_clear_is_confirmed_with_its_name():
     assert workflow["jobs"]["model-cache"]["env"]["VOLUME"] == VOLUME
 
 
+# Jobs that may write, and exactly what; every other job reads the repository and nothing more.
+WRITERS = {
+    ("model-drift.yml", "lock-refresh"): {"contents": "write", "pull-requests": "write"},
+    ("model-drift.yml", "volume-check"): {"contents": "read", "issues": "write"},
+}
+
+
 @pytest.mark.parametrize("path", workflow_paths(), ids=lambda p: p.name)
 def test_least_privilege(path: Path):
     workflow = load_workflow(path)
     assert workflow["permissions"] == {}
-    for job in workflow["jobs"].values():
-        assert job["permissions"] == {"contents": "read"}
+    for job_id, job in workflow["jobs"].items():
+        assert job["permissions"] == WRITERS.get((path.name, job_id), {"contents": "read"})
         assert isinstance(job["timeout-minutes"], int)
     for _, step in steps(workflow):
         if step.get("uses", "").startswith("actions/checkout@"):
@@ -342,6 +349,8 @@ class Act:
     step_env: dict[str, str]
     repo: Path = ROOT
     workflow: Path = MODEL_CACHE
+    job: str | None = None  # run only this job of the workflow
+    tools: Path | None = None  # a directory put first on PATH, as stand-ins for the runner's own tools
 
     def __call__(
         self,
@@ -386,6 +395,7 @@ class Act:
             "--json",
             *("-C", str(self.repo), "-W", str(self.workflow), "-e", str(event_file)),
             *("-P", "ubuntu-latest=-self-hosted"),
+            *(("-j", self.job) if self.job else ()),
             *stub_substitutions(self.workflow),
             # Offline: no image pulls, no cache or artifact server, no action fetches, and no
             # .env/.secrets/.vars/.input files picked up from the work tree.
@@ -398,6 +408,8 @@ class Act:
             *(f"--secret={key}={value}" for key, value in (secrets or {}).items()),
         ]
         path = [str(self.runner_bin), str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]
+        if self.tools is not None:
+            path.insert(0, str(self.tools))
         env = {
             "PATH": os.pathsep.join(path),
             "HOME": str(run_dir / "home"),  # no ~/.actrc, no user configuration
@@ -447,11 +459,12 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout
 
 
-def lock_against(hub: LocalHub, repo: Path, tmp_path: Path) -> None:
+def lock_against(hub: LocalHub, repo: Path, tmp_path: Path, *, upgrade: bool = False) -> None:
     """Write the clone's models.lock from the local hub, as `nox -s lock` does against the Hub, and commit it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODAL_", "GITHUB_"))}
     env.update(hub_env(hub, tmp_path / "hf-home-lock"), PYTHONPATH=str(ROOT))
     command = [sys.executable, "-m", "modal_jobs", "lock", "--catalog", str(repo / "models.toml")]
+    command += ["--upgrade"] if upgrade else []
     subprocess.run(command, env=env, check=True, capture_output=True)
     git(repo, "add", "models.toml", "models.lock")
     git(repo, "commit", "--quiet", "-m", "Lock the model list")

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Offline stand-in for the GitHub CLI (`gh`) in tests/test_drift_workflow.py.
+
+The test links it as `gh` into a directory it puts first on PATH, so model-drift.yml runs unchanged.
+It answers the few commands the workflow uses from a JSON file, `$GH_STUB_STATE`, that outlives one
+run (so a second run finds the pull request or issue the first one opened), and appends each call
+to `$STUB_RECORD_DIR/gh.jsonl`: its arguments and whether GH_TOKEN was set (never its value).
+
+```json
+{"next": 3,
+ "pulls": [{"number": 1, "state": "open", "head": "model-drift/lock-refresh", "base": "main",
+            "title": "...", "body": "...", "edits": 0, "comments": [], "branch_deleted": false}],
+ "issues": [{"number": 2, "state": "open", "title": "...", "labels": ["model-cache"], "body": "...",
+             "comments": []}],
+ "labels": ["model-cache"]}
+```
+
+A command or a `--jq` filter it does not know fails (exit 1, naming it), so the workflow cannot
+come to rely on something the stand-in only pretends to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+URL = "https://github.com/owner/repo"
+# The `--jq` filters the workflow uses: all numbers, or the numbers of the items with one exact title.
+ALL_NUMBERS = ".[].number"
+BY_TITLE = re.compile(r'^\.\[\] \| select\(\.title == "(?P<title>[^"\\]*)"\) \| \.number$')
+
+
+def main(argv: list[str]) -> int:
+    record(argv)
+    state_path = Path(os.environ["GH_STUB_STATE"])
+    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state.setdefault("next", 1)
+    state.setdefault("pulls", [])
+    state.setdefault("issues", [])
+    state.setdefault("labels", [])
+    code = run(argv, state)
+    state_path.write_text(json.dumps(state, indent=2) + "\n")
+    return code
+
+
+def record(argv: list[str]) -> None:
+    directory = Path(os.environ["STUB_RECORD_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "gh.jsonl").open("a") as f:
+        f.write(json.dumps({"argv": argv, "gh_token": bool(os.environ.get("GH_TOKEN"))}) + "\n")
+
+
+def run(argv: list[str], state: dict[str, Any]) -> int:
+    if argv[:2] == ["auth", "setup-git"]:
+        return 0  # the test's remote is a local path: git needs no credential helper
+    parser = argparse.ArgumentParser(prog="gh")
+    parser.add_argument("noun", choices=["pr", "issue", "label"])
+    parser.add_argument("verb")
+    parser.add_argument("target", nargs="?")
+    for flag in ["--head", "--base", "--state", "--json", "--jq", "--title", "--body-file", "--comment", "--label"]:
+        parser.add_argument(flag)
+    parser.add_argument("--description")
+    parser.add_argument("--color")
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--delete-branch", action="store_true")
+    args = parser.parse_args(argv)
+    items: list[dict[str, Any]] = state["pulls" if args.noun == "pr" else "issues"]
+    match args.noun, args.verb:
+        case "label", "create":
+            if args.target not in state["labels"]:
+                state["labels"].append(args.target)
+            return 0
+        case _, "list":
+            found = [
+                item
+                for item in items
+                if (args.state in (None, "all") or item["state"] == args.state)
+                and (args.head is None or item["head"] == args.head)
+                and (args.label is None or args.label in item["labels"])
+            ]
+            for number in jq_numbers(args.jq, found):
+                print(number)
+            return 0
+        case _, "create":
+            item = {"number": state["next"], "state": "open", "title": args.title, "body": body(args), "comments": []}
+            if args.noun == "pr":
+                item.update(head=args.head, base=args.base, edits=0, branch_deleted=False)
+            else:
+                if args.label not in state["labels"]:
+                    print(f"could not add label: '{args.label}' not found", file=sys.stderr)
+                    return 1
+                item["labels"] = [args.label]
+            state["next"] += 1
+            items.append(item)
+            print(f"{URL}/{'pull' if args.noun == 'pr' else 'issues'}/{item['number']}")
+            return 0
+    item = find(items, args.target)
+    match args.verb:
+        case "edit":
+            item.update(title=args.title, body=body(args), edits=item["edits"] + 1)
+        case "comment":
+            item["comments"].append(body(args))
+        case "close":
+            item["state"] = "closed"
+            if args.comment:
+                item["comments"].append(args.comment)
+            if args.delete_branch:
+                item["branch_deleted"] = True
+        case _:
+            raise SystemExit(f"gh stand-in: `gh {args.noun} {args.verb}` is not something it knows")
+    return 0
+
+
+def jq_numbers(expression: str | None, items: list[dict[str, Any]]) -> list[int]:
+    if expression == ALL_NUMBERS:
+        return [item["number"] for item in items]
+    if expression is not None and (match := BY_TITLE.fullmatch(expression)):
+        return [item["number"] for item in items if item["title"] == match["title"]]
+    raise SystemExit(f"gh stand-in: --jq {expression!r} is not a filter it knows")
+
+
+def body(args: argparse.Namespace) -> str:
+    if args.body_file is None:
+        raise SystemExit("gh stand-in: the workflow passes bodies with --body-file")
+    return Path(args.body_file).read_text()
+
+
+def find(items: list[dict[str, Any]], number: str | None) -> dict[str, Any]:
+    for item in items:
+        if str(item["number"]) == number:
+            return item
+    raise SystemExit(f"gh stand-in: no #{number}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
