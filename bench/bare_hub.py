@@ -1,4 +1,4 @@
-"""`python -m bench.bare_hub {cache,defaults} DIR WORKERS REPO…`: huggingface_hub alone, the benchmark's "library" reference.
+"""`python -m bench.bare_hub {cache,defaults} DIR WORKERS REPO…`: huggingface_hub alone, the "library" reference.
 
 Each repo is fetched with `snapshot_download` into `DIR/<name>`, one repo after another, with
 `WORKERS` file workers, and nothing is verified: what the cache adds on top of the library
