@@ -5,7 +5,8 @@ the cache runs as it does for people, `python -m modal_jobs …` in its own proc
 HF_HOME, and each measurement is interleaved with a reference doing the same work:
 
 1. cold download        `download` into an empty directory, plain HTTP, vs huggingface_hub alone
-                        (`snapshot_download`, same workers, no verification), vs one `curl` process
+                        (`snapshot_download` with the cache's transfer settings: chunk size, workers,
+                        hf_xet buffers; no verification; and again with the library's defaults), vs one `curl` process
                         fetching every file in turn over one connection, and vs curl then
                         `openssl dgst -sha256`; and over Xet (hf_xet and the hub's CAS) vs
                         huggingface_hub alone
@@ -156,8 +157,10 @@ def notes(settings: Settings) -> tuple[str, ...]:
         "A and B alike.",
         "Both transfer paths are measured: plain HTTP, and Xet (the hub's CAS serves the LFS files to hf_xet, "
         "uncompressed chunks, as the real Hub sends Qwen3-TTS's weights). curl cannot speak Xet: there the "
-        "reference is huggingface_hub alone (`snapshot_download` into a local_dir, the cache's worker count, "
-        "nothing verified).",
+        "reference is huggingface_hub alone.",
+        "huggingface_hub alone is `snapshot_download` of each repo in turn into a local_dir, nothing verified, "
+        "with the cache's worker count and the library set up as the cache sets it up (chunk size, read timeout, "
+        "hf_xet's buffers and timeouts); the row marked 'library defaults' changes nothing but the worker count.",
         "The hub is not the bottleneck: 'the hub alone' is one curl writing to /dev/null from the same hub.",
         f"One warm-up round before each measurement is dropped; rounds stop early after {settings.budget:.0f} s.",
     )
@@ -202,7 +205,12 @@ def cold_download(bench: Bench) -> list[Measurement]:
     curl = ["curl", "--silent", "--show-error", "--fail", "--noproxy", "*", "--create-dirs", "--config", str(config)]
     openssl = ["openssl", "dgst", "-sha256", *(str(fetched / f.dest) for f in workload.files)]
     peaks: list[int] = []
-    cpu: dict[str, list[float]] = {"modal_jobs download": [], "curl": [], "huggingface_hub alone": []}
+    cpu: dict[str, list[float]] = {
+        "modal_jobs download": [],
+        "curl": [],
+        "huggingface_hub alone": [],
+        "huggingface_hub alone, library defaults": [],
+    }
     requests: dict[str, int] = {}
 
     def cache() -> float:
@@ -219,8 +227,11 @@ def cold_download(bench: Bench) -> list[Measurement]:
         _check_digests(run.output("openssl-fetched"), expected_sha256(workload.files, fetched))
         return seconds
 
-    library = _bare_hub(bench, cpu["huggingface_hub alone"])
-    a, b, hashing, c = run_rounds(bench.deadline, bench.settings.pairs, cache, transfer, hash_fetched, library)
+    library = _bare_hub(bench, cpu["huggingface_hub alone"], "http", "cache")
+    defaults = _bare_hub(bench, cpu["huggingface_hub alone, library defaults"], "http", "defaults")
+    a, b, hashing, c, d = run_rounds(
+        bench.deadline, bench.settings.pairs, cache, transfer, hash_fetched, library, defaults
+    )
     shutil.rmtree(fetched, ignore_errors=True)
     del peaks[0]  # the warm-up round
     for values in cpu.values():
@@ -235,6 +246,7 @@ def cold_download(bench: Bench) -> list[Measurement]:
     transfer_only = Pairs(a, b)
     with_hashing = Pairs(a, tuple(t + h for t, h in zip(b, hashing, strict=True)))
     against_library = Pairs(a, c)
+    against_defaults = Pairs(a, d)
     return [
         Measurement(
             "cold download, plain HTTP",
@@ -255,6 +267,15 @@ def cold_download(bench: Bench) -> list[Measurement]:
                 **{f"{name}: CPU (user+sys), median s": round(statistics.median(v), 2) for name, v in cpu.items()},
                 "the hub alone (curl to /dev/null), MB/s": round(_server_ceiling(bench) / 1e6),
             },
+        ),
+        Measurement(
+            "cold download, plain HTTP",
+            "modal_jobs download",
+            "huggingface_hub alone, library defaults",
+            against_defaults,
+            size,
+            "—",
+            None,
         ),
         Measurement(
             "cold download, plain HTTP",
@@ -285,17 +306,21 @@ def cold_download_xet(bench: Bench) -> list[Measurement]:
     target = bench.work / "target-xet"
     download = bench.cache("download", target, workload.catalog)
     peaks: list[int] = []
-    cpu: dict[str, list[float]] = {"modal_jobs download": [], "huggingface_hub alone": []}
+    cpu: dict[str, list[float]] = {
+        "modal_jobs download": [],
+        "huggingface_hub alone": [],
+        "huggingface_hub alone, library defaults": [],
+    }
     requests: dict[str, int] = {}
 
     def cache() -> float:
         return _cold_cache_run(bench, target, download, "download-cold-xet", peaks, cpu, requests)
 
+    library = _bare_hub(bench, cpu["huggingface_hub alone"], "xet", "cache")
+    defaults = _bare_hub(bench, cpu["huggingface_hub alone, library defaults"], "xet", "defaults")
     bench.hub.enable_xet()
     try:
-        a, b = run_rounds(
-            bench.deadline, bench.settings.pairs, cache, _bare_hub(bench, cpu["huggingface_hub alone"], "xet")
-        )
+        a, b, c = run_rounds(bench.deadline, bench.settings.pairs, cache, library, defaults)
     finally:
         bench.hub.disable_xet()
     shutil.rmtree(target, ignore_errors=True)
@@ -320,17 +345,28 @@ def cold_download_xet(bench: Bench) -> list[Measurement]:
                 **{f"requests: {kind}": count for kind, count in requests.items()},
                 **{f"{name}: CPU (user+sys), median s": round(statistics.median(v), 2) for name, v in cpu.items()},
             },
-        )
+        ),
+        Measurement(
+            "cold download, Xet",
+            "modal_jobs download",
+            "huggingface_hub alone, library defaults",
+            Pairs(a, c),
+            workload.total_bytes,
+            "—",
+            None,
+        ),
     ]
 
 
-def _bare_hub(bench: Bench, cpu: list[float], path: str = "http") -> Callable[[], float]:
-    """One run of huggingface_hub alone over every repo, into a fresh directory, with the cache's worker count."""
-    into = bench.work / f"bare-{path}"
+def _bare_hub(bench: Bench, cpu: list[float], path: str, settings: str) -> Callable[[], float]:
+    """One run of huggingface_hub alone over every repo, into a fresh directory, with the cache's worker count
+    and either the cache's settings of the library or its defaults (`bench.bare_hub`)."""
+    into = bench.work / f"bare-{path}-{settings}"
     command = [
         sys.executable,
         "-m",
         "bench.bare_hub",
+        settings,
         str(into),
         str(bench.download_workers),
         *bench.workload.repo_ids,
@@ -338,7 +374,7 @@ def _bare_hub(bench: Bench, cpu: list[float], path: str = "http") -> Callable[[]
 
     def library() -> float:
         fresh(into)
-        timed = bench.run(command, label=f"bare-hub-{path}")
+        timed = bench.run(command, label=f"bare-hub-{path}-{settings}")
         cpu.append(timed.cpu)
         return timed.seconds
 

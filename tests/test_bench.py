@@ -29,6 +29,9 @@ def test_quick_benchmark_reports_every_measurement(tmp_path: Path):
     assert "| cold download, plain HTTP | `modal_jobs download` | `huggingface_hub alone` |" in result.stdout
     assert "| cold download, plain HTTP | `modal_jobs download` | `one curl process` |" in result.stdout
     assert "| cold download, Xet | `modal_jobs download` | `huggingface_hub alone` |" in result.stdout
+    assert "| cold download, plain HTTP | `modal_jobs download` | `huggingface_hub alone, library defaults` |" in (
+        result.stdout
+    )
     report = json.loads(out.read_text())
     assert report["machine"]["cores"] >= 1
     names = {m["name"] for m in report["measurements"]}
@@ -38,3 +41,29 @@ def test_quick_benchmark_reports_every_measurement(tmp_path: Path):
         "catalog-shaped repos, plain HTTP",
         "catalog-shaped repos, Xet",
     }
+
+
+def _reference_settings(settings: str) -> str:
+    """What `bench.bare_hub` hands snapshot_download: the library's chunk size and the worker count, as it sees them."""
+    probe = (
+        "import sys, huggingface_hub, huggingface_hub.constants as c\n"
+        "huggingface_hub.snapshot_download = lambda *a, **k: print(c.DOWNLOAD_CHUNK_SIZE, k['max_workers'])\n"
+        "from bench.bare_hub import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, settings, "unused", "8", "org/repo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_library_reference_runs_with_the_caches_transfer_settings():
+    """A reference slower than the library can be flatters the cache: it gets the cache's chunk size and workers."""
+    assert _reference_settings("cache") == "None 8"
+    chunk, workers = _reference_settings("defaults").split()
+    assert chunk.isdigit() and workers == "8"  # the library's own chunk size, untouched
