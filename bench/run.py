@@ -48,6 +48,7 @@ from bench.workload import (
     publish,
     publish_complete_target,
 )
+from modal_jobs.reader import POINTER_NAME, REVISIONS_DIR
 from tests.local_hub import LocalHub, hub_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -426,7 +427,7 @@ def no_op_rerun(bench: Bench) -> list[Measurement]:
 def verify(bench: Bench) -> list[Measurement]:
     """Re-hashing what is on the target against hashing the same bytes with one openssl process."""
     target = _downloaded(bench)
-    paths = [str(target / f.dest) for f in bench.workload.files]
+    paths = [str(_loaded_path(target, f.dest)) for f in bench.workload.files]
     command = bench.cache("verify", target, bench.workload.catalog)
     openssl = ["openssl", "dgst", "-sha256", *paths]
     a, b = run_rounds(
@@ -522,6 +523,13 @@ def _request_counts(hub: LocalHub) -> dict[str, int]:
         key = f"{request.method} {request.kind}" if request.kind == "resolve" else request.kind
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def _loaded_path(target: Path, dest: str) -> Path:
+    """Where a reader finds `<model dir>/<path>`: inside the revision the model's pointer names."""
+    name, path = dest.split("/", 1)
+    pointer = json.loads((target / name / POINTER_NAME).read_text())
+    return target / name / REVISIONS_DIR / str(pointer["revision"]) / path
 
 
 def _check_digests(openssl_output: str, expected: Mapping[str, str]) -> None:
