@@ -61,8 +61,9 @@ def test_a_changed_list_gets_its_plan_as_the_job_summary(
     run = run_plan(pull_request, runner_python, hub, tmp_path)
     assert run.succeeded, run.log
     assert run.step_results()["Check the lock"] == "success"
-    ((step, summary),) = run.summaries()
-    assert step == "Plan"
+    summaries = dict(run.summaries())
+    assert list(summaries) == ["Check the lock", "Plan"]
+    summary = summaries["Plan"]
     assert f"| `{NEW}` | ➕ added |" in summary
     assert f"| `{BIG}` | ➖ removed-from-list |" in summary
     assert f"| `{SMALL}` | • unchanged |" in summary
@@ -82,7 +83,7 @@ def test_a_list_changed_without_its_lock_fails_naming_the_command(
     assert run.step_results()["Check the lock"] == "failure"
     assert f"{NEW}: in models.toml, not in the lock" in run.log
     assert "run `python -m modal_jobs lock`" in run.log
-    assert run.summaries() == []
+    assert [step for step, _ in run.summaries()] == ["Check the lock"]
 
 
 def test_an_invalid_list_fails_the_check_with_the_one_line_error(
