@@ -319,7 +319,11 @@ def entrypoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub: LocalHub, r
     for key, value in hub_env(hub, tmp_path / "hf-home").items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    monkeypatch.chdir(ROOT)
+    # The repository's list, in a directory of its own: the download writes models.lock beside it.
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "models.toml").write_text((ROOT / "models.toml").read_text())
+    monkeypatch.chdir(checkout)
     return target
 
 

@@ -643,7 +643,7 @@ def test_clear_without_the_volume_name_fails_and_deletes_nothing(
 def test_a_failing_model_fails_the_job_and_still_uploads_its_summary(
     act: Act, hub: LocalHub, repos: Repos, target: Path
 ):
-    hub.fail(BIG, 500, times=None, kind="revision")
+    hub.fail(BIG, 500, times=None, kind="resolve")  # the lock names the commit: its files are what fails
 
     run = act("workflow_dispatch", dispatch("download"), local_dir=target)
 
