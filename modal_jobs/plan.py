@@ -341,8 +341,8 @@ def plan_model(entry: ModelEntry, answer: HubAnswer | str, held: HeldModel | Non
 
     # What readers may still be loading stays: the current revision if it is sound (the layout before
     # revisions included, for readers of that version), else the one kept before it.
-    if current_good:
-        previous = current_name
+    if current_good or (pointer is not None and current is not None):
+        previous = current_name  # a reader may have just found it: it is never removed under that reader
     elif pointer is not None:
         previous = pointer.previous if pointer.previous in revisions else None
     else:

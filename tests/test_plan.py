@@ -252,7 +252,7 @@ def test_a_repair_is_written_beside_the_damaged_revision_and_keeps_the_previous_
         damaged={B: ["model.safetensors"]},
     )
     plan = plan_model(ENTRY, HubAnswer(B, (CONFIG, WEIGHTS)), target)
-    assert (plan.action, plan.revision, plan.previous, plan.retire) == (Action.REPAIR, f"{B}.1", A, (B,))
+    assert (plan.action, plan.revision, plan.previous, plan.retire) == (Action.REPAIR, f"{B}.1", B, (A,))
     # Fetched although the previous revision has the same bytes: a hard link there may be the same damaged inode.
     assert [f.path for f in plan.fetch] == ["model.safetensors"]
     assert [(f.path, source) for f, source in plan.link] == [("config.json", f".revisions/{B}/config.json")]
