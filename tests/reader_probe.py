@@ -20,11 +20,16 @@ from modal_jobs.reader import MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR, ModelN
 OURS = frozenset({MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR, ".model-cache.damaged", ".cache"})
 
 
+def is_ours(top: str) -> bool:
+    """The cache's files, and the hidden `.<name>.<random>.tmp` of a write about to be renamed into place."""
+    return top in OURS or (top.startswith(".") and top.endswith(".tmp"))
+
+
 def snapshot(directory: Path) -> dict[str, str]:
     return {
         p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(directory.rglob("*"))
-        if p.is_file() and p.relative_to(directory).parts[0] not in OURS
+        if p.is_file() and not is_ours(p.relative_to(directory).parts[0])
     }
 
 
