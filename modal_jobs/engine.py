@@ -15,27 +15,25 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from modal_jobs.catalog import ModelEntry
-from modal_jobs.errors import Cancelled, ModelFailed
-from modal_jobs.hashing import StreamingHash, check_file
-from modal_jobs.hub import Hub
-from modal_jobs.model_dir import (
-    FileRecord,
-    Pointer,
+from modal_jobs.disk import (
+    clear_path,
     invalidate,
     link_or_copy,
+    make_parents,
     mark_damaged,
-    new_manifest,
     remove_downloader_state,
     remove_files,
-    remove_tree,
     retire,
-    revision_dir,
     write_manifest,
     write_pointer,
 )
+from modal_jobs.errors import Cancelled, ModelFailed
+from modal_jobs.hashing import StreamingHash, check_file
+from modal_jobs.hub import Hub
+from modal_jobs.model_dir import FileRecord, Pointer, new_manifest, revision_dir
 from modal_jobs.plan import DONE_STATUS, Action, ModelPlan, row_for, shorten
 from modal_jobs.progress import ModelProgress
 from modal_jobs.store import LocalStore
@@ -125,10 +123,10 @@ def apply_model(plan: ModelPlan, root: Path, hub: Hub, cancel: threading.Event, 
         invalidate(work)
         remove_downloader_state(work)
         # Once, before the workers start: two files of one folder must not race to clear a file standing in its place.
-        _make_parents(work, [*plan.fetch, *plan.check, *(record for record, _ in plan.link)])
+        make_parents(work, [*plan.fetch, *plan.check, *(record for record, _ in plan.link)])
         for record, source in plan.link:
             _stop_if(cancel)
-            _clear_path(work, record.path)
+            clear_path(work, record.path)
             link_or_copy(model_dir / source, work / record.path)
         if plan.link:
             linked = human_bytes(sum(record.size for record, _ in plan.link))
@@ -215,7 +213,7 @@ def fetch_and_verify(plan: ModelPlan, model_dir: Path, hub: Hub, cancel: threadi
                 progress.expect(record.size)
             for attempt in (1, 2):
                 _stop_if(cancel)
-                _clear_path(model_dir, record.path)
+                clear_path(model_dir, record.path)
                 problem = check_file(model_dir, record, download_hashed(record))
                 if problem is None:
                     return
@@ -258,32 +256,6 @@ def run_parallel(
             future.cancel()  # not started yet: never starts; in flight: notices `cancel` at its next step
     if failures:
         raise ModelFailed(f"{len(failures)} file(s) failed: {shorten(failures)}")
-
-
-def _make_parents(model_dir: Path, records: Sequence[FileRecord]) -> None:
-    """Every folder the files go in, made real: a file or symlink standing where one goes is removed, never followed."""
-    for folder in sorted({str(PurePosixPath(r.path).parent) for r in records} - {"."}):
-        current = model_dir
-        for part in folder.split("/"):
-            current = current / part
-            if current.is_symlink() or (current.exists() and not current.is_dir()):
-                current.unlink()
-        current.mkdir(parents=True, exist_ok=True)
-
-
-def _clear_path(model_dir: Path, rel: str) -> None:
-    """Make room for a file: remove it and any symlink or file standing where one of its parents goes."""
-    current = model_dir
-    for part in rel.split("/")[:-1]:
-        current = current / part
-        if current.is_symlink() or (current.exists() and not current.is_dir()):
-            current.unlink(missing_ok=True)
-    target = model_dir / rel
-    if target.is_symlink() or target.exists():
-        if target.is_dir() and not target.is_symlink():
-            remove_tree(target)
-        else:
-            target.unlink()
 
 
 def unverifiable_row(repo_id: str, path: str, present: bool, files: int, size: int, seconds: float = 0.0) -> ModelRow:
