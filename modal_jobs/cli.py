@@ -21,8 +21,9 @@ from types import FrameType
 from typing import NoReturn
 
 from modal_jobs.catalog import DEFAULT_CATALOG, Catalog, load_catalog
+from modal_jobs.deadlines import CONNECT_SECONDS_ENV, STALL_SECONDS_ENV, Deadlines, set_up_huggingface_hub
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError, UsageError
-from modal_jobs.hub import CONNECT_SECONDS_ENV, STALL_SECONDS_ENV, Deadlines, Hub, set_up_huggingface_hub
+from modal_jobs.hub import Hub
 from modal_jobs.logs import configure_logging
 from modal_jobs.operations import Backend, LocalBackend, LockMode, Request, run
 from modal_jobs.reader import ModelNotReady, model_path

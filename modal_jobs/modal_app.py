@@ -68,8 +68,9 @@ def apply_one(
     plan: dict[str, Any], mount: str, volume: modal.Volume, events: modal.Queue | None = None
 ) -> dict[str, Any]:
     """Carry out one model's plan on the volume at `mount`, then commit the volume."""
+    from modal_jobs.deadlines import Deadlines, set_up_huggingface_hub
     from modal_jobs.engine import apply_models
-    from modal_jobs.hub import Deadlines, Hub, set_up_huggingface_hub
+    from modal_jobs.hub import Hub
     from modal_jobs.plan import ModelPlan, row_for
     from modal_jobs.summary import Status
 

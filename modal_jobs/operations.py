@@ -31,7 +31,8 @@ from modal_jobs import models_lock
 from modal_jobs.catalog import ALL_SIZES, Catalog, ModelEntry, select_models
 from modal_jobs.engine import apply_models, verify_models
 from modal_jobs.errors import Cancelled, InterruptedRun, ModelFailed, TargetError, UsageError
-from modal_jobs.hub import AccessDenied, Hub
+from modal_jobs.hub import Hub
+from modal_jobs.hub_errors import AccessDenied
 from modal_jobs.lock import target_lock
 from modal_jobs.model_dir import LEGACY
 from modal_jobs.models_lock import lock_path

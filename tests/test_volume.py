@@ -31,8 +31,9 @@ from modal.types import FileEntry, FileEntryType
 
 import modal_jobs.modal_app as jobs
 from modal_jobs.catalog import Catalog, VolumeSpec, parse_catalog
+from modal_jobs.deadlines import Deadlines
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError
-from modal_jobs.hub import Deadlines, Hub
+from modal_jobs.hub import Hub
 from modal_jobs.model_dir import DAMAGED_NAME, LOCK_NAME, MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
 from modal_jobs.operations import Backend, LocalBackend, Request, make_plan, run
 from modal_jobs.plan import Action, Kind
