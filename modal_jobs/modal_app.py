@@ -93,8 +93,8 @@ def verify_one(
 ) -> dict[str, Any]:
     """Re-hash one model's current revision; damage is marked beside it, and the next download repairs it."""
     from modal_jobs.catalog import ModelEntry
-    from modal_jobs.engine import verify_models
     from modal_jobs.summary import ModelRow, Status
+    from modal_jobs.verifying import verify_models
 
     model = ModelEntry.from_wire(entry)
     forward_logs(events)

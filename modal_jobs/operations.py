@@ -29,7 +29,7 @@ from typing import Protocol, TypeVar
 
 from modal_jobs import models_lock
 from modal_jobs.catalog import ALL_SIZES, Catalog, ModelEntry, select_models
-from modal_jobs.engine import apply_models, verify_models
+from modal_jobs.engine import apply_models
 from modal_jobs.errors import Cancelled, InterruptedRun, ModelFailed, TargetError, UsageError
 from modal_jobs.hub import Hub
 from modal_jobs.hub_errors import AccessDenied
@@ -54,6 +54,7 @@ from modal_jobs.plan import (
 )
 from modal_jobs.store import LocalStore, Store, is_writable, require_writable, survey
 from modal_jobs.summary import ModelRow, Operation, OrphanRow, Status, Summary, human_bytes
+from modal_jobs.verifying import verify_models
 
 log = logging.getLogger("modal_jobs")
 
