@@ -290,7 +290,7 @@ def open_backend(
 ) -> Backend:
     """The target: `--local-dir`, else the Modal Volume the list names (created only by a download that writes)."""
     if local_dir is None:
-        from modal_jobs.volume import open_volume_backend
+        from modal_jobs.modal_backend import open_volume_backend
 
         return open_volume_backend(catalog, create=create, app_running=app_running, env=hub.container_env())
     root = local_dir.expanduser().absolute()

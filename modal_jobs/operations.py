@@ -9,7 +9,7 @@ clear:    survey ─► refuse without --yes ─► remove
 ```
 
 A `Backend` is where the bytes are: `LocalBackend` for a directory on this machine, the Modal
-backend (`modal_jobs.volume`) for the volume. Both survey through a `Store` and apply the same
+backend (`modal_jobs.modal_backend`) for the volume. Both survey through a `Store` and apply the same
 `Plan`; only how the bytes move differs.
 """
 
