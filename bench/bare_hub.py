@@ -5,7 +5,7 @@ Each repo is fetched with `snapshot_download` into `DIR/<name>`, one repo after 
 (planning, hashing, the manifest) is what the comparison measures.
 
 - `cache`: huggingface_hub set up exactly as the cache sets it up at start-up
-  (`modal_jobs.hub.set_up_huggingface_hub`: the chunk size, the read timeout, hf_xet's buffers and
+  (`modal_jobs.deadlines.set_up_huggingface_hub`: the chunk size, the read timeout, hf_xet's buffers and
   timeouts), so that the library runs as fast as the cache lets it and not slower;
 - `defaults`: the library as installed, nothing changed.
 """
@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     if settings not in SETTINGS:
         raise SystemExit(f"settings must be one of {', '.join(SETTINGS)}, not {settings!r}")
     if settings == "cache":
-        from modal_jobs.hub import Deadlines, set_up_huggingface_hub
+        from modal_jobs.deadlines import Deadlines, set_up_huggingface_hub
 
         set_up_huggingface_hub(Deadlines.from_env())
     from huggingface_hub import snapshot_download

@@ -565,12 +565,13 @@ def machine_facts(run: Runner) -> dict[str, Fact]:
 
 # What the measured processes run with, as they see it (a PYTHONPATH copy of the package included).
 _EFFECTIVE_SETTINGS = """
-import json, pathlib, modal_jobs.engine as e, modal_jobs.hub as h, huggingface_hub.constants as c
+import json, pathlib, modal_jobs.engine as e, modal_jobs.hub as h, modal_jobs.verifying as v
+import huggingface_hub.constants as c
 h.Hub(endpoint="http://127.0.0.1:9").api  # set up as a download would; makes no request
 print(json.dumps({
     "modal_jobs": str(pathlib.Path(e.__file__).parent),
     "download workers": getattr(e, "DOWNLOAD_WORKERS", "?"),
-    "hash workers": getattr(e, "HASH_WORKERS", "?"),
+    "hash workers": getattr(v, "HASH_WORKERS", "?"),
     "hf download chunk": str(c.DOWNLOAD_CHUNK_SIZE),
 }))
 """

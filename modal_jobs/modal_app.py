@@ -1,6 +1,6 @@
 """The Modal app: the image, and one container per model that needs work, writing only that model's directory.
 
-The caller plans (`modal_jobs.volume`); a container is handed one model's plan, commit included,
+The caller plans (`modal_jobs.modal_backend`); a container is handed one model's plan, commit included,
 and carries it out with the engine. Nothing here reads the model list: the volume and its mount
 are attached per call from the list the run loaded, so the installed package imports anywhere.
 `modal run -m modal_jobs.download_models` is the command line (`modal_jobs.download_models`).
@@ -17,7 +17,6 @@ The whole cloud footprint:
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -68,8 +67,10 @@ def apply_one(
     plan: dict[str, Any], mount: str, volume: modal.Volume, events: modal.Queue | None = None
 ) -> dict[str, Any]:
     """Carry out one model's plan on the volume at `mount`, then commit the volume."""
+    from modal_jobs.deadlines import Deadlines, set_up_huggingface_hub
     from modal_jobs.engine import apply_models
-    from modal_jobs.hub import Deadlines, Hub, set_up_huggingface_hub
+    from modal_jobs.hub import Hub
+    from modal_jobs.logs import forward_logs
     from modal_jobs.plan import ModelPlan, row_for
     from modal_jobs.summary import Status
 
@@ -92,8 +93,9 @@ def verify_one(
 ) -> dict[str, Any]:
     """Re-hash one model's current revision; damage is marked beside it, and the next download repairs it."""
     from modal_jobs.catalog import ModelEntry
-    from modal_jobs.engine import verify_models
+    from modal_jobs.logs import forward_logs
     from modal_jobs.summary import ModelRow, Status
+    from modal_jobs.verifying import verify_models
 
     model = ModelEntry.from_wire(entry)
     forward_logs(events)
@@ -105,28 +107,3 @@ def verify_one(
         row = ModelRow(model.repo_id, path, Status.DAMAGED, error=f"in the container: {type(exc).__name__}: {exc}")
     volume.commit()
     return dataclasses.asdict(row)
-
-
-class ForwardedLines(logging.Handler):
-    """Sends a container's log lines to the caller, which prints them as they come (see `volume.collect`)."""
-
-    def __init__(self, events: modal.Queue) -> None:
-        super().__init__(logging.INFO)
-        self.events = events
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.events.put(self.format(record))
-        except Exception:
-            self.handleError(record)
-
-
-def forward_logs(events: modal.Queue | None) -> None:
-    """Log to stderr (the container's log) and, when the caller listens, to its queue."""
-    from modal_jobs.logs import configure_logging
-
-    handler = configure_logging()
-    if events is not None:
-        forwarded = ForwardedLines(events)
-        forwarded.setFormatter(handler.formatter)
-        logging.getLogger().addHandler(forwarded)

@@ -37,19 +37,17 @@ A directory written before revisions existed holds its files and `.model-cache.j
 in `<name>/` (the "legacy" revision, named `.` here). A download adopts it by linking its files
 into a revision, and keeps it readable, for readers of either version, while it is the previous
 revision.
+
+This module holds the names and the records, parsed and written as data: planning reads them
+without touching a disk. What walks and changes a directory is `modal_jobs.disk`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import secrets
-import shutil
-import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -155,48 +153,6 @@ def parse_manifest(data: bytes, where: str) -> Manifest | None:
         return None
 
 
-def read_manifest(model_dir: Path) -> Manifest | None:
-    path = model_dir / MANIFEST_NAME
-    try:
-        if path.is_symlink() or not path.is_file():
-            return None
-        data = path.read_bytes()
-    except OSError:
-        return None
-    return parse_manifest(data, str(path))
-
-
-def write_manifest(model_dir: Path, manifest: Manifest) -> None:
-    """Write the manifest atomically: a reader sees the old state or the new one, never half a file."""
-    write_atomic(model_dir / MANIFEST_NAME, manifest.to_json().encode())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file beside `path`, then rename it over `path`.
-
-    Created with mode 0666 less the process umask, as the downloader creates the model files: a
-    loader that can read the weights can read the manifest (`mkstemp` would make it 0600).
-    """
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def invalidate(model_dir: Path) -> None:
-    """Mark a model not complete before anything in it changes."""
-    (model_dir / MANIFEST_NAME).unlink(missing_ok=True)
-    _fsync_dir(model_dir)
-
-
 def new_manifest(
     repo_id: str,
     revision: str,
@@ -214,94 +170,6 @@ def new_manifest(
         exclude=exclude,
         completed_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
-
-
-def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """Every regular file and symlink below `root`, as (posix relative path, lstat), never following links."""
-    # Plain strings, not Path objects: this runs once per file of every model on each plan and `list`.
-    stack = [("", str(root))]
-    while stack:
-        prefix, current = stack.pop()
-        try:
-            with os.scandir(current) as scan:
-                entries = list(scan)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for entry in entries:
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                stack.append((f"{prefix}{entry.name}/", entry.path))
-            else:
-                yield prefix + entry.name, st
-
-
-def usage(model_dir: Path) -> tuple[int, int]:
-    """(files, bytes) on disk below a directory, not counting our own or the downloader's state."""
-    files = size = 0
-    for rel, st in walk_files(model_dir):
-        if rel.split("/", 1)[0] in RESERVED_NAMES:
-            continue
-        files += 1
-        size += st.st_size if stat.S_ISREG(st.st_mode) else 0
-    return files, size
-
-
-def remove_files(model_dir: Path, paths: Sequence[str]) -> list[str]:
-    """Delete the named files (an older commit's, stray links) and the folders they leave empty.
-
-    Symlinks are removed as links, never followed: nothing outside the model directory is touched.
-    """
-    removed = []
-    for rel in paths:
-        parts = rel.split("/")
-        if parts[0] in RESERVED_NAMES or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            continue  # ours, or not a path below the model directory: never touched
-        path = model_dir.joinpath(*parts)
-        if path.is_symlink() or path.is_file():
-            path.unlink(missing_ok=True)
-            removed.append(rel)
-    _remove_empty_dirs(model_dir)
-    return sorted(removed)
-
-
-def remove_downloader_state(model_dir: Path) -> None:
-    """Drop huggingface_hub's per-file metadata and any `.incomplete` leftovers of a killed run."""
-    state = model_dir / DOWNLOADER_STATE
-    if state.is_symlink():
-        state.unlink()
-    elif state.exists():
-        shutil.rmtree(state)
-
-
-def remove_tree(path: Path) -> None:
-    """Delete a directory (or a link standing where one was) without following any symlink."""
-    if path.is_symlink() or not path.is_dir():
-        path.unlink(missing_ok=True)
-    else:
-        shutil.rmtree(path)  # rmtree unlinks symlinks inside instead of following them
-
-
-def _remove_empty_dirs(root: Path) -> None:
-    for dirpath, _, _ in os.walk(root, topdown=False):
-        if Path(dirpath) != root:
-            with contextlib.suppress(OSError):  # fails, as wanted, on a directory that still holds files
-                Path(dirpath).rmdir()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-# -- revisions and the pointer -------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -348,11 +216,6 @@ def revision_dir(model_dir: Path, revision: str) -> Path:
     return model_dir if revision == LEGACY else model_dir / REVISIONS_DIR / revision
 
 
-def write_pointer(model_dir: Path, pointer: Pointer) -> None:
-    """Make a revision current: the one step a reader sees, atomic."""
-    write_atomic(model_dir / POINTER_NAME, pointer.to_json().encode())
-
-
 def set_digest(files: Sequence[FileRecord]) -> str:
     """One hash for a model's whole file set (paths, sizes, hashes): equal digests, equal files."""
     lines = "".join(f"{f.path}\t{f.size}\t{f.hash}\n" for f in sorted(files, key=lambda f: f.path))
@@ -366,38 +229,3 @@ def parse_damaged(data: bytes) -> frozenset[str]:
         return frozenset(str(p) for p in raw["damaged"])
     except (ValueError, KeyError, TypeError):
         return frozenset({"*"})
-
-
-def mark_damaged(revision_path: Path, paths: Sequence[str]) -> None:
-    """Record damage for the next download, leaving the revision readable: a repair is written beside it."""
-    write_atomic(revision_path / DAMAGED_NAME, (json.dumps({"damaged": sorted(paths)}) + "\n").encode())
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """Give `target` the bytes of `source` without the network: a hard link, or a copy where links are refused."""
-    target.unlink(missing_ok=True)
-    try:
-        os.link(source, target, follow_symlinks=False)
-    except OSError:
-        tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
-        try:
-            shutil.copyfile(source, tmp, follow_symlinks=False)
-            tmp.replace(target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
-
-def retire(model_dir: Path, revision: str) -> None:
-    """Remove a revision no pointer names: its manifest first, so that a partial removal is incomplete."""
-    if revision == LEGACY:
-        invalidate(model_dir)
-        (model_dir / DAMAGED_NAME).unlink(missing_ok=True)
-        for entry in os.scandir(model_dir):
-            if entry.name not in (POINTER_NAME, REVISIONS_DIR):
-                remove_tree(Path(entry.path))
-        return
-    path = revision_dir(model_dir, revision)
-    if path.is_dir() and not path.is_symlink():
-        invalidate(path)
-    remove_tree(path)

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from modal_jobs.catalog import Catalog, ModelEntry
+from modal_jobs.disk import write_atomic
 from modal_jobs.errors import CatalogError
-from modal_jobs.model_dir import FileRecord, set_digest, write_atomic
+from modal_jobs.model_dir import FileRecord, set_digest
 from modal_jobs.plan import HubAnswer
 
 LOCK_VERSION = 1

@@ -9,7 +9,7 @@ clear:    survey ─► refuse without --yes ─► remove
 ```
 
 A `Backend` is where the bytes are: `LocalBackend` for a directory on this machine, the Modal
-backend (`modal_jobs.volume`) for the volume. Both survey through a `Store` and apply the same
+backend (`modal_jobs.modal_backend`) for the volume. Both survey through a `Store` and apply the same
 `Plan`; only how the bytes move differs.
 """
 
@@ -29,9 +29,10 @@ from typing import Protocol, TypeVar
 
 from modal_jobs import models_lock
 from modal_jobs.catalog import ALL_SIZES, Catalog, ModelEntry, select_models
-from modal_jobs.engine import apply_models, verify_models
+from modal_jobs.engine import apply_models
 from modal_jobs.errors import Cancelled, InterruptedRun, ModelFailed, TargetError, UsageError
-from modal_jobs.hub import AccessDenied, Hub
+from modal_jobs.hub import Hub
+from modal_jobs.hub_errors import AccessDenied
 from modal_jobs.lock import target_lock
 from modal_jobs.model_dir import LEGACY
 from modal_jobs.models_lock import lock_path
@@ -53,6 +54,7 @@ from modal_jobs.plan import (
 )
 from modal_jobs.store import LocalStore, Store, is_writable, require_writable, survey
 from modal_jobs.summary import ModelRow, Operation, OrphanRow, Status, Summary, human_bytes
+from modal_jobs.verifying import verify_models
 
 log = logging.getLogger("modal_jobs")
 

@@ -1,8 +1,9 @@
 """Progress for people: a byte bar on a terminal; otherwise start, finish, and a line every 30 s while bytes flow.
 
 The lines go through the `modal_jobs` logger, so a container's progress reaches the caller by the
-same path as its other messages (see `modal_jobs.volume`), and an Actions log gets tens of lines
-for a multi-GB model, not thousands.
+same path as its other messages (see `modal_jobs.logs`), and an Actions log gets tens of lines
+for a multi-GB model, not thousands. huggingface_hub's own per-file bars are replaced by a counter
+(`byte_counter`) that feeds these.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from tqdm import tqdm
 from modal_jobs.summary import human_bytes
 
 log = logging.getLogger("modal_jobs")
+
+ByteCallback = Callable[[int], None]
 
 PROGRESS_SECONDS_ENV = "MODEL_CACHE_PROGRESS_SECONDS"
 DEFAULT_PROGRESS_SECONDS = 30.0
@@ -74,7 +77,7 @@ class ModelProgress:
                 self._bar.total = self.total_bytes
                 self._bar.refresh()
 
-    def file_counter(self, size: int) -> Callable[[int], None]:
+    def file_counter(self, size: int) -> ByteCallback:
         """A byte callback for one file that counts each of its bytes once, across resumes and restarts."""
         counted = 0
         lock = threading.Lock()
@@ -113,3 +116,42 @@ class ModelProgress:
             seconds,
             rate,
         )
+
+
+class _ByteCounter:
+    """Stands in for huggingface_hub's per-file tqdm bar: counts bytes, draws nothing."""
+
+    def __init__(self, on_bytes: ByteCallback, **_: object) -> None:
+        self._on_bytes = on_bytes
+
+    def __enter__(self) -> _ByteCounter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def update(self, n: int | float = 1) -> None:
+        self._on_bytes(int(n))
+
+    # huggingface_hub's Xet reporter also feeds these; the bytes are counted once, through update().
+    def update_transfer(self, n: int | float = 1) -> None:
+        return None
+
+    def set_postfix_str(self, *_: object, **__: object) -> None:
+        return None
+
+    def set_transfer_postfix_str(self, *_: object, **__: object) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def byte_counter(on_bytes: ByteCallback) -> type[_ByteCounter]:
+    """A class, not a function: huggingface_hub looks for `update_transfer` on it to use one bar per file."""
+
+    class Counter(_ByteCounter):
+        def __init__(self, **kwargs: object) -> None:
+            super().__init__(on_bytes, **kwargs)
+
+    return Counter

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 from typing import Protocol
 
-from modal_jobs import model_dir
+from modal_jobs import disk
 from modal_jobs.errors import TargetError
 from modal_jobs.model_dir import POINTER_NAME
 from modal_jobs.plan import NOT_A_FILE, HeldModel, Kind, is_record
@@ -64,7 +64,7 @@ class LocalStore:
         if kind is not Kind.DIRECTORY:
             size = path.lstat().st_size if kind is Kind.FILE else 0
             return HeldModel(name, kind, {name: size})
-        files = {rel: st.st_size if stat.S_ISREG(st.st_mode) else NOT_A_FILE for rel, st in model_dir.walk_files(path)}
+        files = {rel: st.st_size if stat.S_ISREG(st.st_mode) else NOT_A_FILE for rel, st in disk.walk_files(path)}
         texts = {}
         for rel, size in files.items():
             if size >= 0 and is_record(rel):
@@ -77,8 +77,8 @@ class LocalStore:
         if path.is_dir() and not path.is_symlink():
             # An interrupted clear must leave a model that says it is incomplete, never half of one that says otherwise.
             (path / POINTER_NAME).unlink(missing_ok=True)
-            model_dir.invalidate(path)
-        model_dir.remove_tree(path)
+            disk.invalidate(path)
+        disk.remove_tree(path)
 
 
 def require_writable(root: Path) -> None:

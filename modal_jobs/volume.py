@@ -1,16 +1,8 @@
-"""The Modal Volume target: surveyed and planned from this machine, written only by containers.
+"""The Modal Volume through the client API, from this machine: what planning, `list` and `clear` see and remove.
 
-```
-this machine                                      Modal
-------------                                      -----
-VolumeStore ── 1 lookup, 1 root listing ─────►    Volume <name>
-            ── per model: 1 listing, then ───►      └── <model>/…        list, clear, prune, plans:
-               1 read per pointer, manifest                              no container
-               or damage mark in it
-ModalBackend.apply(plan)
-  FETCH / REPAIR ── app.run(), spawn ────────►    apply_one(plan)       one container per model,
-  log lines ◄────── ephemeral queue ──────────      verify_one(model)     each writing only its dir
-```
+One lookup and one root listing per run; per model, one recursive listing and one read per
+pointer, manifest or damage mark in it. No container starts for any of it; what containers do
+is `modal_jobs.modal_backend`.
 
 Every Modal problem that can be seen before anything starts (no credentials, Modal unreachable,
 no volume where one must exist) is a one-line `TargetError` (exit 2), within `CONNECT_SECONDS`.
@@ -18,14 +10,9 @@ no volume where one must exist) is a one-line `TargetError` (exit 2), within `CO
 
 from __future__ import annotations
 
-import logging
-import os
-import queue
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
 import modal
@@ -33,17 +20,11 @@ import modal.config
 import modal.exception
 from modal.types import FileEntry, FileEntryType
 
-from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
-from modal_jobs.engine import unverifiable_row
-from modal_jobs.errors import InterruptedRun, TargetError
+from modal_jobs.catalog import VolumeSpec
+from modal_jobs.errors import TargetError
 from modal_jobs.model_dir import MANIFEST_NAME, POINTER_NAME
-from modal_jobs.plan import DONE_STATUS, NOT_A_FILE, Action, HeldModel, Kind, ModelPlan, is_record, row_for
-from modal_jobs.store import Store
-from modal_jobs.summary import ModelRow, Status
+from modal_jobs.plan import NOT_A_FILE, HeldModel, Kind, is_record
 
-log = logging.getLogger("modal_jobs")
-
-POLL_SECONDS = 1.0
 # Modal's client retries a refused connection for about a minute; the first call gets this long.
 CONNECT_SECONDS = 10.0
 SETUP_HINT = "run `modal setup` (or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET), or pass --local-dir DIR"
@@ -207,236 +188,3 @@ def _relative(entry: FileEntry, parent: str) -> tuple[str, FileEntry]:
         return path, entry
     prefix = parent.strip("/") + "/"
     return (path[len(prefix) :] if path.startswith(prefix) else ""), entry
-
-
-# -- the backend ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ContainerJob:
-    """One container's work: `apply_one` takes a plan, `verify_one` an entry; both as plain data."""
-
-    label: str  # the repo id, for log lines and failed rows
-    path: str  # <mount>/<model>
-    payload: dict[str, Any]
-    commit: str | None = None
-
-
-# Starts one container per job for "download" or "verify" and returns their rows in job order.
-StartContainers = Callable[[str, Sequence[ContainerJob], threading.Event], list[ModelRow]]
-
-
-class ModalBackend:
-    """Applies plans made on this machine: prunes through the client API, starts containers for the rest."""
-
-    def __init__(self, store: VolumeStore, start: StartContainers) -> None:
-        self.store: Store = store  # what `operations` sees
-        self.volume_store = store  # the same, with the volume's own checks
-        self.start = start
-
-    def check_writable(self) -> None:
-        return None  # containers mount the volume read-write; Modal refuses bad credentials before that
-
-    def check_exists(self) -> None:
-        self.volume_store.require()
-
-    def exclusive(self, wait_seconds: float, cancel: threading.Event) -> AbstractContextManager[None]:
-        # No lock spans this machine and the containers: the workflow's concurrency group is the guard,
-        # and each container writes only its own model's directory.
-        return nullcontext()
-
-    def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
-        mount = self.store.location
-        work = [m for m in models if m.action in (Action.FETCH, Action.REPAIR)]
-        rows = {m.name: row_for(m, mount, DONE_STATUS[m.action]) for m in models if m not in work}
-        if work:
-            log.info("starting %d container(s): %s", len(work), ", ".join(m.repo_id for m in work))
-            jobs = [ContainerJob(m.repo_id, _join(mount, m.name), m.to_wire(), m.commit) for m in work]
-            rows.update((m.name, row) for m, row in zip(work, self.start("download", jobs, cancel), strict=True))
-        else:
-            log.info("no model needs a container; none started")
-        return [rows[m.name] for m in models]
-
-    def verify(self, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
-        """Hash in containers, one per model with a manifest; what has none is reported from here."""
-        top = self.store.top()
-        rows: dict[str, ModelRow] = {}
-        work: list[ModelEntry] = []
-        for entry in entries:
-            kind = top.get(entry.dirname)
-            held = self.store.held(entry.dirname, kind) if kind is not None else None
-            current = held.current if held is not None and held.repo_id == entry.repo_id else None
-            if current is not None and current.manifest is not None:
-                work.append(entry)
-                continue
-            files, size = (held.file_count, held.bytes) if held is not None else (0, 0)
-            path = _join(self.store.location, entry.dirname)
-            rows[entry.repo_id] = unverifiable_row(entry.repo_id, path, held is not None, files, size)
-        if work:
-            log.info("starting %d container(s) to verify: %s", len(work), ", ".join(e.repo_id for e in work))
-            jobs = [
-                ContainerJob(e.repo_id, _join(self.store.location, e.dirname), e.to_wire(), e.pinned_commit)
-                for e in work
-            ]
-            for entry, row in zip(work, self.start("verify", jobs, cancel), strict=True):
-                rows[entry.repo_id] = row
-        return [rows[e.repo_id] for e in entries]
-
-
-# -- containers ----------------------------------------------------------------------------
-
-
-class PendingCall(Protocol):
-    """What `Function.spawn` returns, as far as collecting its result goes."""
-
-    def get(self, timeout: float | None = None) -> Any: ...
-
-    def cancel(self, terminate_containers: bool = False) -> None: ...
-
-
-class LineSource(Protocol):
-    """The caller's end of the containers' log queue (`modal.Queue`)."""
-
-    def get_many(self, n_values: int, block: bool = True, timeout: float | None = None) -> list[Any]: ...
-
-
-@dataclass
-class ModalContainers:
-    """Starts `apply_one`/`verify_one` in parallel, inside `app.run()` unless `modal run` started it."""
-
-    catalog: Catalog
-    volume: Any  # the hydrated modal.Volume the store looked up: attached to each call, never looked up again
-    app_running: bool = False
-    # What the containers' engine must see as this run does: the Hub's address and the time limits.
-    env: dict[str, str] = field(default_factory=dict)
-    secrets: list[modal.Secret] | None = field(default=None)
-    # Where the containers' log lines come back: an ephemeral modal.Queue, for the duration of the calls.
-    open_lines: Callable[[], AbstractContextManager[Any]] = field(default=modal.Queue.ephemeral)
-
-    def __call__(self, operation: str, jobs: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
-        from modal_jobs import modal_app as app_module
-
-        mount = self.catalog.volume.mount
-        running: AbstractContextManager[object] = nullcontext() if self.app_running else app_module.app.run()
-        with modal_errors("starting the Modal app"), running, self.open_lines() as events:
-            function = app_module.apply_one if operation == "download" else app_module.verify_one
-            secrets = self.secrets if self.secrets is not None else hf_secrets(os.environ, app_module.HF_SECRET_NAME)
-            # with_options replaces volumes and secrets as a whole: both are given every time.
-            function = function.with_options(volumes={mount: self.volume}, secrets=secrets, env=dict(self.env))
-            calls = [function.spawn(job.payload, mount, self.volume, events) for job in jobs]
-            return collect(calls, jobs, cancel, events)
-
-
-def collect(
-    calls: Sequence[PendingCall], jobs: Sequence[ContainerJob], cancel: threading.Event, lines: LineSource | None = None
-) -> list[ModelRow]:
-    """Each call's row, in job order, printing the containers' log lines as they arrive.
-
-    A container that raised becomes one `failed` row, not a crash. A stop request cancels every
-    call still running, and terminates its container.
-    """
-    results: dict[int, ModelRow] = {}
-    started = time.monotonic()
-    while len(results) < len(calls):
-        if cancel.is_set():
-            for j, other in enumerate(calls):
-                if j not in results:
-                    other.cancel(terminate_containers=True)
-            raise InterruptedRun(
-                "interrupted; the containers still running were stopped and what they wrote is not "
-                "marked complete: run the same command again to resume"
-            )
-        _print_lines(lines)
-        for i, call in enumerate(calls):
-            if i in results:
-                continue
-            try:
-                value = call.get(timeout=0 if lines is not None else POLL_SECONDS)
-            except TimeoutError as exc:
-                if not exc.args:  # modal's "no output yet"; a container's own TimeoutError carries a message
-                    continue
-                value = exc
-            except Exception as exc:
-                value = exc
-            results[i] = _row(value, jobs[i], time.monotonic() - started)
-            log.info("%s: %s", jobs[i].label, results[i].status)
-    _print_lines(lines, wait=0.0)
-    return [results[i] for i in range(len(calls))]
-
-
-def _print_lines(lines: LineSource | None, wait: float = POLL_SECONDS) -> None:
-    """The containers' log lines so far (waiting up to `wait` for the first), each printed as it came."""
-    if lines is None:
-        return
-    block = wait > 0
-    while True:
-        try:
-            batch = lines.get_many(100, block=block, timeout=wait if block else None)
-        except queue.Empty:
-            return
-        for line in batch:
-            log.info("%s", line)
-        if len(batch) < 100:
-            return
-        block = False  # more may be waiting: take it now, without waiting again
-
-
-def _row(value: object, job: ContainerJob, seconds: float) -> ModelRow:
-    if isinstance(value, Mapping):
-        try:
-            return ModelRow(**{**value, "status": Status(value["status"])})
-        except (TypeError, KeyError, ValueError) as exc:
-            value = exc
-    error = f"container failed: {type(value).__name__}: {value}" if isinstance(value, BaseException) else (
-        f"container returned {type(value).__name__}, not a row"
-    )  # fmt: skip
-    log.error("%s: %s", job.label, error)
-    return ModelRow(job.label, job.path, Status.FAILED, job.commit, 0, 0, seconds, error)
-
-
-def hf_secrets(
-    environ: Mapping[str, str],
-    secret_name: str,
-    find_secret: Callable[[str], modal.Secret | None] | None = None,
-) -> list[modal.Secret]:
-    """The Hub token for the containers: HF_TOKEN from here, else the named Modal secret, else none.
-
-    The token travels as a Modal secret built now, at call time; it is never logged or printed.
-    """
-    token = environ.get("HF_TOKEN")
-    if token:
-        log.info("passing HF_TOKEN from this environment to the containers")
-        return [modal.Secret.from_dict({"HF_TOKEN": token})]
-    secret = (find_secret or _named_secret)(secret_name)
-    if secret is None:
-        return []  # public repos need no token
-    log.info("using the Modal secret %r for the Hub", secret_name)
-    return [secret]
-
-
-def _named_secret(name: str) -> modal.Secret | None:
-    secret = modal.Secret.from_name(name)
-    try:
-        secret.hydrate()
-    except modal.exception.NotFoundError:
-        return None
-    return secret
-
-
-def open_volume_backend(
-    catalog: Catalog, *, create: bool, app_running: bool = False, env: Mapping[str, str] | None = None
-) -> ModalBackend:
-    """The volume named in the model list, checked for credentials before anything touches the network.
-
-    `create`: a download that writes makes the volume when it does not exist; nothing else does.
-    `env`: set in every container, so that its engine talks to the same Hub within the same limits.
-    """
-    require_credentials()
-    volume = modal.Volume.from_name(catalog.volume.name, create_if_missing=create)
-    store = VolumeStore(volume, catalog.volume, environment_name())
-    containers = ModalContainers(catalog, volume, app_running=app_running, env=dict(env or {}))
-    return ModalBackend(store, containers)
-
-
-def _join(location: str, name: str) -> str:
-    return f"{location.rstrip('/')}/{name}"

@@ -196,10 +196,10 @@ def assert_complete(target: Path, repo_id: str, files: dict[str, bytes]) -> None
 
 @pytest.fixture(autouse=True)
 def huggingface_hub_set_up() -> Iterator[None]:
-    """Each test starts as the CLI and the containers do (hub.set_up_huggingface_hub), and leaves no trace."""
+    """Each test starts as the CLI and the containers do (deadlines.set_up_huggingface_hub), and leaves no trace."""
     import huggingface_hub.constants
 
-    from modal_jobs.hub import LOCAL_XET_BUFFERS, Deadlines, set_up_huggingface_hub
+    from modal_jobs.deadlines import LOCAL_XET_BUFFERS, Deadlines, set_up_huggingface_hub
 
     names = [*Deadlines().xet_environment(), *LOCAL_XET_BUFFERS]
     environ = {name: os.environ.pop(name, None) for name in names}  # set_up fills only what is unset

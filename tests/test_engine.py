@@ -49,11 +49,11 @@ def test_xet_progress_is_counted_once_and_never_raises():
     """huggingface_hub's Xet reporter drives the same counter; it must see each byte once."""
     from huggingface_hub.utils._xet_progress_reporting import XetDownloadProgressReporter
 
-    from modal_jobs.hub import _byte_counter
+    from modal_jobs.progress import byte_counter
 
     counted: list[int] = []
     reporter = XetDownloadProgressReporter(
-        reconstruction_desc="model.safetensors", total=100, log_level=20, tqdm_class=_byte_counter(counted.append)
+        reconstruction_desc="model.safetensors", total=100, log_level=20, tqdm_class=byte_counter(counted.append)
     )
 
     class Report:

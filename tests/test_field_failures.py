@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME, FileRecord, new_manifest, write_manifest
+from modal_jobs.disk import write_manifest
+from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME, FileRecord, new_manifest
 from modal_jobs.summary import human_bytes
 from tests.conftest import (
     BIG,

@@ -28,10 +28,11 @@ from modal._utils.async_utils import synchronizer
 
 import modal_jobs.download_models as command_line
 import modal_jobs.modal_app as jobs
-import modal_jobs.volume
+import modal_jobs.modal_backend
 from modal_jobs.catalog import Catalog
+from modal_jobs.modal_backend import ContainerJob, ModalBackend
 from modal_jobs.summary import ModelRow, Status
-from modal_jobs.volume import ContainerJob, ModalBackend, VolumeStore
+from modal_jobs.volume import VolumeStore
 from tests.conftest import BIG, CATALOG, ROOT, SMALL, TOKENIZER, Repos, assert_complete
 from tests.local_hub import LocalHub, hub_env
 from tests.test_volume import DirVolume
@@ -315,7 +316,7 @@ def entrypoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub: LocalHub, r
     root = tmp_path / "volume"
     root.mkdir()
     target = EntrypointTarget(root, [], [], set())
-    monkeypatch.setattr(modal_jobs.volume, "open_volume_backend", target.open)
+    monkeypatch.setattr(modal_jobs.modal_backend, "open_volume_backend", target.open)
     for key, value in hub_env(hub, tmp_path / "hf-home").items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)

@@ -31,23 +31,17 @@ from modal.types import FileEntry, FileEntryType
 
 import modal_jobs.modal_app as jobs
 from modal_jobs.catalog import Catalog, VolumeSpec, parse_catalog
+from modal_jobs.deadlines import Deadlines
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError
-from modal_jobs.hub import Deadlines, Hub
+from modal_jobs.hub import Hub
+from modal_jobs.modal_backend import ContainerJob, ModalBackend, ModalContainers, collect, hf_secrets
 from modal_jobs.model_dir import DAMAGED_NAME, LOCK_NAME, MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
 from modal_jobs.operations import Backend, LocalBackend, Request, make_plan, run
 from modal_jobs.plan import Action, Kind
 from modal_jobs.reader import ModelNotReady, model_path
 from modal_jobs.store import LocalStore
 from modal_jobs.summary import ModelRow, Operation, Status, Summary, human_bytes, render_text
-from modal_jobs.volume import (
-    ContainerJob,
-    ModalBackend,
-    ModalContainers,
-    VolumeStore,
-    collect,
-    hf_secrets,
-    require_credentials,
-)
+from modal_jobs.volume import VolumeStore, require_credentials
 from tests.conftest import BIG, CATALOG, SMALL, TOKENIZER, Repos, assert_complete, model_dir, tree
 from tests.local_hub import LocalHub, hub_env
 
@@ -671,7 +665,7 @@ def test_the_starter_runs_one_container_per_model_inside_one_app(fake_app: list[
 def test_containers_get_this_runs_hub_address_and_time_limits(fake_app: list[str], monkeypatch):
     """A container's engine must talk to the Hub the plan was made from, within the limits the run was given."""
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr("modal_jobs.volume._named_secret", lambda name: None)
+    monkeypatch.setattr("modal_jobs.modal_backend._named_secret", lambda name: None)
     hub = Hub(endpoint="http://127.0.0.1:9", deadlines=Deadlines(stall_seconds=30.0, connect_seconds=5.0))
     starter(fake_app, parse_catalog(CATALOG), env=hub.container_env())(
         "download", container_jobs(SMALL), threading.Event()
@@ -687,7 +681,7 @@ def test_containers_get_this_runs_hub_address_and_time_limits(fake_app: list[str
 
 def test_under_modal_run_the_starter_uses_the_running_app(fake_app: list[str], monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr("modal_jobs.volume._named_secret", lambda name: None)  # no huggingface-secret either
+    monkeypatch.setattr("modal_jobs.modal_backend._named_secret", lambda name: None)  # no huggingface-secret either
     catalog = parse_catalog(CATALOG)
     starter(fake_app, catalog, app_running=True)("download", container_jobs(SMALL), threading.Event())
     starter(fake_app, catalog, app_running=True)("verify", container_jobs(SMALL), threading.Event())

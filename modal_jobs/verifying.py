@@ -1,0 +1,127 @@
+"""`verify` on a directory this process reads: re-hash each model's current revision against its manifest.
+
+The same function runs on a local directory and inside a Modal container, on the volume. Damage
+is recorded beside the revision (`mark_damaged`) for the next download, which writes a repaired
+revision beside it; readers keep the revision they have until then.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import replace
+from pathlib import Path
+
+from modal_jobs.catalog import ModelEntry
+from modal_jobs.disk import mark_damaged
+from modal_jobs.errors import Cancelled
+from modal_jobs.hashing import check_file
+from modal_jobs.model_dir import FileRecord, revision_dir
+from modal_jobs.plan import HeldModel, HeldRevision, shorten
+from modal_jobs.store import LocalStore
+from modal_jobs.summary import ModelRow, Status
+
+log = logging.getLogger("modal_jobs")
+
+HASH_WORKERS = max(2, os.cpu_count() or 2)
+
+# What each file of a model was found to be, by repo id: (path, problem) for every file that is not as recorded.
+Problems = dict[str, list[tuple[str, str]]]
+
+
+def unverifiable_row(repo_id: str, path: str, present: bool, files: int, size: int, seconds: float = 0.0) -> ModelRow:
+    """The verify row of a model with nothing to check against: absent, or without the cache's manifest."""
+    state = "incomplete (no manifest)" if present else "missing"
+    return ModelRow(repo_id, path, Status.DAMAGED, None, files, size, seconds, f"{state}: run download to fetch it")
+
+
+def verify_models(
+    entries: Sequence[ModelEntry], root: Path, cancel: threading.Event | None = None, *, writable: bool = True
+) -> list[ModelRow]:
+    """Hash every file of each model's current revision on one pool, so that small and large files share the cores.
+
+    On a read-only target the row of a damaged model says that the damage could not be recorded.
+    """
+    stop = cancel or threading.Event()
+    started = time.monotonic()
+    store = LocalStore(root)
+    top = store.top()
+    held = {e.repo_id: store.held(e.dirname, top[e.dirname]) for e in entries if e.dirname in top}
+    current = {repo_id: h.current for repo_id, h in held.items() if h.repo_id == repo_id}
+    problems = _hash_files(entries, root, current, stop)
+    rows = []
+    for entry in entries:
+        seconds = time.monotonic() - started
+        model, revision = held.get(entry.repo_id), current.get(entry.repo_id)
+        rows.append(_verify_row(entry, root, model, revision, problems[entry.repo_id], seconds, writable))
+    return rows
+
+
+def _hash_files(
+    entries: Sequence[ModelEntry], root: Path, current: Mapping[str, HeldRevision | None], stop: threading.Event
+) -> Problems:
+    """Check every file the current revisions' manifests list, all models on one pool."""
+    jobs = [
+        (e, record)
+        for e in entries
+        if (r := current.get(e.repo_id)) is not None and r.manifest is not None
+        for record in r.manifest.files
+    ]
+    problems: Problems = {e.repo_id: [] for e in entries}
+
+    def check(job: tuple[ModelEntry, FileRecord]) -> str | None:
+        if stop.is_set():
+            raise Cancelled
+        revision = current[job[0].repo_id]
+        assert revision is not None
+        return check_file(revision_dir(root / job[0].dirname, revision.name), job[1])
+
+    pool = ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="hash")
+    try:
+        futures = [pool.submit(check, job) for job in jobs]
+        pending = set(futures)
+        while pending:
+            _done, pending = wait(pending, timeout=0.2)
+            if stop.is_set():
+                raise Cancelled
+        for (entry, record), future in zip(jobs, futures, strict=True):
+            problem = future.result()
+            if problem is not None:
+                problems[entry.repo_id].append((record.path, problem))
+    finally:
+        pool.shutdown(wait=not stop.is_set(), cancel_futures=True)
+    return problems
+
+
+def _verify_row(
+    entry: ModelEntry,
+    root: Path,
+    model: HeldModel | None,
+    revision: HeldRevision | None,
+    bad: Sequence[tuple[str, str]],
+    seconds: float,
+    writable: bool,
+) -> ModelRow:
+    """One model's verify row; damage found is marked beside its revision when the target can be written."""
+    path = str(root / entry.dirname)
+    if model is None or revision is None or revision.manifest is None:
+        files, size = (model.file_count, model.bytes) if model is not None else (0, 0)
+        return unverifiable_row(entry.repo_id, path, model is not None, files, size, seconds)
+    manifest = revision.manifest
+    row = ModelRow(entry.repo_id, path, Status.OK, manifest.commit, len(manifest.files), manifest.total_bytes, seconds)
+    if not bad:
+        return row
+    described = [f"{rel} ({problem})" for rel, problem in bad]
+    error = f"{len(bad)} damaged file(s): {shorten(described)}; run download to repair"
+    if writable:
+        mark_damaged(revision_dir(root / entry.dirname, revision.name), [rel for rel, _ in bad])
+        log.error("%s: %d damaged file(s): %s", entry.repo_id, len(bad), ", ".join(described))
+    else:
+        unmarked = f"the target is read-only: could not mark {entry.dirname} for repair"
+        error += f" ({unmarked})"
+        log.error("%s: %d damaged file(s): %s; %s", entry.repo_id, len(bad), ", ".join(described), unmarked)
+    return replace(row, status=Status.DAMAGED, error=error)
