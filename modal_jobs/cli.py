@@ -20,12 +20,14 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
+from modal_jobs.backend import Backend, LocalBackend
 from modal_jobs.catalog import DEFAULT_CATALOG, Catalog, load_catalog
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError, UsageError
 from modal_jobs.hub import CONNECT_SECONDS_ENV, STALL_SECONDS_ENV, Deadlines, Hub, set_up_huggingface_hub
 from modal_jobs.logs import configure_logging
-from modal_jobs.operations import Backend, LocalBackend, LockMode, Request, run
+from modal_jobs.operations import run
 from modal_jobs.reader import ModelNotReady, model_path
+from modal_jobs.request import LockMode, Request
 from modal_jobs.summary import Operation, render_json, render_text, write_summaries
 
 log = logging.getLogger("modal_jobs")

@@ -18,9 +18,11 @@ from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExec
 from pathlib import Path, PurePosixPath
 
 from modal_jobs.catalog import ModelEntry
+from modal_jobs.decide.model_plan import Action, ModelPlan
 from modal_jobs.errors import Cancelled, ModelFailed
 from modal_jobs.hashing import StreamingHash, check_file
 from modal_jobs.hub import Hub
+from modal_jobs.messages import shorten
 from modal_jobs.model_dir import (
     FileRecord,
     Pointer,
@@ -36,8 +38,8 @@ from modal_jobs.model_dir import (
     write_manifest,
     write_pointer,
 )
-from modal_jobs.plan import DONE_STATUS, Action, ModelPlan, row_for, shorten
 from modal_jobs.progress import ModelProgress
+from modal_jobs.rows import DONE_STATUS, row_for
 from modal_jobs.store import LocalStore
 from modal_jobs.summary import ModelRow, Status, human_bytes
 

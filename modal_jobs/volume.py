@@ -34,10 +34,12 @@ import modal.exception
 from modal.types import FileEntry, FileEntryType
 
 from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
+from modal_jobs.decide.facts import NOT_A_FILE, HeldModel, Kind, is_record
+from modal_jobs.decide.model_plan import Action, ModelPlan
 from modal_jobs.engine import unverifiable_row
 from modal_jobs.errors import InterruptedRun, TargetError
 from modal_jobs.model_dir import MANIFEST_NAME, POINTER_NAME
-from modal_jobs.plan import DONE_STATUS, NOT_A_FILE, Action, HeldModel, Kind, ModelPlan, is_record, row_for
+from modal_jobs.rows import DONE_STATUS, row_for
 from modal_jobs.store import Store
 from modal_jobs.summary import ModelRow, Status
 
