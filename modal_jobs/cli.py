@@ -18,14 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from modal_jobs.backend import Backend, LocalBackend
 from modal_jobs.catalog import Catalog, load_catalog
 from modal_jobs.cli_parser import build_parser, seed_command_line
 from modal_jobs.deadlines import Deadlines, set_up_huggingface_hub
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError, UsageError
 from modal_jobs.hub import Hub
 from modal_jobs.logs import configure_logging
-from modal_jobs.operations import Backend, LocalBackend, LockMode, Request, run
+from modal_jobs.operations import run
 from modal_jobs.reader import ModelNotReady, model_path
+from modal_jobs.request import LockMode, Request
 from modal_jobs.summary import Operation, Summary, render_json, render_text, write_summaries
 
 log = logging.getLogger("modal_jobs")

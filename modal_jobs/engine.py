@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExec
 from dataclasses import dataclass
 from pathlib import Path
 
+from modal_jobs.decide.model_plan import Action, ModelPlan
 from modal_jobs.disk import (
     clear_path,
     invalidate,
@@ -31,9 +32,10 @@ from modal_jobs.disk import (
 from modal_jobs.errors import Cancelled, ModelFailed
 from modal_jobs.hashing import StreamingHash, check_file
 from modal_jobs.hub import Hub
+from modal_jobs.messages import shorten
 from modal_jobs.model_dir import FileRecord, Pointer, new_manifest, revision_dir
-from modal_jobs.plan import DONE_STATUS, Action, ModelPlan, row_for, shorten
 from modal_jobs.progress import ByteCallback, ModelProgress
+from modal_jobs.rows import DONE_STATUS, row_for
 from modal_jobs.summary import ModelRow, Status, human_bytes
 
 log = logging.getLogger("modal_jobs")

@@ -68,10 +68,11 @@ def apply_one(
 ) -> dict[str, Any]:
     """Carry out one model's plan on the volume at `mount`, then commit the volume."""
     from modal_jobs.deadlines import Deadlines, set_up_huggingface_hub
+    from modal_jobs.decide.model_plan import ModelPlan
     from modal_jobs.engine import apply_models
     from modal_jobs.hub import Hub
     from modal_jobs.logs import forward_logs
-    from modal_jobs.plan import ModelPlan, row_for
+    from modal_jobs.rows import row_for
     from modal_jobs.summary import Status
 
     model = ModelPlan.from_wire(plan)

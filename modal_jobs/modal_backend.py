@@ -31,8 +31,9 @@ import modal
 import modal.exception
 
 from modal_jobs.catalog import Catalog, ModelEntry
+from modal_jobs.decide.model_plan import Action, ModelPlan
 from modal_jobs.errors import InterruptedRun
-from modal_jobs.plan import DONE_STATUS, Action, ModelPlan, row_for
+from modal_jobs.rows import DONE_STATUS, row_for
 from modal_jobs.store import Store
 from modal_jobs.summary import ModelRow, Status
 from modal_jobs.verifying import unverifiable_row

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Protocol
 
 from modal_jobs import disk
+from modal_jobs.decide.facts import NOT_A_FILE, HeldModel, Kind, is_record
 from modal_jobs.errors import TargetError
 from modal_jobs.model_dir import POINTER_NAME
-from modal_jobs.plan import NOT_A_FILE, HeldModel, Kind, is_record
 
 
 class Store(Protocol):

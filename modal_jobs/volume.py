@@ -21,9 +21,9 @@ import modal.exception
 from modal.types import FileEntry, FileEntryType
 
 from modal_jobs.catalog import VolumeSpec
+from modal_jobs.decide.facts import NOT_A_FILE, HeldModel, Kind, is_record
 from modal_jobs.errors import TargetError
 from modal_jobs.model_dir import MANIFEST_NAME, POINTER_NAME
-from modal_jobs.plan import NOT_A_FILE, HeldModel, Kind, is_record
 
 # Modal's client retries a refused connection for about a minute; the first call gets this long.
 CONNECT_SECONDS = 10.0

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from modal_jobs.backend import LocalBackend
 from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
 from modal_jobs.engine import STREAM_HASH_MIN_BYTES
 from modal_jobs.hub import Hub
-from modal_jobs.operations import LocalBackend, Request, run
+from modal_jobs.operations import run
 from modal_jobs.reader import model_path
+from modal_jobs.request import Request
 from modal_jobs.summary import ModelRow, Operation
 from tests.local_hub import LocalHub, random_bytes
 

@@ -1,6 +1,6 @@
 """The plan alone: every state a target can be in gives one action and one `list` state, decided from data only.
 
-One table drives both `plan_model` and `operations.model_state`, so that `download` and `list`
+One table drives both `plan_model` and `model_state`, so that `download` and `list`
 cannot disagree about what a target holds.
 """
 
@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
+from modal_jobs.decide.facts import NOT_A_FILE, HeldModel, HubAnswer, Kind
+from modal_jobs.decide.model_plan import Action, ModelPlan, plan_model
+from modal_jobs.decide.run_plan import Orphan, plan_run
+from modal_jobs.decide.states import model_state
 from modal_jobs.model_dir import DAMAGED_NAME, LEGACY, MANIFEST_NAME, POINTER_NAME, FileRecord, Manifest, Pointer
-from modal_jobs.operations import model_state
-from modal_jobs.plan import NOT_A_FILE, Action, HeldModel, HubAnswer, Kind, ModelPlan, Orphan, plan_model, plan_run
 from modal_jobs.summary import Status
 
 A = "a" * 40

@@ -30,15 +30,19 @@ import pytest
 from modal.types import FileEntry, FileEntryType
 
 import modal_jobs.modal_app as jobs
+from modal_jobs.backend import Backend, LocalBackend
 from modal_jobs.catalog import Catalog, VolumeSpec, parse_catalog
 from modal_jobs.deadlines import Deadlines
+from modal_jobs.decide.facts import Kind
+from modal_jobs.decide.model_plan import Action
+from modal_jobs.download import make_plan
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError
 from modal_jobs.hub import Hub
 from modal_jobs.modal_backend import ContainerJob, ModalBackend, ModalContainers, collect, hf_secrets
 from modal_jobs.model_dir import DAMAGED_NAME, LOCK_NAME, MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
-from modal_jobs.operations import Backend, LocalBackend, Request, make_plan, run
-from modal_jobs.plan import Action, Kind
+from modal_jobs.operations import run
 from modal_jobs.reader import ModelNotReady, model_path
+from modal_jobs.request import Request
 from modal_jobs.store import LocalStore
 from modal_jobs.summary import ModelRow, Operation, Status, Summary, human_bytes, render_text
 from modal_jobs.volume import VolumeStore, require_credentials

@@ -26,8 +26,9 @@ from modal_jobs import engine
 from modal_jobs.catalog import parse_catalog
 from modal_jobs.hub import Hub
 from modal_jobs.model_dir import DAMAGED_NAME, MANIFEST_NAME, REVISIONS_DIR
-from modal_jobs.operations import Request, run
+from modal_jobs.operations import run
 from modal_jobs.reader import ModelNotReady, model_path
+from modal_jobs.request import Request
 from modal_jobs.summary import ModelRow, Operation, Summary
 from tests.conftest import CATALOG, SMALL, Repos, assert_complete, model_dir
 from tests.local_hub import LocalHub

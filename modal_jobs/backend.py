@@ -1,0 +1,74 @@
+"""Where the bytes are: a `Backend` surveys its target through a `Store` and carries out a plan there.
+
+`LocalBackend` is a directory on this machine; the Modal backend (`modal_jobs.modal_backend`) is the
+volume. Both apply the same `ModelPlan`s; only how the bytes move differs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Protocol
+
+from modal_jobs.catalog import ModelEntry
+from modal_jobs.decide.model_plan import ModelPlan
+from modal_jobs.engine import apply_models
+from modal_jobs.errors import TargetError
+from modal_jobs.hub import Hub
+from modal_jobs.lock import target_lock
+from modal_jobs.rows import DONE_STATUS, row_for
+from modal_jobs.store import LocalStore, Store, is_writable, require_writable
+from modal_jobs.summary import ModelRow
+from modal_jobs.verifying import verify_models
+
+
+class Backend(Protocol):
+    store: Store
+
+    def check_writable(self) -> None:
+        """Raise TargetError when the target cannot be written (download, clear)."""
+        ...
+
+    def check_exists(self) -> None:
+        """Raise TargetError when the target does not exist (verify)."""
+        ...
+
+    def exclusive(self, wait_seconds: float, cancel: threading.Event) -> AbstractContextManager[None]:
+        """Held while a run writes, so that two runs never interleave writes on one target."""
+        ...
+
+    def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
+        """Carry out the models' plans (no prune: that is `download`'s last step); one row each, in order."""
+        ...
+
+    def verify(self, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]: ...
+
+
+class LocalBackend:
+    """A directory this process writes directly."""
+
+    def __init__(self, root: Path, hub: Hub | None = None) -> None:
+        self.root = root
+        self.store: Store = LocalStore(root)
+        self.hub = hub or Hub()
+
+    def check_writable(self) -> None:
+        require_writable(self.root)
+
+    def check_exists(self) -> None:
+        if not self.root.is_dir():
+            raise TargetError(f"{self.root} does not exist; check --local-dir (verify never creates a target)")
+
+    def exclusive(self, wait_seconds: float, cancel: threading.Event) -> AbstractContextManager[None]:
+        if self.root.exists() and not is_writable(self.root):
+            return nullcontext()  # read-only: no writer can be working here through this mount
+        return target_lock(self.root, wait_seconds, cancel)
+
+    def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
+        done = apply_models(models, self.root, self.hub, cancel)
+        return [done.get(m.name) or row_for(m, self.store.location, DONE_STATUS[m.action]) for m in models]
+
+    def verify(self, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
+        return verify_models(entries, self.root, cancel, writable=is_writable(self.root))

@@ -1,0 +1,31 @@
+"""What `verify` and `clear` take from the target: the models a person selected, or what is there."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from modal_jobs.catalog import ALL_SIZES, ModelEntry
+
+
+def verify_selection(entries: Sequence[ModelEntry], present: Collection[str], *, selected: bool) -> list[ModelEntry]:
+    """The selected models (a missing one is reported), or, with no selection, the list's models the target holds."""
+    return list(entries) if selected else [e for e in entries if e.dirname in present]
+
+
+def clear_selection(
+    entries: Sequence[ModelEntry], sizes: Sequence[str], repo_ids: Sequence[str]
+) -> list[ModelEntry] | None:
+    """What a selective clear removes (None: nothing selected, so everything on the target).
+
+    A size label takes its own models, not the shared ones the others need.
+    """
+    if not sizes and not repo_ids:
+        return None
+    if any(size.lower() in ALL_SIZES for size in sizes):
+        return list(entries)
+    return [e for e in entries if e.size is not None or e.repo_id in repo_ids]
+
+
+def cleared_names(top: Collection[str], selection: Sequence[ModelEntry] | None) -> list[str]:
+    """The top-level names a clear removes, in order: the selection's that are there, or all of them."""
+    return sorted(top) if selection is None else [e.dirname for e in selection if e.dirname in top]

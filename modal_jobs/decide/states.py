@@ -1,0 +1,62 @@
+"""The state `list` shows of each model, from what the target holds and the commit it should be at.
+
+`plan_model` and `model_state` read the same facts the same way: one table of target states in
+tests/test_plan.py drives both, so `list` and `download` cannot disagree about a model.
+"""
+
+from __future__ import annotations
+
+from modal_jobs.catalog import ModelEntry
+from modal_jobs.decide.facts import HeldModel, HeldRevision, HubAnswer, Kind, manifest_matches
+from modal_jobs.errors import ModelFailed
+from modal_jobs.model_dir import LEGACY
+from modal_jobs.summary import Status, human_bytes
+
+
+def model_state(held: HeldModel | None, entry: ModelEntry, commit: str | None) -> Status:
+    """`missing`, `incomplete` (no complete current revision), `stale` (complete at another commit) or `complete`.
+
+    `commit=None`: the commit it should be at is unknown; a complete model is then `complete`.
+    """
+    if held is None:
+        return Status.MISSING
+    current = held.current if held.kind is Kind.DIRECTORY and held.repo_id == entry.repo_id else None
+    if current is None or not current.complete or current.damaged:
+        return Status.INCOMPLETE
+    return Status.COMPLETE if manifest_matches(current.manifest, entry, commit) else Status.STALE
+
+
+def known_commit(answer: HubAnswer | str | ModelFailed | None) -> str | None:
+    """The commit a model should be at, from the lock's answer or the Hub's; None when that is unknown."""
+    if isinstance(answer, HubAnswer):
+        return answer.commit
+    return answer if isinstance(answer, str) else None
+
+
+def listed_current(held: HeldModel | None, entry: ModelEntry) -> HeldRevision | None:
+    """The revision readers load, when the cache wrote this entry's repo at the name."""
+    return held.current if held is not None and held.repo_id == entry.repo_id else None
+
+
+def complete_current(held: HeldModel | None, entry: ModelEntry) -> bool:
+    """The cache wrote this entry's repo here, and what readers load is complete (at some commit)."""
+    current = (
+        held.current if held is not None and held.kind is Kind.DIRECTORY and held.repo_id == entry.repo_id else None
+    )
+    return current is not None and current.complete
+
+
+def revisions_note(held: HeldModel) -> str | None:
+    """The current and kept revisions with their bytes, as `list` shows them."""
+    current = held.current
+    pointer = held.pointer
+    if current is None or current.manifest is None:
+        return None
+    if pointer is None:
+        return "the layout before revisions: the next download adopts it, downloading nothing"
+    parts = [f"current {current.manifest.commit[:7]} ({human_bytes(current.bytes)})"]
+    kept = held.revisions.get(pointer.previous or "")
+    if kept is not None and kept.manifest is not None:
+        where = " in place" if kept.name == LEGACY else ""
+        parts.append(f"kept {kept.manifest.commit[:7]}{where} ({human_bytes(kept.bytes)})")
+    return ", ".join(parts)

@@ -1,0 +1,140 @@
+"""models.lock as runs use it: the desired state of every model, kept up to date, refused when stale, or taken as is.
+
+`lock` resolves what models.toml changed and writes the lock; `lock --check` only compares. Every
+other operation takes its desired state from `desired_state`, as `--locked` / `--frozen` ask.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from modal_jobs import models_lock
+from modal_jobs.catalog import Catalog
+from modal_jobs.decide.facts import HeldModel, HubAnswer, as_facts
+from modal_jobs.errors import ModelFailed, UsageError
+from modal_jobs.hub import Hub
+from modal_jobs.hub_answers import ask_hub
+from modal_jobs.messages import shorten
+from modal_jobs.models_lock import lock_path
+from modal_jobs.request import LockMode, Request
+from modal_jobs.rows import checked_lock_row, lock_row, unlisted_lock_row
+from modal_jobs.summary import Operation, Summary
+
+log = logging.getLogger("modal_jobs")
+
+
+def desired_state(
+    request: Request,
+    catalog: Catalog,
+    hub: Hub,
+    held: Mapping[str, HeldModel],
+    cancel: threading.Event,
+    *,
+    write: bool,
+    ask: bool = True,
+) -> dict[str, HubAnswer | ModelFailed]:
+    """What each model of the list must be, from models.lock: brought up to date first, or refused, or as it is.
+
+    `write`: a run that changes the target records what it resolved (the first download creates the
+    lock). `ask=False`: only what the lock says; entries it lacks are left out.
+    """
+    path = lock_path(catalog)
+    if request.lock_mode is not LockMode.UPDATE:
+        pinned = require_lock(request, catalog)
+        missing = ModelFailed(f"not in {path.name}, which --frozen takes as it is; run `python -m modal_jobs lock`")
+        return {e.repo_id: m.answer if (m := pinned.get(e.repo_id)) else missing for e in catalog.models}
+    locked = models_lock.read(path)
+    problems = models_lock.disagreements(locked, catalog)
+    answers: dict[str, HubAnswer | ModelFailed] = {m.repo_id: m.answer for m in locked.models} if locked else {}
+    stale = models_lock.to_resolve(locked, catalog)
+    if not stale or not ask:
+        return {k: v for k, v in answers.items() if k not in {e.repo_id for e in stale}}
+    resolved = ask_hub(stale, hub, held, cancel)
+    answers.update(resolved)
+    fresh = {k: v for k, v in resolved.items() if isinstance(v, HubAnswer)}
+    if write and len(fresh) == len(resolved):
+        models_lock.write(path, models_lock.updated(locked, catalog, fresh))
+        log.info("%s was out of date (%s); updated it", path.name, shorten(problems))
+    elif write:
+        log.warning("%s is out of date (%s) and was not updated: a model did not resolve", path.name, shorten(problems))
+    else:
+        log.warning(
+            "%s is out of date (%s); this run uses the Hub's answers for those models", path.name, shorten(problems)
+        )
+    return answers
+
+
+def require_lock(request: Request, catalog: Catalog) -> models_lock.ModelsLock:
+    """The lock `--locked` (which must match the list) or `--frozen` (which must exist) runs on; else exit 2."""
+    path = lock_path(catalog)
+    locked = models_lock.read(path)
+    problems = models_lock.disagreements(locked, catalog)
+    if locked is None or (problems and request.lock_mode is LockMode.LOCKED):
+        raise UsageError(stale_lock_message(path, problems))
+    return locked
+
+
+def stale_lock_message(path: Path, problems: Sequence[str]) -> str:
+    if not path.exists():
+        return (
+            f"no {path.name} beside {path.with_suffix('.toml').name}; create it with `nox -s lock` "
+            f"(or `python -m modal_jobs lock`) and commit it"
+        )
+    return (
+        f"{path.name} is out of date ({shorten(problems, 2)}); run `nox -s lock` (or `python -m modal_jobs lock`) "
+        "and commit it"
+    )
+
+
+def locked_answers(base: Catalog | None) -> dict[str, HubAnswer]:
+    """What the lock beside the base list says of each base entry it still stands for."""
+    locked = models_lock.read(lock_path(base)) if base is not None else None
+    if base is None or locked is None:
+        return {}
+    return {e.repo_id: m.answer for e in base.models if (m := locked.get(e.repo_id)) and m.disagreement(e) is None}
+
+
+def update_lock(catalog: Catalog, hub: Hub, request: Request, cancel: threading.Event) -> Summary:
+    """Resolve what models.toml changed (or, with --upgrade, moved) and write models.lock; `--check` only compares."""
+    path = lock_path(catalog)
+    locked = models_lock.read(path)
+    if request.check:
+        return check_lock(catalog, locked, path)
+    moving = request.repo_ids or tuple(e.repo_id for e in catalog.models) if request.upgrade else ()
+    stale = models_lock.to_resolve(locked, catalog, moving)
+    resolved = as_facts(ask_hub(stale, hub, {}, cancel)) if stale else {}
+    fresh = {k: v for k, v in resolved.items() if isinstance(v, HubAnswer)}
+    rows = [
+        lock_row(entry, locked.get(entry.repo_id) if locked else None, resolved.get(entry.repo_id), str(path))
+        for entry in catalog.models
+    ]
+    rows += [unlisted_lock_row(gone, str(path), check=False) for gone in _unlisted(locked, catalog)]
+    if len(fresh) < len(resolved):
+        return Summary(Operation.LOCK, str(path), tuple(rows), note=f"{path.name} not written: a model did not resolve")
+    written = models_lock.write(path, models_lock.updated(locked, catalog, fresh))
+    return Summary(
+        Operation.LOCK, str(path), tuple(rows), note=f"wrote {path.name}" if written else f"{path.name} is up to date"
+    )
+
+
+def check_lock(catalog: Catalog, locked: models_lock.ModelsLock | None, path: Path) -> Summary:
+    """`lock --check`: one row per model, failing where the lock does not stand for the list. Asks the Hub nothing."""
+    problems = models_lock.disagreements(locked, catalog)
+    for line in problems:
+        log.error("%s", line)
+    rows = [
+        checked_lock_row(entry, locked.get(entry.repo_id) if locked else None, str(path)) for entry in catalog.models
+    ]
+    rows += [unlisted_lock_row(gone, str(path), check=True) for gone in _unlisted(locked, catalog)]
+    return Summary(
+        Operation.LOCK, str(path), tuple(rows), note=stale_lock_message(path, problems) if problems else None
+    )
+
+
+def _unlisted(locked: models_lock.ModelsLock | None, catalog: Catalog) -> list[models_lock.LockedModel]:
+    """Models the lock has and the list no longer names."""
+    listed = {e.repo_id for e in catalog.models}
+    return [gone for gone in (locked.models if locked else ()) if gone.repo_id not in listed]

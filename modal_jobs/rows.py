@@ -1,0 +1,150 @@
+"""The rows a summary is made of, built in one place from each decision and, once carried out, its outcome.
+
+A plan's row says the action (`fetch`); the same model's row after the run says what was done
+(`downloaded`), with the same numbers whichever target carried it out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from modal_jobs.catalog import ModelEntry
+from modal_jobs.decide.changes import Change
+from modal_jobs.decide.facts import HeldModel, HubAnswer
+from modal_jobs.decide.model_plan import Action, ModelPlan
+from modal_jobs.decide.run_plan import Orphan
+from modal_jobs.decide.states import listed_current, revisions_note
+from modal_jobs.errors import ModelFailed
+from modal_jobs.models_lock import LockedModel
+from modal_jobs.summary import ModelRow, OrphanRow, Status
+
+PLANNED_STATUS = {
+    Action.UP_TO_DATE: Status.UP_TO_DATE,
+    Action.FETCH: Status.FETCH,
+    Action.REPAIR: Status.REPAIR,
+    Action.PRUNE: Status.PRUNE,
+    Action.FAILED: Status.FAILED,
+}
+DONE_STATUS = {
+    Action.UP_TO_DATE: Status.UP_TO_DATE,
+    Action.FETCH: Status.DOWNLOADED,
+    Action.REPAIR: Status.REPAIRED,
+    Action.PRUNE: Status.PRUNED,
+    Action.FAILED: Status.FAILED,
+}
+
+
+def target_path(location: str, name: str) -> str:
+    """Where a top-level name of the target is, as rows show it."""
+    return f"{location.rstrip('/')}/{name}"
+
+
+def row_for(plan: ModelPlan, location: str, status: Status, seconds: float = 0.0, error: str | None = None) -> ModelRow:
+    """The summary row of a planned or applied model: the same numbers whichever target carried it out."""
+    pruned = plan.action is Action.PRUNE
+    return ModelRow(
+        repo_id=plan.repo_id,
+        path=target_path(location, plan.name),
+        status=status,
+        commit=plan.commit,
+        files=plan.held_files if pruned else len(plan.files),
+        bytes=plan.held_bytes if pruned else plan.total_bytes,
+        seconds=seconds,
+        error=error if error is not None else (plan.reason if plan.action is Action.FAILED else None),
+        fetch_bytes=plan.fetch_bytes,
+        note=None if plan.action is Action.FAILED else plan.reason,
+    )
+
+
+def orphan_row(orphan: Orphan, location: str) -> OrphanRow:
+    return OrphanRow(orphan.name, target_path(location, orphan.name), orphan.files, orphan.bytes, orphan.repo_id)
+
+
+def list_row(
+    entry: ModelEntry,
+    held: HeldModel | None,
+    state: Status,
+    answer: HubAnswer | str | ModelFailed | None,
+    location: str,
+) -> ModelRow:
+    """A model as `list` shows it: its state, and the revision readers load (files, bytes, commit)."""
+    current = listed_current(held, entry)
+    if current is not None:
+        files, size = len(current.files), current.bytes
+    else:
+        files, size = (held.file_count, held.bytes) if held is not None else (0, 0)
+    return ModelRow(
+        entry.repo_id,
+        target_path(location, entry.dirname),
+        state,
+        current.manifest.commit if current is not None and current.manifest else None,
+        files,
+        size,
+        # Offline or refused: the row says what is on the target, and why staleness is unknown.
+        error=unknown_commit(answer),
+        note=revisions_note(held) if held is not None and current is not None else None,
+    )
+
+
+def unknown_commit(answer: HubAnswer | str | ModelFailed | None) -> str | None:
+    """Why `list` cannot say whether a model is stale, when the Hub did not answer."""
+    return f"could not check for a newer commit: {answer}" if isinstance(answer, ModelFailed) else None
+
+
+def cleared_row(name: str, owner: str, held: HeldModel, location: str, *, dry_run: bool) -> ModelRow:
+    """A directory `clear` removed (or, with --dry-run, would remove)."""
+    status = Status.WOULD_REMOVE if dry_run else Status.REMOVED
+    return ModelRow(owner, target_path(location, name), status, None, held.file_count, held.bytes)
+
+
+def change_row(change: Change, location: str) -> ModelRow:
+    """A model of the `plan` diff."""
+    return ModelRow(
+        change.repo_id,
+        target_path(location, change.name),
+        change.status,
+        change.commit,
+        change.files,
+        change.bytes,
+        error=change.error,
+        fetch_bytes=change.fetch_bytes,
+        note=change.note,
+    )
+
+
+def against_lock(row: ModelRow, wanted: HubAnswer | ModelFailed | None) -> ModelRow:
+    """A verified model that is sound but not at the lock's commit is stale: that fails verify too."""
+    if row.status is not Status.OK or not isinstance(wanted, HubAnswer) or row.commit == wanted.commit:
+        return row
+    error = f"at commit {(row.commit or '')[:12]}, models.lock names {wanted.commit[:12]}; run download"
+    return replace(row, error=error)
+
+
+def lock_row(entry: ModelEntry, before: LockedModel | None, answer: HubAnswer | str | None, path: str) -> ModelRow:
+    """An entry as `lock` left it: added, changed (with how), unchanged, or failed to resolve (`answer` says why)."""
+    if isinstance(answer, str):
+        return ModelRow(entry.repo_id, path, Status.FAILED, before.commit if before else None, error=answer)
+    now = LockedModel.of(entry, answer) if answer is not None else before
+    assert now is not None, "an entry the lock lacks is always resolved"
+    status = Status.ADDED if before is None else Status.UNCHANGED if now == before else Status.CHANGED
+    note = None
+    if before is not None and now != before:
+        changed = {f.path for f in set(now.files) ^ set(before.files)}
+        note = f"commit {before.commit[:12]} → {now.commit[:12]}, {len(changed)} file(s) changed"
+    return ModelRow(entry.repo_id, path, status, now.commit, len(now.files), now.total_bytes, note=note)
+
+
+def checked_lock_row(entry: ModelEntry, model: LockedModel | None, path: str) -> ModelRow:
+    """An entry as `lock --check` finds it: failing where the lock does not stand for it."""
+    why = "not in the lock" if model is None else model.disagreement(entry)
+    status = Status.UNCHANGED if why is None else Status.ADDED if model is None else Status.CHANGED
+    error = None if why is None else f"{why}; run `python -m modal_jobs lock`"
+    return ModelRow(entry.repo_id, path, status, model.commit if model else None, error=error)
+
+
+def unlisted_lock_row(gone: LockedModel, path: str, *, check: bool) -> ModelRow:
+    """A model the lock has and the list no longer names: `lock` drops it, `lock --check` fails on it."""
+    if check:
+        error = "no longer in models.toml; run `python -m modal_jobs lock`"
+        return ModelRow(gone.repo_id, path, Status.DROPPED, gone.commit, error=error)
+    return ModelRow(gone.repo_id, path, Status.DROPPED, gone.commit, len(gone.files), gone.total_bytes)
