@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
+from local_hub.repos import random_bytes
+from local_hub.server import LocalHub, hub_env
 from modal_jobs import hashing
 from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
 from modal_jobs.reader import ModelNotReady, model_path
-from tests.local_hub import LocalHub, hub_env, random_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from local_hub.repos import random_bytes
+from local_hub.server import LocalHub
 from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
 from modal_jobs.engine import STREAM_HASH_MIN_BYTES
 from modal_jobs.hub import Hub
 from modal_jobs.operations import LocalBackend, Request, run
 from modal_jobs.reader import model_path
 from modal_jobs.summary import ModelRow, Operation
-from tests.local_hub import LocalHub, random_bytes
 
 REPO = "Qwen/Streamed"
 

@@ -30,6 +30,7 @@ import pytest
 from modal.types import FileEntry, FileEntryType
 
 import modal_jobs.modal_app as jobs
+from local_hub.server import LocalHub, hub_env
 from modal_jobs.catalog import Catalog, VolumeSpec, parse_catalog
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError
 from modal_jobs.hub import Deadlines, Hub
@@ -49,7 +50,6 @@ from modal_jobs.volume import (
     require_credentials,
 )
 from tests.conftest import BIG, CATALOG, SMALL, TOKENIZER, Repos, assert_complete, model_dir, tree
-from tests.local_hub import LocalHub, hub_env
 
 MOUNT = "/vol/models"
 SMALL_DIR = "Qwen3-TTS-12Hz-0.6B-Base"

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from local_hub.server import LocalHub
 from modal_jobs import engine
 from modal_jobs.catalog import parse_catalog
 from modal_jobs.hub import Hub
@@ -30,7 +31,6 @@ from modal_jobs.operations import Request, run
 from modal_jobs.reader import ModelNotReady, model_path
 from modal_jobs.summary import ModelRow, Operation, Summary
 from tests.conftest import CATALOG, SMALL, Repos, assert_complete, model_dir
-from tests.local_hub import LocalHub
 from tests.test_revisions import new_revision
 from tests.test_volume import Twins, stand_in
 
