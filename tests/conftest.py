@@ -25,6 +25,9 @@ from modal_jobs.reader import ModelNotReady, model_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The Modal stand-ins' fixtures (`fake_app`), for any test module to ask for.
+pytest_plugins = ["tests.modal_stand_ins"]
+
 BIG = "Qwen/Qwen3-TTS-12Hz-1.7B-Base"
 SMALL = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"
 TOKENIZER = "Qwen/Qwen3-TTS-Tokenizer-12Hz"

@@ -34,7 +34,7 @@ from modal_jobs.catalog import Catalog
 from modal_jobs.summary import ModelRow, Status
 from modal_jobs.volume import ContainerJob, ModalBackend, VolumeStore
 from tests.conftest import BIG, CATALOG, ROOT, SMALL, TOKENIZER, Repos, assert_complete
-from tests.test_volume import DirVolume
+from tests.modal_stand_ins import DirVolume
 
 MODAL = Path(sys.executable).parent / "modal"  # the modal CLI of the environment running the tests
 TOKEN = "hf_" + "d0n0tpr1nt" * 4
