@@ -48,8 +48,8 @@ from bench.workload import (
     publish,
     publish_complete_target,
 )
+from local_hub.server import LocalHub, hub_env
 from modal_jobs.reader import POINTER_NAME, REVISIONS_DIR
-from tests.local_hub import LocalHub, hub_env
 
 ROOT = Path(__file__).resolve().parent.parent
 PEAK_MEMORY_LIMIT = 300_000_000

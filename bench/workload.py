@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from local_hub.repos import random_bytes, write_random_file
+from local_hub.server import LocalHub
 from modal_jobs.disk import write_manifest
 from modal_jobs.model_dir import FileRecord, new_manifest
-from tests.local_hub import LocalHub, random_bytes, write_random_file
 
 MB = 1_000_000
 

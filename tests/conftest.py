@@ -17,12 +17,16 @@ from typing import Any
 
 import pytest
 
+from local_hub.repos import random_bytes
+from local_hub.server import LocalHub, hub_env
 from modal_jobs import hashing
 from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
 from modal_jobs.reader import ModelNotReady, model_path
-from tests.local_hub import LocalHub, hub_env, random_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The Modal stand-ins' fixtures (`fake_app`), for any test module to ask for.
+pytest_plugins = ["tests.modal_stand_ins"]
 
 BIG = "Qwen/Qwen3-TTS-12Hz-1.7B-Base"
 SMALL = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from local_hub.server import LocalHub, hub_env
 from modal_jobs.cli_parser import build_parser, seed_command_line
 from tests.conftest import BIG, CATALOG, ROOT, SMALL, TOKENIZER, repo_files
-from tests.local_hub import LocalHub, hub_env
 from tests.test_inference_example import load_example
 from tests.test_workflows import MODEL_CACHE, load_workflow
 

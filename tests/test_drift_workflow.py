@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from local_hub.server import LocalHub
 from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Cli, Repos, model_dir
-from tests.local_hub import LocalHub
 from tests.test_workflows import (
     MODEL_CACHE,
     Act,

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from local_hub.repos import random_bytes
+from local_hub.server import LocalHub
 from modal_jobs.backend import LocalBackend
 from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
 from modal_jobs.engine import STREAM_HASH_MIN_BYTES
@@ -14,7 +16,6 @@ from modal_jobs.operations import run
 from modal_jobs.reader import model_path
 from modal_jobs.request import Request
 from modal_jobs.summary import ModelRow, Operation
-from tests.local_hub import LocalHub, random_bytes
 
 REPO = "Qwen/Streamed"
 

@@ -14,9 +14,10 @@ from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.hf_api import RepoFile
 
+from local_hub.repos import random_bytes
+from local_hub.server import LocalHub
+from local_hub.xet import CHUNK_BYTES, chunk_header
 from tests.conftest import SMALL, TOKENIZER, Repos, tree
-from tests.local_hub import LocalHub, random_bytes
-from tests.local_xet import CHUNK_BYTES, chunk_header
 
 
 def test_revision_and_tree_match_the_commit(hub: LocalHub, repos: Repos):

@@ -29,13 +29,13 @@ from modal._utils.async_utils import synchronizer
 import modal_jobs.download_models as command_line
 import modal_jobs.modal_app as jobs
 import modal_jobs.modal_backend
+from local_hub.server import LocalHub, hub_env
 from modal_jobs.catalog import Catalog
 from modal_jobs.modal_backend import ContainerJob, ModalBackend
 from modal_jobs.summary import ModelRow, Status
 from modal_jobs.volume import VolumeStore
 from tests.conftest import BIG, CATALOG, ROOT, SMALL, TOKENIZER, Repos, assert_complete
-from tests.local_hub import LocalHub, hub_env
-from tests.test_volume import DirVolume
+from tests.modal_stand_ins import DirVolume
 
 MODAL = Path(sys.executable).parent / "modal"  # the modal CLI of the environment running the tests
 TOKEN = "hf_" + "d0n0tpr1nt" * 4

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from local_hub.server import LocalHub
 from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Repos
-from tests.local_hub import LocalHub
 from tests.test_workflows import Act, ActRun, act_step_env, git, load_workflow, lock_against, runner_python
 
 __all__ = ["runner_python"]  # a fixture, used by name

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from local_hub.server import LocalHub
 from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
 from tests.conftest import SMALL, TOKENIZER, Cli, Repos, assert_complete, model_dir, rows_by_repo
-from tests.local_hub import LocalHub
 
 WEIGHTS = "model.safetensors"
 

@@ -2,8 +2,9 @@
 
 Every operation runs through `modal_jobs.operations.run` twice, once with `LocalBackend` on one
 directory and once with the volume backend on an identical copy; the summaries must agree except
-for the target string. Containers are "started" in-process: the injected starter counts them and
-runs `apply_one`/`verify_one` through `.local()` against the copy, with the plan the caller made.
+for the target string (`tests.twin_targets`). Containers are "started" in-process: the injected
+starter (`tests.modal_stand_ins`) counts them and runs `apply_one`/`verify_one` through `.local()`
+against the copy, with the plan the caller made.
 
 Both targets hold the layout of `modal_jobs.model_dir`: per model a pointer (`.current.json`) naming
 one of its `.revisions/<commit>/`, each with its manifest. What a reader loads is checked with
@@ -16,266 +17,52 @@ import json
 import logging
 import os
 import shutil
-import stat
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import modal
 import modal.exception
 import pytest
-from modal.types import FileEntry, FileEntryType
 
 import modal_jobs.modal_app as jobs
-from modal_jobs.backend import Backend, LocalBackend
+from local_hub.server import LocalHub
 from modal_jobs.catalog import Catalog, VolumeSpec, parse_catalog
 from modal_jobs.deadlines import Deadlines
 from modal_jobs.decide.facts import Kind
 from modal_jobs.decide.model_plan import Action
 from modal_jobs.download import make_plan
-from modal_jobs.errors import CacheError, InterruptedRun, TargetError
+from modal_jobs.errors import InterruptedRun, TargetError
 from modal_jobs.hub import Hub
 from modal_jobs.modal_backend import ContainerJob, ModalBackend, ModalContainers, collect, hf_secrets
 from modal_jobs.model_dir import DAMAGED_NAME, LOCK_NAME, MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
 from modal_jobs.operations import run
-from modal_jobs.reader import ModelNotReady, model_path
+from modal_jobs.reader import model_path
 from modal_jobs.request import Request
 from modal_jobs.store import LocalStore
-from modal_jobs.summary import ModelRow, Operation, Status, Summary, human_bytes, render_text
+from modal_jobs.summary import ModelRow, Operation, Status, human_bytes
 from modal_jobs.volume import VolumeStore, require_credentials
 from tests.conftest import BIG, CATALOG, SMALL, TOKENIZER, Repos, assert_complete, model_dir, tree
-from tests.local_hub import LocalHub, hub_env
+from tests.modal_stand_ins import (
+    MOUNT,
+    DirVolume,
+    FakeFunction,
+    FinishedCall,
+    Lines,
+    NamedVolume,
+    QueueLines,
+    SlowCall,
+    loadable,
+)
+from tests.twin_targets import Twins, stand_in
 
-MOUNT = "/vol/models"
 SMALL_DIR = "Qwen3-TTS-12Hz-0.6B-Base"
 EXTRA = "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice"  # in the list, never on the hub
 
 
-# -- the stand-in volume ---------------------------------------------------------------------
-
-
-class DirVolume:
-    """The `modal.Volume` client methods the store uses, over a directory, answering with modal's `FileEntry`.
-
-    Paths come back as the server sends them: relative to the volume root, no leading '/'. Like a
-    filesystem, `read_file` follows links; `listdir` and `remove_file` do not.
-    """
-
-    def __init__(self, root: Path, fail_with: Exception | None = None) -> None:
-        self.root = root
-        self.fail_with = fail_with
-        self.calls: list[tuple[str, str]] = []
-
-    def hydrate(self) -> DirVolume:
-        self.calls.append(("hydrate", ""))
-        if self.fail_with is not None:
-            raise self.fail_with
-        if not self.root.is_dir():
-            raise modal.exception.NotFoundError(f"Volume {self.root.name!r} not found")
-        return self
-
-    def listdir(self, path: str, *, recursive: bool = False) -> list[FileEntry]:
-        self.calls.append(("listdir", path))
-        target = self._resolve(path)
-        if not os.path.lexists(target):
-            raise modal.exception.NotFoundError(f"no such file or directory: {path}")
-        if target.is_symlink() or not target.is_dir():
-            return [self._entry(target)]
-        return list(self._walk(target, recursive))
-
-    def read_file(self, path: str) -> Iterator[bytes]:
-        self.calls.append(("read_file", path))
-        target = self._resolve(path)
-        if not target.is_file():
-            raise FileNotFoundError(path)
-        yield target.read_bytes()
-
-    def remove_file(self, path: str, recursive: bool = False) -> None:
-        self.calls.append(("remove_file", path))
-        target = self._resolve(path)
-        if target.is_symlink() or target.is_file():
-            target.unlink()
-        elif target.is_dir():
-            shutil.rmtree(target) if recursive else target.rmdir()
-        else:
-            raise FileNotFoundError(path)
-
-    def _walk(self, directory: Path, recursive: bool) -> Iterator[FileEntry]:
-        for child in sorted(os.scandir(directory), key=lambda e: e.name):
-            yield self._entry(Path(child.path))
-            if recursive and child.is_dir(follow_symlinks=False):
-                yield from self._walk(Path(child.path), recursive)
-
-    def _entry(self, path: Path) -> FileEntry:
-        st = path.lstat()
-        kind = (
-            FileEntryType.SYMLINK
-            if stat.S_ISLNK(st.st_mode)
-            else FileEntryType.DIRECTORY
-            if stat.S_ISDIR(st.st_mode)
-            else FileEntryType.FILE
-        )
-        return FileEntry(
-            path=path.relative_to(self.root).as_posix(), type=kind, mtime=int(st.st_mtime), size=st.st_size
-        )
-
-    def _resolve(self, path: str) -> Path:
-        rel = path.strip("/")
-        return self.root / rel if rel else self.root
-
-
-class VolumeRecorder:
-    """Stands in for the mounted `modal.Volume` inside a container: records reload/commit and what each commit shows."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.events: list[str] = []
-        self.loadable_at_commit: list[list[str]] = []
-
-    def reload(self) -> None:
-        self.events.append("reload")
-
-    def commit(self) -> None:
-        self.events.append("commit")
-        self.loadable_at_commit.append(loadable(self.root))
-
-
-def loadable(root: Path) -> list[str]:
-    """The repos a reader can load from `root` now: each pointer names its repo, the reader says yes or no."""
-    found = []
-    for pointer in sorted(root.glob(f"*/{POINTER_NAME}")):
-        repo_id = str(json.loads(pointer.read_bytes())["repo_id"])
-        try:
-            model_path(root, repo_id)
-        except ModelNotReady:
-            continue
-        found.append(repo_id)
-    return found
-
-
-# -- containers, in-process ------------------------------------------------------------------
-
-
-@dataclass
-class FinishedCall:
-    """A `FunctionCall` whose container already ran: `get` returns its value or raises its exception."""
-
-    value: Any = None
-    error: Exception | None = None
-    cancelled: bool = False
-
-    def get(self, timeout: float | None = None) -> Any:
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-    def cancel(self, terminate_containers: bool = False) -> None:
-        self.cancelled = terminate_containers
-
-
-@dataclass
-class InProcessContainers:
-    """The injected container starter: counts what it starts and runs the real function bodies here."""
-
-    mount: Path
-    recorder: VolumeRecorder
-    started: list[tuple[str, str]] = field(default_factory=list)
-    crash: set[str] = field(default_factory=set)
-    before_start: Callable[[], None] | None = None  # what happens between planning and the containers
-
-    def __call__(self, operation: str, jobs_: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
-        if self.before_start is not None:
-            self.before_start()
-        function = jobs.apply_one if operation == "download" else jobs.verify_one
-        calls = []
-        for job in jobs_:
-            self.started.append((operation, job.label))
-            if job.label in self.crash:
-                calls.append(FinishedCall(error=RuntimeError("container exited with code 137")))
-                continue
-            calls.append(FinishedCall(function.local(job.payload, str(self.mount), cast(Any, self.recorder), None)))
-        return collect(calls, jobs_, cancel)
-
-    def count(self, operation: str = "download") -> int:
-        return sum(1 for op, _ in self.started if op == operation)
-
-
-# -- twin targets ----------------------------------------------------------------------------
-
-
-@dataclass
-class Twins:
-    """One local directory and one stand-in volume over an identical copy, driven the same way."""
-
-    local_root: Path
-    volume_root: Path
-    hub: Hub
-    containers: InProcessContainers
-    catalog: Catalog
-
-    def backends(self) -> tuple[LocalBackend, ModalBackend]:
-        store = VolumeStore(DirVolume(self.volume_root), VolumeSpec(mount=MOUNT))
-        return LocalBackend(self.local_root, self.hub), ModalBackend(store, self.containers)
-
-    def run(self, operation: str, **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Both summaries, normalized: target and paths as `<target>`, time left out."""
-        request = Request(Operation(operation), **options)
-        local, volume = self.backends()
-        return (
-            normalize(run(request, self.catalog, local, self.hub), self.local_root),
-            normalize(run(request, self.catalog, volume, self.hub), self.volume_root),
-        )
-
-    def error(self, operation: str, **options: Any) -> tuple[str, str]:
-        messages = []
-        backends: tuple[Backend, Backend] = self.backends()
-        for backend, root in zip(backends, (self.local_root, self.volume_root), strict=True):
-            with pytest.raises(CacheError) as caught:
-                run(Request(Operation(operation), **options), self.catalog, backend, self.hub)
-            messages.append(str(caught.value).replace(MOUNT, "<target>").replace(str(root), "<target>"))
-        return messages[0], messages[1]
-
-    def change(self, edit: Callable[[Path], None]) -> None:
-        edit(self.local_root)
-        edit(self.volume_root)
-
-
-def normalize(summary: Summary, root: Path) -> dict[str, Any]:
-    def where(path: str) -> str:
-        return path.replace(MOUNT, "<target>").replace(str(root), "<target>")
-
-    data = summary.to_dict()
-    data["target"] = where(data["target"])
-    for row in data["models"]:
-        row["path"] = where(row["path"])
-        row["error"] = where(row["error"]) if row["error"] else None
-        del row["seconds"]
-    for orphan in data["orphans"]:
-        orphan["path"] = where(orphan["path"])
-    data["text"] = where(render_text(summary))
-    return data
-
-
 def statuses(summary: dict[str, Any]) -> dict[str, str]:
     return {row["repo_id"]: row["status"] for row in summary["models"]}
-
-
-def stand_in(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog: Catalog) -> Twins:
-    """An empty local directory and an empty stand-in volume under tmp_path, driven through `catalog`.
-
-    The environment is what a container sees: the local hub as HF_ENDPOINT (read by `Hub()`), its
-    own HF_HOME, no token. The list's path must be under tmp_path: a download writes models.lock beside it.
-    """
-    for key, value in hub_env(hub, tmp_path / "hf-home").items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    volume_root = tmp_path / "volume"
-    volume_root.mkdir()
-    containers = InProcessContainers(volume_root, VolumeRecorder(volume_root))
-    return Twins(tmp_path / "local", volume_root, Hub(endpoint=hub.url), containers, catalog)
 
 
 @pytest.fixture
@@ -541,24 +328,6 @@ def test_a_container_that_raises_becomes_one_failed_row():
     assert rows[2].error == "container failed: TimeoutError: read timed out"
 
 
-@dataclass
-class SlowCall:
-    """Answers "no output yet" (modal raises a bare TimeoutError) a few times, then its row."""
-
-    row: ModelRow
-    pending: int = 2
-    cancelled: bool = False
-
-    def get(self, timeout: float | None = None) -> Any:
-        if self.pending:
-            self.pending -= 1
-            raise TimeoutError
-        return self.row.__dict__
-
-    def cancel(self, terminate_containers: bool = False) -> None:
-        self.cancelled = terminate_containers
-
-
 def test_calls_still_running_are_polled_until_they_answer():
     rows = [ModelRow(r, f"{MOUNT}/{r.split('/')[1]}", Status.DOWNLOADED) for r in (BIG, SMALL)]
     calls = [SlowCall(rows[0], pending=3), SlowCall(rows[1], pending=1)]
@@ -575,71 +344,6 @@ def test_cancel_stops_the_containers_still_running():
 
 
 # -- the real starter, with the app and functions stood in --------------------------------------
-
-
-class FakeFunction:
-    def __init__(self, log: list[str], name: str, options: dict[str, Any] | None = None) -> None:
-        self.log, self.name, self.options = log, name, options or {}
-        self.configured: list[dict[str, Any]] = []
-
-    def with_options(self, **options: Any) -> FakeFunction:
-        self.configured.append(options)
-        return FakeFunction(self.log, self.name, options)
-
-    def spawn(self, payload: dict[str, Any], mount: str, volume: object, events: object) -> FinishedCall:
-        secrets = [repr(s) for s in self.options["secrets"]]
-        volumes = {path: str(v) for path, v in self.options["volumes"].items()}
-        self.log.append(f"spawn {self.name} {payload['repo_id']} at {mount} volumes={volumes} secrets={secrets}")
-        assert volume is self.options["volumes"][mount], "the call's volume argument is the one mounted"
-        return FinishedCall(value=ModelRow(payload["repo_id"], f"{mount}/x", Status.OK).__dict__)
-
-
-class FakeApp:
-    def __init__(self, log: list[str]) -> None:
-        self.log = log
-
-    def run(self) -> AbstractContextManager[None]:
-        @contextmanager
-        def running() -> Iterator[None]:
-            self.log.append("app.run")
-            yield
-            self.log.append("app stopped")
-
-        return running()
-
-
-class Lines:
-    """Stands in for the ephemeral `modal.Queue` the containers' log lines come back through."""
-
-    def __init__(self, log: list[str], lines: Sequence[str] = ()) -> None:
-        self.log, self.lines = log, list(lines)
-
-    @contextmanager
-    def open(self) -> Iterator[Lines]:
-        self.log.append("queue open")
-        yield self
-        self.log.append("queue closed")
-
-    def get_many(self, n_values: int, block: bool = True, timeout: float | None = None) -> list[Any]:
-        batch, self.lines = self.lines[:n_values], self.lines[n_values:]
-        return batch
-
-
-class NamedVolume:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __str__(self) -> str:
-        return f"Volume({self.name})"
-
-
-@pytest.fixture
-def fake_app(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    log: list[str] = []
-    monkeypatch.setattr(jobs, "app", FakeApp(log))
-    monkeypatch.setattr(jobs, "apply_one", FakeFunction(log, "apply_one"))
-    monkeypatch.setattr(jobs, "verify_one", FakeFunction(log, "verify_one"))
-    return log
 
 
 def starter(log: list[str], catalog: Catalog, **options: Any) -> ModalContainers:
@@ -897,16 +601,6 @@ def test_container_log_lines_are_printed_as_they_arrive(caplog: pytest.LogCaptur
     with caplog.at_level(logging.INFO, logger="modal_jobs"):
         collect([SlowCall(row, pending=2)], container_jobs(SMALL), threading.Event(), source)
     assert caplog.messages == [*lines, f"{SMALL}: downloaded"]
-
-
-class QueueLines:
-    """What `apply_one` puts on the caller's `modal.Queue`, kept in a list."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def put(self, line: str) -> None:
-        self.lines.append(line)
 
 
 def test_a_container_sends_start_progress_and_finish_lines_to_the_caller(

@@ -2,7 +2,7 @@
 
 Modal commits a mounted volume in the background every few seconds, so a reader in another
 container may see any prefix of what `apply_one` wrote. Here the container runs in-process on
-the stand-in volume (`tests.test_volume`), and the engine's steps inside `apply_model` are
+the stand-in volume (`tests.modal_stand_ins`), and the engine's steps inside `apply_model` are
 wrapped (never replaced): before and after each link, download, manifest, pointer and retirement,
 and at random points while bytes arrive, the volume is copied as such a commit would publish it.
 The reader (`modal_jobs.reader.model_path`) then loads each copy, and the files it is handed must
@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from local_hub.server import LocalHub
 from modal_jobs import engine
 from modal_jobs.catalog import parse_catalog
 from modal_jobs.hub import Hub
@@ -31,9 +32,8 @@ from modal_jobs.reader import ModelNotReady, model_path
 from modal_jobs.request import Request
 from modal_jobs.summary import ModelRow, Operation, Summary
 from tests.conftest import CATALOG, SMALL, Repos, assert_complete, model_dir
-from tests.local_hub import LocalHub
 from tests.test_revisions import new_revision
-from tests.test_volume import Twins, stand_in
+from tests.twin_targets import Twins, stand_in
 
 SMALL_DIR = "Qwen3-TTS-12Hz-0.6B-Base"
 # The engine's steps inside `apply_model` that change the volume, each a point a commit may fall between.

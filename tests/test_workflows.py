@@ -31,11 +31,11 @@ from h2.connection import H2Connection
 from h2.events import ConnectionTerminated, DataReceived, RequestReceived, StreamEnded
 from ruamel.yaml import YAML
 
+from local_hub.server import LocalHub, hub_env
 from modal_jobs.catalog import load_catalog
 from modal_jobs.model_dir import MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
 from modal_jobs.reader import model_path
 from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Cli, Repos, tree
-from tests.local_hub import LocalHub, hub_env
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 MODEL_CACHE = WORKFLOWS / "model-cache.yml"

@@ -1,5 +1,8 @@
 """The Xet side of the local hub: files cut into chunks, chunks packed into xorbs, reconstructions.
 
+`XetIndex` keeps which repos go through Xet and how the CAS holds each of their LFS blobs; the
+routes (`local_hub.routes`) serve the read token, reconstructions and xorb ranges from it.
+
 What the real `hf_xet` client needs to download a file, and no more (Hugging Face's Xet protocol,
 download side):
 
@@ -23,8 +26,12 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from local_hub.repos import Blob
 
 CHUNK_BYTES = 64 << 10
 CHUNK_HEADER_BYTES = 8
@@ -125,6 +132,59 @@ def reconstruction(file: XetFile, start: int, end: int, xorb_url: str, version: 
     body: dict[str, object] = {"offset_into_first_range": start - first_chunk * CHUNK_BYTES, "terms": terms}
     body["xorbs" if version == 2 else "fetch_info"] = fetches
     return body
+
+
+class XetIndex:
+    """Which repos go through Xet, and the files and xorbs the CAS holds for their LFS blobs."""
+
+    def __init__(self, xorb_dir: Path, *, everywhere: bool, chunks_per_xorb: int) -> None:
+        self.xorb_dir = xorb_dir
+        self._everywhere = everywhere
+        self._repos: set[str] = set()
+        self._chunks_per_xorb = chunks_per_xorb
+        self._files: dict[str, XetFile] = {}  # by the blob's sha256
+        self._by_hash: dict[str, XetFile] = {}  # by the Xet file hash
+        self._xorbs: dict[str, tuple[XetFile, Xorb]] = {}
+        self._lock = threading.Lock()
+
+    def enable(self, repo_id: str | None) -> None:
+        """Every repo (None), or one more repo, goes through Xet from now on."""
+        if repo_id is None:
+            self._everywhere = True
+        else:
+            self._repos.add(repo_id)
+
+    def disable(self) -> None:
+        self._everywhere = False
+        self._repos.clear()
+
+    def uses(self, repo_id: str) -> bool:
+        return self._everywhere or repo_id in self._repos
+
+    def index(self, blobs: Iterable[Blob]) -> None:
+        """Cut the LFS blobs not indexed yet into xorbs."""
+        for blob in blobs:
+            if not blob.lfs or blob.size == 0 or blob.sha256 in self._files:
+                continue
+            built = build_xet_file(blob.file, blob.sha256, blob.size, self.xorb_dir, self._chunks_per_xorb)
+            with self._lock:
+                self._files[blob.sha256] = built
+                self._by_hash[built.hash] = built
+                for xorb in built.xorbs:
+                    self._xorbs[xorb.hash] = (built, xorb)
+
+    def file_of(self, blob: Blob) -> XetFile | None:
+        with self._lock:
+            return self._files.get(blob.sha256) if blob.lfs else None
+
+    def file_by_hash(self, file_hash: str) -> XetFile | None:
+        with self._lock:
+            return self._by_hash.get(file_hash)
+
+    def xorb(self, xorb_hash: str) -> tuple[XetFile, Xorb] | None:
+        """A xorb, with the file it is part of."""
+        with self._lock:
+            return self._xorbs.get(xorb_hash)
 
 
 def _name(kind: bytes, sha256: str, index: int) -> str:
