@@ -565,9 +565,9 @@ def machine_facts(run: Runner) -> dict[str, Fact]:
 
 # What the measured processes run with, as they see it (a PYTHONPATH copy of the package included).
 _EFFECTIVE_SETTINGS = """
-import json, pathlib, modal_jobs.engine as e, modal_jobs.hub as h, modal_jobs.verifying as v
+import json, pathlib, modal_jobs.engine as e, modal_jobs.deadlines as d, modal_jobs.verifying as v
 import huggingface_hub.constants as c
-h.Hub(endpoint="http://127.0.0.1:9").api  # set up as a download would; makes no request
+d.set_up_huggingface_hub(d.Deadlines.from_env())  # as the CLI does before a download
 print(json.dumps({
     "modal_jobs": str(pathlib.Path(e.__file__).parent),
     "download workers": getattr(e, "DOWNLOAD_WORKERS", "?"),

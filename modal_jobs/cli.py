@@ -27,8 +27,9 @@ from modal_jobs.hub import Hub
 from modal_jobs.logs import configure_logging
 from modal_jobs.operations import run
 from modal_jobs.reader import ModelNotReady, model_path
+from modal_jobs.reports import write_summaries
 from modal_jobs.request import LockMode, Request
-from modal_jobs.summary import Operation, Summary, render_json, render_text, write_summaries
+from modal_jobs.summary import Operation, Summary, render_json, render_text
 
 log = logging.getLogger("modal_jobs")
 

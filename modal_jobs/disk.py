@@ -27,7 +27,6 @@ from modal_jobs.model_dir import (
     FileRecord,
     Manifest,
     Pointer,
-    parse_manifest,
     revision_dir,
 )
 
@@ -63,17 +62,6 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def read_manifest(model_dir: Path) -> Manifest | None:
-    path = model_dir / MANIFEST_NAME
-    try:
-        if path.is_symlink() or not path.is_file():
-            return None
-        data = path.read_bytes()
-    except OSError:
-        return None
-    return parse_manifest(data, str(path))
 
 
 def write_manifest(model_dir: Path, manifest: Manifest) -> None:
@@ -144,17 +132,6 @@ def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
                 stack.append((f"{prefix}{entry.name}/", entry.path))
             else:
                 yield prefix + entry.name, st
-
-
-def usage(model_dir: Path) -> tuple[int, int]:
-    """(files, bytes) on disk below a directory, not counting our own or the downloader's state."""
-    files = size = 0
-    for rel, st in walk_files(model_dir):
-        if rel.split("/", 1)[0] in RESERVED_NAMES:
-            continue
-        files += 1
-        size += st.st_size if stat.S_ISREG(st.st_mode) else 0
-    return files, size
 
 
 def remove_files(model_dir: Path, paths: Sequence[str]) -> list[str]:
