@@ -17,10 +17,10 @@ from modal_jobs.decide.model_plan import ModelPlan
 from modal_jobs.engine import apply_models
 from modal_jobs.errors import TargetError
 from modal_jobs.hub import Hub
-from modal_jobs.lock import target_lock
 from modal_jobs.rows import DONE_STATUS, row_for
 from modal_jobs.store import LocalStore, Store, is_writable, require_writable
 from modal_jobs.summary import ModelRow
+from modal_jobs.target_lock import target_lock
 from modal_jobs.verifying import verify_models
 
 
