@@ -445,6 +445,10 @@ def test_the_built_wheel_works_from_any_directory_with_catalog(tmp_path: Path, h
     with zipfile.ZipFile(wheel) as archive:
         assert "modal_jobs/container-requirements.txt" in archive.namelist()
         assert not [name for name in archive.namelist() if name.endswith("models.toml")]
+        # The distribution and its command share one name.
+        (entry_points,) = [name for name in archive.namelist() if name.endswith(".dist-info/entry_points.txt")]
+        assert "qwen3-tts-model-cache = modal_jobs.cli:main" in archive.read(entry_points).decode()
+        assert wheel.name.startswith("qwen3_tts_model_cache-")
         archive.extractall(unpacked)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
