@@ -89,7 +89,7 @@ def list_models(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def plan(session: nox.Session) -> None:
-    """Check the model list against the Hub and say what merging it would change (`-- --base-catalog FILE`)."""
+    """Check the model list against the Hub and say what merging it would change (`-- --base-model-list FILE`)."""
     _cache_session(session, "plan")
 
 

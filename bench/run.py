@@ -41,10 +41,10 @@ from bench.measure import BenchError, Deadline, Pairs, Runner, run_rounds
 from bench.report import Fact, Measurement, MemoryRow, Report, render_markdown, write_json
 from bench.workload import (
     Workload,
-    catalog_repos,
     curl_config,
     expected_sha256,
     memory_repo,
+    model_list_repos,
     publish,
     publish_complete_target,
 )
@@ -108,7 +108,7 @@ def parse_settings(argv: Sequence[str] | None) -> Settings:
 
 @dataclass
 class Bench:
-    """What every step works with: the hub, the runner, the clock, and the catalog-shaped repos."""
+    """What every step works with: the hub, the runner, the clock, and the model_list-shaped repos."""
 
     settings: Settings
     work: Path
@@ -120,8 +120,17 @@ class Bench:
     download_workers: int = 8  # the cache's file workers, which huggingface_hub alone gets too
     memory: tuple[MemoryRow, ...] = ()
 
-    def cache(self, operation: str, target: Path, catalog: Path) -> list[str]:
-        return [sys.executable, "-m", "modal_jobs", operation, "--local-dir", str(target), "--catalog", str(catalog)]
+    def cache(self, operation: str, target: Path, model_list: Path) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "modal_jobs",
+            operation,
+            "--local-dir",
+            str(target),
+            "--model-list",
+            str(model_list),
+        ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -171,10 +180,10 @@ def notes(settings: Settings) -> tuple[str, ...]:
 
 
 def prepare(settings: Settings, work: Path, hub: LocalHub) -> Bench:
-    """Publish the catalog-shaped repos and set up a runner whose processes talk to this hub only."""
+    """Publish the model_list-shaped repos and set up a runner whose processes talk to this hub only."""
     print(f"bench: writing repos (scale {settings.scale}) under {work}", file=sys.stderr, flush=True)
     workload = publish(
-        hub, catalog_repos(settings.scale, settings.small_files), work / "sources", work / "models.toml", seed=1
+        hub, model_list_repos(settings.scale, settings.small_files), work / "sources", work / "models.toml", seed=1
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODAL_", "GITHUB_"))}
     env.update(hub_env(hub, work / "hf-home"))
@@ -201,7 +210,7 @@ def cold_download(bench: Bench) -> list[Measurement]:
     target, fetched = bench.work / "target", bench.work / "curl"
     config = bench.work / "curl.cfg"
     config.write_text(curl_config(workload.files, fetched))
-    download = bench.cache("download", target, workload.catalog)
+    download = bench.cache("download", target, workload.model_list)
     # One process, one connection reused for every URL, one file after another (no --parallel).
     curl = ["curl", "--silent", "--show-error", "--fail", "--noproxy", "*", "--create-dirs", "--config", str(config)]
     openssl = ["openssl", "dgst", "-sha256", *(str(fetched / f.dest) for f in workload.files)]
@@ -240,7 +249,7 @@ def cold_download(bench: Bench) -> list[Measurement]:
     bench.downloaded = target
     largest = max(f.size for f in workload.files)
     bench.memory += (
-        MemoryRow("catalog-shaped repos, plain HTTP", len(workload.files), largest, tuple(peaks), PEAK_MEMORY_LIMIT),
+        MemoryRow("model_list-shaped repos, plain HTTP", len(workload.files), largest, tuple(peaks), PEAK_MEMORY_LIMIT),
     )
     size = workload.total_bytes
     models = len(workload.repo_ids)
@@ -305,7 +314,7 @@ def cold_download_xet(bench: Bench) -> list[Measurement]:
     byte) against huggingface_hub alone (hf_xet, nothing verified). curl cannot speak Xet."""
     workload = bench.workload
     target = bench.work / "target-xet"
-    download = bench.cache("download", target, workload.catalog)
+    download = bench.cache("download", target, workload.model_list)
     peaks: list[int] = []
     cpu: dict[str, list[float]] = {
         "modal_jobs download": [],
@@ -330,7 +339,7 @@ def cold_download_xet(bench: Bench) -> list[Measurement]:
         del values[0]
     largest = max(f.size for f in workload.files)
     bench.memory += (
-        MemoryRow("catalog-shaped repos, Xet", len(workload.files), largest, tuple(peaks), PEAK_MEMORY_LIMIT),
+        MemoryRow("model_list-shaped repos, Xet", len(workload.files), largest, tuple(peaks), PEAK_MEMORY_LIMIT),
     )
     pairs = Pairs(a, b)
     return [
@@ -392,7 +401,7 @@ def _server_ceiling(bench: Bench) -> float:
 def no_op_rerun(bench: Bench) -> list[Measurement]:
     """Everything complete: the re-run should ask the Hub once per model and finish within a second."""
     target = _downloaded(bench)
-    download = bench.cache("download", target, bench.workload.catalog)
+    download = bench.cache("download", target, bench.workload.model_list)
     startup = [sys.executable, "-c", "import modal_jobs.cli"]
     requests: list[int] = []
 
@@ -428,7 +437,7 @@ def verify(bench: Bench) -> list[Measurement]:
     """Re-hashing what is on the target against hashing the same bytes with one openssl process."""
     target = _downloaded(bench)
     paths = [str(_loaded_path(target, f.dest)) for f in bench.workload.files]
-    command = bench.cache("verify", target, bench.workload.catalog)
+    command = bench.cache("verify", target, bench.workload.model_list)
     openssl = ["openssl", "dgst", "-sha256", *paths]
     a, b = run_rounds(
         bench.deadline,
@@ -453,12 +462,12 @@ def verify(bench: Bench) -> list[Measurement]:
 
 def list_many_files(bench: Bench) -> list[Measurement]:
     """`list` over a target with many small files, against `find` stat-ing the same tree."""
-    target, catalog = bench.work / "list-target", bench.work / "list.toml"
+    target, model_list = bench.work / "list-target", bench.work / "list.toml"
     repo_ids = [f"bench/many-files-{i}" for i in range(1, 4)]
     files = publish_complete_target(
-        bench.hub, repo_ids, bench.settings.list_files // len(repo_ids), target, catalog, seed=7
+        bench.hub, repo_ids, bench.settings.list_files // len(repo_ids), target, model_list, seed=7
     )
-    command = bench.cache("list", target, catalog)
+    command = bench.cache("list", target, model_list)
     find = ["find", str(target), "-type", "f", "-printf", "%s\n"]
     a, b = run_rounds(
         bench.deadline,
@@ -492,7 +501,9 @@ def peak_memory(bench: Bench) -> list[Measurement]:
         peaks = []
         for _ in bench.deadline.rounds(min(2, bench.settings.pairs)):
             fresh(target)
-            peaks.append(bench.run(bench.cache("download", target, workload.catalog), label=f"memory-{label}").max_rss)
+            peaks.append(
+                bench.run(bench.cache("download", target, workload.model_list), label=f"memory-{label}").max_rss
+            )
         shutil.rmtree(target, ignore_errors=True)
         rows.append(
             MemoryRow(f"{count} files of {size / 1e6:.0f} MB", count + 1, size, tuple(peaks), PEAK_MEMORY_LIMIT)

@@ -66,7 +66,7 @@ class ServedFile:
 class Workload:
     """Repos published on the hub, with the model list that selects them."""
 
-    catalog: Path
+    model_list: Path
     repo_ids: tuple[str, ...]
     files: tuple[ServedFile, ...]
 
@@ -75,7 +75,7 @@ class Workload:
         return sum(f.size for f in self.files)
 
 
-def catalog_repos(scale: float, small_files: int) -> list[RepoSpec]:
+def model_list_repos(scale: float, small_files: int) -> list[RepoSpec]:
     """The model list's three repos: 1.7B and 0.6B with weights and a speech tokenizer, and the tokenizer."""
 
     def scaled(size: int) -> int:
@@ -126,7 +126,7 @@ def memory_repo(repo_id: str, files: int, size: int) -> RepoSpec:
     )
 
 
-def publish(hub: LocalHub, repos: Sequence[RepoSpec], scratch: Path, catalog: Path, seed: int) -> Workload:
+def publish(hub: LocalHub, repos: Sequence[RepoSpec], scratch: Path, model_list: Path, seed: int) -> Workload:
     """Commit each repo to the hub, file by file from disk, and write a model list selecting them."""
     served: list[ServedFile] = []
     for r, repo in enumerate(repos):
@@ -148,11 +148,11 @@ def publish(hub: LocalHub, repos: Sequence[RepoSpec], scratch: Path, catalog: Pa
             )
             for spec in repo.files
         ]
-    write_catalog(catalog, [r.repo_id for r in repos])
-    return Workload(catalog, tuple(r.repo_id for r in repos), tuple(served))
+    write_model_list(model_list, [r.repo_id for r in repos])
+    return Workload(model_list, tuple(r.repo_id for r in repos), tuple(served))
 
 
-def write_catalog(path: Path, repo_ids: Iterable[str]) -> Path:
+def write_model_list(path: Path, repo_ids: Iterable[str]) -> Path:
     models = "".join(f'\n[[model]]\nrepo_id = "{repo_id}"\n' for repo_id in repo_ids)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f'[volume]\nname = "bench"\nmount = "/vol/models"\n{models}')
@@ -160,7 +160,7 @@ def write_catalog(path: Path, repo_ids: Iterable[str]) -> Path:
 
 
 def publish_complete_target(
-    hub: LocalHub, repo_ids: Sequence[str], files_per_model: int, target: Path, catalog: Path, seed: int
+    hub: LocalHub, repo_ids: Sequence[str], files_per_model: int, target: Path, model_list: Path, seed: int
 ) -> int:
     """Small-file repos on the hub and, in `target`, each one complete with its manifest, as a download leaves it.
 
@@ -182,7 +182,7 @@ def publish_complete_target(
             (model_dir / path).write_bytes(data)
         records = [FileRecord(path, len(data), f"git-sha1:{tree[path].sha1}") for path, data in content.items()]
         write_manifest(model_dir, new_manifest(repo_id, "main", commit, records, None, None))
-    write_catalog(catalog, repo_ids)
+    write_model_list(model_list, repo_ids)
     return files_per_model * len(repo_ids)
 
 

@@ -12,11 +12,11 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Protocol
 
-from modal_jobs.catalog import ModelEntry
 from modal_jobs.decide.model_plan import ModelPlan
 from modal_jobs.engine import apply_models
 from modal_jobs.errors import TargetError
 from modal_jobs.hub import Hub
+from modal_jobs.model_list import ModelEntry
 from modal_jobs.rows import DONE_STATUS, row_for
 from modal_jobs.store import LocalStore, Store, is_writable, require_writable
 from modal_jobs.summary import ModelRow

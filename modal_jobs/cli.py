@@ -19,12 +19,12 @@ from pathlib import Path
 from types import FrameType
 
 from modal_jobs.backend import Backend, LocalBackend
-from modal_jobs.catalog import Catalog, load_catalog
 from modal_jobs.cli_parser import build_parser, seed_command_line
 from modal_jobs.deadlines import Deadlines, set_up_huggingface_hub
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError, UsageError
 from modal_jobs.hub import Hub
 from modal_jobs.logs import configure_logging
+from modal_jobs.model_list import ModelList, load_model_list
 from modal_jobs.operations import run
 from modal_jobs.reader import ModelNotReady, model_path
 from modal_jobs.reports import write_summaries
@@ -75,7 +75,7 @@ def run_command(args: argparse.Namespace, *, app_running: bool) -> Summary:
     operation = Operation(args.operation)
     check_output_paths(args.summary_json, args.summary_md)
     with stop_on_signals(cancel):
-        catalog = load_catalog(args.catalog)
+        model_list = load_model_list(args.model_list)
         request = request_from(args, operation)
         hub = Hub(cancel=cancel, deadlines=deadlines_from(args))
         set_up_huggingface_hub(hub.deadlines)
@@ -84,14 +84,16 @@ def run_command(args: argparse.Namespace, *, app_running: bool) -> Summary:
         )
         writes = operation is Operation.DOWNLOAD and not request.dry_run
         backend = (
-            open_backend(args.local_dir, catalog, hub, create=writes, app_running=app_running) if wants_target else None
+            open_backend(args.local_dir, model_list, hub, create=writes, app_running=app_running)
+            if wants_target
+            else None
         )
-        return run(request, catalog, backend, hub, cancel)
+        return run(request, model_list, backend, hub, cancel)
 
 
 def request_from(args: argparse.Namespace, operation: Operation) -> Request:
-    """What the command asks for; a command without a flag gets its default. Reads `--base-catalog`."""
-    base = load_catalog(args.base_catalog) if getattr(args, "base_catalog", None) else None
+    """What the command asks for; a command without a flag gets its default. Reads `--base-model-list`."""
+    base = load_model_list(args.base_model_list) if getattr(args, "base_model_list", None) else None
     if getattr(args, "locked", False):
         lock_mode = LockMode.LOCKED
     elif getattr(args, "frozen", False):
@@ -106,7 +108,7 @@ def request_from(args: argparse.Namespace, operation: Operation) -> Request:
         yes=getattr(args, "yes", False),
         prune=getattr(args, "prune", False),
         lock_wait=getattr(args, "lock_wait", 60.0),
-        base_catalog=base,
+        base_model_list=base,
         lock_mode=lock_mode,
         upgrade=getattr(args, "upgrade", False),
         check=getattr(args, "check", False),
@@ -125,7 +127,7 @@ def deadlines_from(args: argparse.Namespace) -> Deadlines:
 def print_path(args: argparse.Namespace) -> int:
     """`path`: the reader's answer on stdout, or its one-line error (exit 1). Reads a few small files, nothing else."""
     try:
-        mount = args.local_dir if args.local_dir is not None else Path(load_catalog(args.catalog).volume.mount)
+        mount = args.local_dir if args.local_dir is not None else Path(load_model_list(args.model_list).volume.mount)
         found = model_path(mount, args.model, args.commit, lock=args.lock)
     except ModelNotReady as exc:
         log.error("error: %s", exc)
@@ -138,13 +140,13 @@ def print_path(args: argparse.Namespace) -> int:
 
 
 def open_backend(
-    local_dir: Path | None, catalog: Catalog, hub: Hub, *, create: bool = False, app_running: bool = False
+    local_dir: Path | None, model_list: ModelList, hub: Hub, *, create: bool = False, app_running: bool = False
 ) -> Backend:
     """The target: `--local-dir`, else the Modal Volume the list names (created only by a download that writes)."""
     if local_dir is None:
         from modal_jobs.modal_backend import open_volume_backend
 
-        return open_volume_backend(catalog, create=create, app_running=app_running, env=hub.container_env())
+        return open_volume_backend(model_list, create=create, app_running=app_running, env=hub.container_env())
     root = local_dir.expanduser().absolute()
     if root.exists() and not root.is_dir():
         raise TargetError(f"--local-dir {local_dir} is not a directory; pass a directory (download creates it)")

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from modal_jobs.catalog import DEFAULT_CATALOG
 from modal_jobs.deadlines import CONNECT_SECONDS_ENV, STALL_SECONDS_ENV
 from modal_jobs.errors import UsageError
+from modal_jobs.model_list import DEFAULT_MODEL_LIST
 
 OPERATIONS = {
     "download": "fetch the selected models, skipping what is complete and repairing what is not",
@@ -77,15 +77,17 @@ def _add_target_arguments(sub: argparse.ArgumentParser, name: str) -> argparse._
             "--volume", action="store_true", help="also plan against the Modal Volume (needs Modal credentials)"
         )
         target.add_argument(
+            "--base-model-list",
             "--base-catalog",
             type=Path,
             metavar="FILE",
             help="the model list before the change (a pull request's base branch); rows say what changed",
         )
     target.add_argument(
+        "--model-list",
         "--catalog",
         type=Path,
-        default=DEFAULT_CATALOG,
+        default=DEFAULT_MODEL_LIST,
         metavar="FILE",
         help="the model list (default: ./models.toml)",
     )
@@ -161,7 +163,12 @@ def add_path_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("model", metavar="REPO_ID", help="a repo id, such as Qwen/Qwen3-TTS-12Hz-0.6B-Base")
     sub.add_argument("--local-dir", type=Path, metavar="DIR", help="the target (default: the volume's mount)")
     sub.add_argument(
-        "--catalog", type=Path, default=DEFAULT_CATALOG, metavar="FILE", help="the model list, for the mount"
+        "--model-list",
+        "--catalog",
+        type=Path,
+        default=DEFAULT_MODEL_LIST,
+        metavar="FILE",
+        help="the model list, for the mount",
     )
     expected = sub.add_mutually_exclusive_group()
     expected.add_argument("--commit", metavar="SHA", help="refuse any other commit than this one")

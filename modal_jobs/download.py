@@ -15,13 +15,13 @@ from contextlib import nullcontext
 from functools import partial
 
 from modal_jobs.backend import Backend
-from modal_jobs.catalog import Catalog, ModelEntry
 from modal_jobs.decide.facts import as_facts
 from modal_jobs.decide.model_plan import Action, ModelPlan
 from modal_jobs.decide.run_plan import Orphan, Plan, plan_run
 from modal_jobs.hub import Hub
 from modal_jobs.locking import desired_state
 from modal_jobs.messages import shorten
+from modal_jobs.model_list import ModelEntry, ModelList
 from modal_jobs.request import Request
 from modal_jobs.rows import PLANNED_STATUS, orphan_row, row_for
 from modal_jobs.store import Store, survey
@@ -33,7 +33,7 @@ log = logging.getLogger("modal_jobs")
 
 def download(
     entries: Sequence[ModelEntry],
-    catalog: Catalog,
+    model_list: ModelList,
     backend: Backend,
     hub: Hub,
     request: Request,
@@ -45,7 +45,7 @@ def download(
         backend.check_writable()
     lock = nullcontext() if request.dry_run else backend.exclusive(request.lock_wait, cancel)
     with lock:
-        plan = make_plan(entries, catalog, store, hub, cancel, prune=request.prune, request=request)
+        plan = make_plan(entries, model_list, store, hub, cancel, prune=request.prune, request=request)
         log_plan(plan)
         pruned = [m for m in plan.models if m.action is Action.PRUNE]
         work = [m for m in plan.models if m.action is not Action.PRUNE]
@@ -70,7 +70,7 @@ def download(
 
 def make_plan(
     entries: Sequence[ModelEntry],
-    catalog: Catalog,
+    model_list: ModelList,
     store: Store,
     hub: Hub,
     cancel: threading.Event,
@@ -81,8 +81,8 @@ def make_plan(
     """Survey the target, take the desired state from models.lock (updated first when a download writes), plan."""
     request = request or Request(Operation.DOWNLOAD, dry_run=True)
     held = waiting(partial(survey, store), cancel)
-    answers = as_facts(desired_state(request, catalog, hub, held, cancel, write=not request.dry_run))
-    return plan_run(entries, answers, held, catalog, prune=prune)
+    answers = as_facts(desired_state(request, model_list, hub, held, cancel, write=not request.dry_run))
+    return plan_run(entries, answers, held, model_list, prune=prune)
 
 
 def prune(models: Sequence[ModelPlan], store: Store, cancel: threading.Event) -> list[ModelRow]:

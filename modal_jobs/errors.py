@@ -18,7 +18,7 @@ class UsageError(CacheError):
     exit_code = 2
 
 
-class CatalogError(UsageError):
+class ModelListError(UsageError):
     """The model list cannot be used as written."""
 
 

@@ -20,7 +20,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from modal_jobs.catalog import ModelEntry
 from modal_jobs.deadlines import CONNECT_SECONDS_ENV, STALL_SECONDS_ENV, Deadlines
 from modal_jobs.errors import Cancelled
 from modal_jobs.hub_errors import (
@@ -35,6 +34,7 @@ from modal_jobs.hub_errors import (
     wire_error,
 )
 from modal_jobs.model_dir import FileRecord, safe_relative_path
+from modal_jobs.model_list import ModelEntry
 from modal_jobs.progress import ByteCallback, byte_counter
 
 if TYPE_CHECKING:

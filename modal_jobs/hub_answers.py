@@ -7,10 +7,10 @@ import threading
 from collections.abc import Mapping, Sequence
 from functools import partial
 
-from modal_jobs.catalog import ModelEntry
 from modal_jobs.decide.facts import HeldModel, HubAnswer, Kind, manifest_matches
 from modal_jobs.errors import ModelFailed
 from modal_jobs.hub import Hub
+from modal_jobs.model_list import ModelEntry
 from modal_jobs.waits import gather
 
 log = logging.getLogger("modal_jobs")

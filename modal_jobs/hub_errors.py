@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from email.utils import parsedate_to_datetime
 
-from modal_jobs.catalog import ModelEntry
 from modal_jobs.errors import ModelFailed
+from modal_jobs.model_list import ModelEntry
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RETRY_BASE_SECONDS = 1.0

@@ -12,12 +12,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from modal_jobs import models_lock
-from modal_jobs.catalog import Catalog
 from modal_jobs.decide.facts import HeldModel, HubAnswer, as_facts
 from modal_jobs.errors import ModelFailed, UsageError
 from modal_jobs.hub import Hub
 from modal_jobs.hub_answers import ask_hub
 from modal_jobs.messages import shorten
+from modal_jobs.model_list import ModelList
 from modal_jobs.models_lock import lock_path
 from modal_jobs.request import LockMode, Request
 from modal_jobs.rows import checked_lock_row, lock_row, unlisted_lock_row
@@ -28,7 +28,7 @@ log = logging.getLogger("modal_jobs")
 
 def desired_state(
     request: Request,
-    catalog: Catalog,
+    model_list: ModelList,
     hub: Hub,
     held: Mapping[str, HeldModel],
     cancel: threading.Event,
@@ -41,22 +41,22 @@ def desired_state(
     `write`: a run that changes the target records what it resolved (the first download creates the
     lock). `ask=False`: only what the lock says; entries it lacks are left out.
     """
-    path = lock_path(catalog)
+    path = lock_path(model_list)
     if request.lock_mode is not LockMode.UPDATE:
-        pinned = require_lock(request, catalog)
+        pinned = require_lock(request, model_list)
         missing = ModelFailed(f"not in {path.name}, which --frozen takes as it is; run `python -m modal_jobs lock`")
-        return {e.repo_id: m.answer if (m := pinned.get(e.repo_id)) else missing for e in catalog.models}
+        return {e.repo_id: m.answer if (m := pinned.get(e.repo_id)) else missing for e in model_list.models}
     locked = models_lock.read(path)
-    problems = models_lock.disagreements(locked, catalog)
+    problems = models_lock.disagreements(locked, model_list)
     answers: dict[str, HubAnswer | ModelFailed] = {m.repo_id: m.answer for m in locked.models} if locked else {}
-    stale = models_lock.to_resolve(locked, catalog)
+    stale = models_lock.to_resolve(locked, model_list)
     if not stale or not ask:
         return {k: v for k, v in answers.items() if k not in {e.repo_id for e in stale}}
     resolved = ask_hub(stale, hub, held, cancel)
     answers.update(resolved)
     fresh = {k: v for k, v in resolved.items() if isinstance(v, HubAnswer)}
     if write and len(fresh) == len(resolved):
-        models_lock.write(path, models_lock.updated(locked, catalog, fresh))
+        models_lock.write(path, models_lock.updated(locked, model_list, fresh))
         log.info("%s was out of date (%s); updated it", path.name, shorten(problems))
     elif write:
         log.warning("%s is out of date (%s) and was not updated: a model did not resolve", path.name, shorten(problems))
@@ -67,11 +67,11 @@ def desired_state(
     return answers
 
 
-def require_lock(request: Request, catalog: Catalog) -> models_lock.ModelsLock:
+def require_lock(request: Request, model_list: ModelList) -> models_lock.ModelsLock:
     """The lock `--locked` (which must match the list) or `--frozen` (which must exist) runs on; else exit 2."""
-    path = lock_path(catalog)
+    path = lock_path(model_list)
     locked = models_lock.read(path)
-    problems = models_lock.disagreements(locked, catalog)
+    problems = models_lock.disagreements(locked, model_list)
     if locked is None or (problems and request.lock_mode is LockMode.LOCKED):
         raise UsageError(stale_lock_message(path, problems))
     return locked
@@ -89,7 +89,7 @@ def stale_lock_message(path: Path, problems: Sequence[str]) -> str:
     )
 
 
-def locked_answers(base: Catalog | None) -> dict[str, HubAnswer]:
+def locked_answers(base: ModelList | None) -> dict[str, HubAnswer]:
     """What the lock beside the base list says of each base entry it still stands for."""
     locked = models_lock.read(lock_path(base)) if base is not None else None
     if base is None or locked is None:
@@ -97,44 +97,44 @@ def locked_answers(base: Catalog | None) -> dict[str, HubAnswer]:
     return {e.repo_id: m.answer for e in base.models if (m := locked.get(e.repo_id)) and m.disagreement(e) is None}
 
 
-def update_lock(catalog: Catalog, hub: Hub, request: Request, cancel: threading.Event) -> Summary:
+def update_lock(model_list: ModelList, hub: Hub, request: Request, cancel: threading.Event) -> Summary:
     """Resolve what models.toml changed (or, with --upgrade, moved) and write models.lock; `--check` only compares."""
-    path = lock_path(catalog)
+    path = lock_path(model_list)
     locked = models_lock.read(path)
     if request.check:
-        return check_lock(catalog, locked, path)
-    moving = request.repo_ids or tuple(e.repo_id for e in catalog.models) if request.upgrade else ()
-    stale = models_lock.to_resolve(locked, catalog, moving)
+        return check_lock(model_list, locked, path)
+    moving = request.repo_ids or tuple(e.repo_id for e in model_list.models) if request.upgrade else ()
+    stale = models_lock.to_resolve(locked, model_list, moving)
     resolved = as_facts(ask_hub(stale, hub, {}, cancel)) if stale else {}
     fresh = {k: v for k, v in resolved.items() if isinstance(v, HubAnswer)}
     rows = [
         lock_row(entry, locked.get(entry.repo_id) if locked else None, resolved.get(entry.repo_id), str(path))
-        for entry in catalog.models
+        for entry in model_list.models
     ]
-    rows += [unlisted_lock_row(gone, str(path), check=False) for gone in _unlisted(locked, catalog)]
+    rows += [unlisted_lock_row(gone, str(path), check=False) for gone in _unlisted(locked, model_list)]
     if len(fresh) < len(resolved):
         return Summary(Operation.LOCK, str(path), tuple(rows), note=f"{path.name} not written: a model did not resolve")
-    written = models_lock.write(path, models_lock.updated(locked, catalog, fresh))
+    written = models_lock.write(path, models_lock.updated(locked, model_list, fresh))
     return Summary(
         Operation.LOCK, str(path), tuple(rows), note=f"wrote {path.name}" if written else f"{path.name} is up to date"
     )
 
 
-def check_lock(catalog: Catalog, locked: models_lock.ModelsLock | None, path: Path) -> Summary:
+def check_lock(model_list: ModelList, locked: models_lock.ModelsLock | None, path: Path) -> Summary:
     """`lock --check`: one row per model, failing where the lock does not stand for the list. Asks the Hub nothing."""
-    problems = models_lock.disagreements(locked, catalog)
+    problems = models_lock.disagreements(locked, model_list)
     for line in problems:
         log.error("%s", line)
     rows = [
-        checked_lock_row(entry, locked.get(entry.repo_id) if locked else None, str(path)) for entry in catalog.models
+        checked_lock_row(entry, locked.get(entry.repo_id) if locked else None, str(path)) for entry in model_list.models
     ]
-    rows += [unlisted_lock_row(gone, str(path), check=True) for gone in _unlisted(locked, catalog)]
+    rows += [unlisted_lock_row(gone, str(path), check=True) for gone in _unlisted(locked, model_list)]
     return Summary(
         Operation.LOCK, str(path), tuple(rows), note=stale_lock_message(path, problems) if problems else None
     )
 
 
-def _unlisted(locked: models_lock.ModelsLock | None, catalog: Catalog) -> list[models_lock.LockedModel]:
+def _unlisted(locked: models_lock.ModelsLock | None, model_list: ModelList) -> list[models_lock.LockedModel]:
     """Models the lock has and the list no longer names."""
-    listed = {e.repo_id for e in catalog.models}
+    listed = {e.repo_id for e in model_list.models}
     return [gone for gone in (locked.models if locked else ()) if gone.repo_id not in listed]

@@ -93,8 +93,8 @@ def verify_one(
     entry: dict[str, Any], mount: str, volume: modal.Volume, events: modal.Queue | None = None
 ) -> dict[str, Any]:
     """Re-hash one model's current revision; damage is marked beside it, and the next download repairs it."""
-    from modal_jobs.catalog import ModelEntry
     from modal_jobs.logs import forward_logs
+    from modal_jobs.model_list import ModelEntry
     from modal_jobs.summary import ModelRow, Status
     from modal_jobs.verifying import verify_models
 

@@ -30,9 +30,9 @@ from typing import Any, Protocol
 import modal
 import modal.exception
 
-from modal_jobs.catalog import Catalog, ModelEntry
 from modal_jobs.decide.model_plan import Action, ModelPlan
 from modal_jobs.errors import InterruptedRun
+from modal_jobs.model_list import ModelEntry, ModelList
 from modal_jobs.rows import DONE_STATUS, row_for
 from modal_jobs.store import Store
 from modal_jobs.summary import ModelRow, Status
@@ -136,7 +136,7 @@ class LineSource(Protocol):
 class ModalContainers:
     """Starts `apply_one`/`verify_one` in parallel, inside `app.run()` unless `modal run` started it."""
 
-    catalog: Catalog
+    model_list: ModelList
     volume: Any  # the hydrated modal.Volume the store looked up: attached to each call, never looked up again
     app_running: bool = False
     # What the containers' engine must see as this run does: the Hub's address and the time limits.
@@ -148,7 +148,7 @@ class ModalContainers:
     def __call__(self, operation: str, jobs: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
         from modal_jobs import modal_app as app_module
 
-        mount = self.catalog.volume.mount
+        mount = self.model_list.volume.mount
         running: AbstractContextManager[object] = nullcontext() if self.app_running else app_module.app.run()
         with modal_errors("starting the Modal app"), running, self.open_lines() as events:
             function = app_module.apply_one if operation == "download" else app_module.verify_one
@@ -256,7 +256,7 @@ def _named_secret(name: str) -> modal.Secret | None:
 
 
 def open_volume_backend(
-    catalog: Catalog, *, create: bool, app_running: bool = False, env: Mapping[str, str] | None = None
+    model_list: ModelList, *, create: bool, app_running: bool = False, env: Mapping[str, str] | None = None
 ) -> ModalBackend:
     """The volume named in the model list, checked for credentials before anything touches the network.
 
@@ -264,9 +264,9 @@ def open_volume_backend(
     `env`: set in every container, so that its engine talks to the same Hub within the same limits.
     """
     require_credentials()
-    volume = modal.Volume.from_name(catalog.volume.name, create_if_missing=create)
-    store = VolumeStore(volume, catalog.volume, environment_name())
-    containers = ModalContainers(catalog, volume, app_running=app_running, env=dict(env or {}))
+    volume = modal.Volume.from_name(model_list.volume.name, create_if_missing=create)
+    store = VolumeStore(volume, model_list.volume, environment_name())
+    containers = ModalContainers(model_list, volume, app_running=app_running, env=dict(env or {}))
     return ModalBackend(store, containers)
 
 

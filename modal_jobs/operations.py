@@ -21,7 +21,6 @@ from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 
 from modal_jobs.backend import Backend
-from modal_jobs.catalog import Catalog, ModelEntry, select_models
 from modal_jobs.decide.changes import BaseFacts, dropped_bases, merge_changes, revised_bases
 from modal_jobs.decide.run_plan import orphans
 from modal_jobs.decide.selection import clear_selection, cleared_names, verify_selection
@@ -31,6 +30,7 @@ from modal_jobs.errors import Cancelled, InterruptedRun, ModelFailed, UsageError
 from modal_jobs.hub import Hub
 from modal_jobs.hub_answers import current_commit, hub_answer
 from modal_jobs.locking import desired_state, locked_answers, require_lock, update_lock
+from modal_jobs.model_list import ModelEntry, ModelList, select_models
 from modal_jobs.request import LockMode, Request
 from modal_jobs.rows import against_lock, change_row, cleared_row, list_row, orphan_row, target_path
 from modal_jobs.store import Store, survey
@@ -42,33 +42,33 @@ log = logging.getLogger("modal_jobs")
 
 def run(
     request: Request,
-    catalog: Catalog,
+    model_list: ModelList,
     backend: Backend | None,
     hub: Hub,
     cancel: threading.Event | None = None,
 ) -> Summary:
     """Select the models, hold the target while writing, and run the operation."""
-    entries = select_models(catalog, request.sizes, request.repo_ids)
+    entries = select_models(model_list, request.sizes, request.repo_ids)
     cancel = cancel or threading.Event()
     if request.lock_mode is not LockMode.UPDATE:
-        require_lock(request, catalog)  # before anything touches the target
+        require_lock(request, model_list)  # before anything touches the target
     try:
         if request.operation is Operation.LOCK:
-            return update_lock(catalog, hub, request, cancel)
+            return update_lock(model_list, hub, request, cancel)
         if request.operation is Operation.PLAN:
             has_token = bool(os.environ.get("HF_TOKEN"))
-            return plan_changes(entries, catalog, request.base_catalog, backend, hub, cancel, request, has_token)
+            return plan_changes(entries, model_list, request.base_model_list, backend, hub, cancel, request, has_token)
         if backend is None:
             raise UsageError(f"{request.operation} needs a target: pass --local-dir DIR, or set up Modal")
         if request.operation is Operation.DOWNLOAD:
-            return download(entries, catalog, backend, hub, request, cancel)
+            return download(entries, model_list, backend, hub, request, cancel)
         if request.operation is Operation.LIST:
-            return list_models(entries, catalog, backend.store, hub, cancel, request)
+            return list_models(entries, model_list, backend.store, hub, cancel, request)
         if request.operation is Operation.VERIFY:
-            return verify(entries, catalog, backend, hub, request, cancel)
+            return verify(entries, model_list, backend, hub, request, cancel)
         if request.operation is Operation.CLEAR:
             selection = clear_selection(entries, request.sizes, request.repo_ids)
-            rows = clear(selection, catalog, backend, request, cancel)
+            rows = clear(selection, model_list, backend, request, cancel)
             return Summary(Operation.CLEAR, backend.store.location, tuple(rows))
     except Cancelled:
         if request.operation in (Operation.LIST, Operation.PLAN):
@@ -81,7 +81,7 @@ def run(
 
 def verify(
     entries: Sequence[ModelEntry],
-    catalog: Catalog,
+    model_list: ModelList,
     backend: Backend,
     hub: Hub,
     request: Request,
@@ -92,14 +92,14 @@ def verify(
     with backend.exclusive(request.lock_wait, cancel):
         present = set(waiting(backend.store.top, cancel))
         chosen = verify_selection(entries, present, selected=bool(request.sizes or request.repo_ids))
-        wanted = desired_state(request, catalog, hub, {}, cancel, write=False, ask=False)
+        wanted = desired_state(request, model_list, hub, {}, cancel, write=False, ask=False)
         rows = [against_lock(row, wanted.get(row.repo_id)) for row in backend.verify(chosen, cancel)]
         return Summary(Operation.VERIFY, backend.store.location, tuple(rows))
 
 
 def list_models(
     entries: Sequence[ModelEntry],
-    catalog: Catalog,
+    model_list: ModelList,
     store: Store,
     hub: Hub,
     cancel: threading.Event,
@@ -107,7 +107,7 @@ def list_models(
 ) -> Summary:
     """Each model's state on the target against models.lock; without a lock, the Hub is asked about complete models."""
     held = waiting(partial(survey, store), cancel)
-    wanted = desired_state(request or Request(Operation.LIST), catalog, hub, held, cancel, write=False, ask=False)
+    wanted = desired_state(request or Request(Operation.LIST), model_list, hub, held, cancel, write=False, ask=False)
     unknown = [e for e in entries if e.repo_id not in wanted and complete_current(held.get(e.dirname), e)]
     asked = gather({e.repo_id: partial(current_commit, e, hub) for e in unknown}, cancel)
     rows = []
@@ -118,12 +118,16 @@ def list_models(
         if row.error is not None:
             log.warning("%s: %s", entry.repo_id, row.error)
         rows.append(row)
-    orphan_rows = tuple(orphan_row(o, store.location) for o in orphans(held, catalog))
+    orphan_rows = tuple(orphan_row(o, store.location) for o in orphans(held, model_list))
     return Summary(Operation.LIST, store.location, tuple(rows), orphan_rows)
 
 
 def clear(
-    entries: Sequence[ModelEntry] | None, catalog: Catalog, backend: Backend, request: Request, cancel: threading.Event
+    entries: Sequence[ModelEntry] | None,
+    model_list: ModelList,
+    backend: Backend,
+    request: Request,
+    cancel: threading.Event,
 ) -> list[ModelRow]:
     """Remove the selected models, or everything on the target when nothing is selected.
 
@@ -145,7 +149,7 @@ def clear(
             f"({human_bytes(total)}) from {store.location}: {listing}; add --yes to remove them "
             "(--dry-run only lists them)"
         )
-    owners = {m.dirname: m.repo_id for m in catalog.models}
+    owners = {m.dirname: m.repo_id for m in model_list.models}
     rows = []
     if request.dry_run:
         lock: AbstractContextManager[None] = nullcontext()
@@ -166,8 +170,8 @@ def clear(
 
 def plan_changes(
     entries: Sequence[ModelEntry],
-    catalog: Catalog,
-    base: Catalog | None,
+    model_list: ModelList,
+    base: ModelList | None,
     backend: Backend | None,
     hub: Hub,
     cancel: threading.Event,
@@ -181,17 +185,17 @@ def plan_changes(
     whether a Hub token is set, which decides if a refused repo fails or is `not-checked`.
     """
     held = waiting(partial(survey, backend.store), cancel) if backend is not None else {}
-    answers = desired_state(request, catalog, hub, held, cancel, write=False)
+    answers = desired_state(request, model_list, hub, held, cancel, write=False)
     base_entries = {m.repo_id: m for m in (base.models if base else ())}
     base_locked = locked_answers(base)
     revised = revised_bases(entries, base_entries, base_locked)
-    dropped = dropped_bases(catalog, base_entries)
+    dropped = dropped_bases(model_list, base_entries)
     was_at = gather({old.repo_id: partial(current_commit, old, hub) for old in revised}, cancel)
     unlocked = {old.repo_id: partial(hub_answer, old, hub, held) for old in dropped if old.repo_id not in base_locked}
     leaving = {**base_locked, **gather(unlocked, cancel)}
     facts = BaseFacts(base_entries, base_locked, was_at, leaving)
     changes = merge_changes(
-        entries, catalog, answers, facts, held if backend is not None else None, has_token=has_token
+        entries, model_list, answers, facts, held if backend is not None else None, has_token=has_token
     )
     for old in dropped:
         if isinstance(answer := leaving[old.repo_id], ModelFailed):

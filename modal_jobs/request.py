@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from modal_jobs.catalog import Catalog
+from modal_jobs.model_list import ModelList
 from modal_jobs.summary import Operation
 
 
@@ -28,7 +28,7 @@ class Request:
     yes: bool = False
     prune: bool = False
     lock_wait: float = 60.0
-    base_catalog: Catalog | None = None
+    base_model_list: ModelList | None = None
     lock_mode: LockMode = LockMode.UPDATE
     upgrade: bool = False  # `lock --upgrade`: move branches and tags (of --model, or all)
     check: bool = False  # `lock --check`: say how the lock disagrees with the list, change nothing

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from modal_jobs.catalog import ModelEntry
 from modal_jobs.decide.changes import Change
 from modal_jobs.decide.facts import HeldModel, HubAnswer
 from modal_jobs.decide.model_plan import Action, ModelPlan
 from modal_jobs.decide.run_plan import Orphan
 from modal_jobs.decide.states import listed_current, revisions_note
 from modal_jobs.errors import ModelFailed
+from modal_jobs.model_list import ModelEntry
 from modal_jobs.models_lock import LockedModel
 from modal_jobs.summary import ModelRow, OrphanRow, Status
 

@@ -16,13 +16,13 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
 
-from modal_jobs.catalog import ModelEntry
 from modal_jobs.decide.facts import HeldModel, HeldRevision
 from modal_jobs.disk import mark_damaged
 from modal_jobs.errors import Cancelled
 from modal_jobs.hashing import check_file
 from modal_jobs.messages import shorten
 from modal_jobs.model_dir import FileRecord, revision_dir
+from modal_jobs.model_list import ModelEntry
 from modal_jobs.store import LocalStore
 from modal_jobs.summary import ModelRow, Status
 

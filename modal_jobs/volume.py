@@ -20,10 +20,10 @@ import modal.config
 import modal.exception
 from modal.types import FileEntry, FileEntryType
 
-from modal_jobs.catalog import VolumeSpec
 from modal_jobs.decide.facts import NOT_A_FILE, HeldModel, Kind, is_record
 from modal_jobs.errors import TargetError
 from modal_jobs.model_dir import MANIFEST_NAME, POINTER_NAME
+from modal_jobs.model_list import VolumeSpec
 
 # Modal's client retries a refused connection for about a minute; the first call gets this long.
 CONNECT_SECONDS = 10.0

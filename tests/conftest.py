@@ -32,7 +32,7 @@ BIG = "Qwen/Qwen3-TTS-12Hz-1.7B-Base"
 SMALL = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"
 TOKENIZER = "Qwen/Qwen3-TTS-Tokenizer-12Hz"
 
-CATALOG = f"""
+MODEL_LIST = f"""
 [volume]
 name = "qwen3-tts-models"
 mount = "/vol/models"
@@ -103,9 +103,9 @@ def repos(hub: LocalHub) -> Repos:
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> Path:
+def model_list(tmp_path: Path) -> Path:
     path = tmp_path / "models.toml"
-    path.write_text(CATALOG)
+    path.write_text(MODEL_LIST)
     return path
 
 
@@ -119,7 +119,7 @@ class Cli:
     """Runs `python -m modal_jobs` as its own process, pointed at the local hub."""
 
     hub: LocalHub
-    catalog: Path
+    model_list: Path
     target: Path
     env: dict[str, str]
 
@@ -149,8 +149,8 @@ class Cli:
             "-m",
             "modal_jobs",
             operation,
-            "--catalog",
-            str(self.catalog),
+            "--model-list",
+            str(self.model_list),
             *location,
             *args,
         ]
@@ -164,11 +164,11 @@ class Cli:
 
 
 @pytest.fixture
-def cli(hub: LocalHub, catalog: Path, target: Path, tmp_path: Path) -> Cli:
+def cli(hub: LocalHub, model_list: Path, target: Path, tmp_path: Path) -> Cli:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODAL_", "GITHUB_"))}
     env.update(hub_env(hub, tmp_path / "hf-home"))
     env["PYTHONPATH"] = str(ROOT)
-    return Cli(hub, catalog, target, env)
+    return Cli(hub, model_list, target, env)
 
 
 def model_dir(target: Path, repo_id: str) -> Path:

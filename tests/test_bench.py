@@ -38,8 +38,8 @@ def test_quick_benchmark_reports_every_measurement(tmp_path: Path):
     assert {"cold download, plain HTTP", "cold download, Xet", "no-op re-run (3 models)", "verify"} <= names
     assert any(name.startswith("list") for name in names)
     assert {row["workload"] for row in report["memory"]} >= {
-        "catalog-shaped repos, plain HTTP",
-        "catalog-shaped repos, Xet",
+        "model_list-shaped repos, plain HTTP",
+        "model_list-shaped repos, Xet",
     }
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
 from modal_jobs.decide.changes import BaseFacts, dropped_bases, merge_changes, revised_bases
 from modal_jobs.decide.facts import HubAnswer
 from modal_jobs.errors import ModelFailed
 from modal_jobs.hub_errors import AccessDenied
 from modal_jobs.model_dir import FileRecord
+from modal_jobs.model_list import ModelEntry, ModelList, VolumeSpec
 from modal_jobs.summary import Status
 
 A = "a" * 40
@@ -22,8 +22,8 @@ GATED = ModelEntry("Qwen/Gated", size="1B")
 GONE = ModelEntry("Qwen/Gone", size="2B")
 
 
-def catalog(*entries: ModelEntry) -> Catalog:
-    return Catalog(Path("models.toml"), VolumeSpec(), entries)
+def model_list(*entries: ModelEntry) -> ModelList:
+    return ModelList(Path("models.toml"), VolumeSpec(), entries)
 
 
 def base_facts(
@@ -35,7 +35,7 @@ def base_facts(
 
 
 def test_a_refused_repo_is_not_checked_without_a_token_and_fails_with_one():
-    new = catalog(GATED)
+    new = model_list(GATED)
     answers = {GATED.repo_id: AccessDenied("access denied (HTTP 401): set HF_TOKEN")}
 
     (without,) = merge_changes([GATED], new, answers, base_facts(GATED), None, has_token=False)
@@ -52,7 +52,7 @@ def test_only_what_the_base_lock_does_not_cover_is_asked_of_the_hub():
     assert revised_bases([moved], {KEPT.repo_id: KEPT}, {}) == [KEPT]
     assert revised_bases([moved], {KEPT.repo_id: KEPT}, {KEPT.repo_id: HubAnswer(A, (CONFIG,))}) == []
     assert revised_bases([KEPT], {KEPT.repo_id: KEPT}, locked) == []
-    assert dropped_bases(catalog(KEPT), {KEPT.repo_id: KEPT, GONE.repo_id: GONE}) == [GONE]
+    assert dropped_bases(model_list(KEPT), {KEPT.repo_id: KEPT, GONE.repo_id: GONE}) == [GONE]
 
 
 def test_a_commit_the_lock_moved_and_a_dropped_model_say_what_changes_and_what_leaves():
@@ -64,7 +64,7 @@ def test_a_commit_the_lock_moved_and_a_dropped_model_say_what_changes_and_what_l
         leaving={GONE.repo_id: HubAnswer(A, (CONFIG, WEIGHTS))},
     )
 
-    kept, gone = merge_changes([KEPT], catalog(KEPT), answers, facts, None, has_token=False)
+    kept, gone = merge_changes([KEPT], model_list(KEPT), answers, facts, None, has_token=False)
 
     assert (kept.status, kept.commit, kept.note) == (
         Status.CHANGED,

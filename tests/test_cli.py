@@ -18,7 +18,16 @@ from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Cli, Repos, assert_compl
 def seed(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m modal_jobs` with the seed's flags first, as they were typed, then the test's list and target."""
     return subprocess.run(
-        [sys.executable, "-m", "modal_jobs", *args, "--catalog", str(cli.catalog), "--local-dir", str(cli.target)],
+        [
+            sys.executable,
+            "-m",
+            "modal_jobs",
+            *args,
+            "--model-list",
+            str(cli.model_list),
+            "--local-dir",
+            str(cli.target),
+        ],
         env=cli.env,
         capture_output=True,
         text=True,

@@ -22,7 +22,7 @@ import pytest
 
 from local_hub.server import LocalHub, hub_env
 from modal_jobs.cli_parser import build_parser, seed_command_line
-from tests.conftest import BIG, CATALOG, ROOT, SMALL, TOKENIZER, repo_files
+from tests.conftest import BIG, MODEL_LIST, ROOT, SMALL, TOKENIZER, repo_files
 from tests.test_inference_example import load_example
 from tests.test_workflows import MODEL_CACHE, load_workflow
 
@@ -116,7 +116,7 @@ def test_the_readme_sample_is_what_the_cli_prints(tmp_path: Path):
     with LocalHub(tmp_path / "hub") as hub:
         for i, repo_id in enumerate((BIG, SMALL, TOKENIZER)):
             hub.commit(repo_id, repo_files(repo_id, i, 3_000_000 // (i + 1)))
-        (tmp_path / "models.toml").write_text(CATALOG)
+        (tmp_path / "models.toml").write_text(MODEL_LIST)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODAL_", "GITHUB_"))}
         env.update(hub_env(hub, tmp_path / "hf-home"), PYTHONPATH=str(ROOT))
 

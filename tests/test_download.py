@@ -35,7 +35,7 @@ def test_fresh_download_is_byte_identical_and_complete(cli: Cli, repos: Repos, t
 def test_rerun_transfers_nothing_and_asks_the_hub_nothing(cli: Cli, repos: Repos, target: Path):
     """The first download records each commit in models.lock; the next one plans from the lock alone."""
     assert cli("download").returncode == 0
-    assert cli.catalog.with_suffix(".lock").is_file()
+    assert cli.model_list.with_suffix(".lock").is_file()
     models = [p for p in target.rglob("*") if p.name != LOCK_NAME]
     before = {p: p.stat().st_mtime_ns for p in models}
     cli.hub.reset_counts()
@@ -46,8 +46,8 @@ def test_rerun_transfers_nothing_and_asks_the_hub_nothing(cli: Cli, repos: Repos
     assert {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.name != LOCK_NAME} == before
 
 
-def test_pinned_commit_rerun_makes_no_request(cli: Cli, repos: Repos, catalog: Path):
-    catalog.write_text(f'[[model]]\nrepo_id = "{SMALL}"\nsize = "0.6B"\nrevision = "{repos.commits[SMALL]}"\n')
+def test_pinned_commit_rerun_makes_no_request(cli: Cli, repos: Repos, model_list: Path):
+    model_list.write_text(f'[[model]]\nrepo_id = "{SMALL}"\nsize = "0.6B"\nrevision = "{repos.commits[SMALL]}"\n')
     assert cli("download").returncode == 0
     cli.hub.reset_counts()
     result = cli("download")
@@ -239,12 +239,12 @@ def test_gated_and_missing_repos_say_what_to_do(cli: Cli, repos: Repos):
     assert "gated" in error and "HF_TOKEN" in error
 
     cli.hub.clear_faults()
-    cli.catalog.write_text('[[model]]\nrepo_id = "Qwen/Does-Not-Exist"\n')
+    cli.model_list.write_text('[[model]]\nrepo_id = "Qwen/Does-Not-Exist"\n')
     summary = cli.json("download")
     error = rows_by_repo(summary)["Qwen/Does-Not-Exist"]["error"]
     assert "repository Qwen/Does-Not-Exist not found" in error
 
-    cli.catalog.write_text(f'[[model]]\nrepo_id = "{SMALL}"\nrevision = "v9"\n')
+    cli.model_list.write_text(f'[[model]]\nrepo_id = "{SMALL}"\nrevision = "v9"\n')
     summary = cli.json("download")
     assert "revision 'v9' not found" in rows_by_repo(summary)[SMALL]["error"]
 

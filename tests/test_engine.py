@@ -9,9 +9,9 @@ import pytest
 from local_hub.repos import random_bytes
 from local_hub.server import LocalHub
 from modal_jobs.backend import LocalBackend
-from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
 from modal_jobs.engine import STREAM_HASH_MIN_BYTES
 from modal_jobs.hub import Hub
+from modal_jobs.model_list import ModelEntry, ModelList, VolumeSpec
 from modal_jobs.operations import run
 from modal_jobs.reader import model_path
 from modal_jobs.request import Request
@@ -22,8 +22,8 @@ REPO = "Qwen/Streamed"
 
 def download_model(entry: ModelEntry, root: Path, hub: Hub) -> ModelRow:
     """Plan and apply one model on a local directory, as `python -m modal_jobs download` does."""
-    catalog = Catalog(root / "models.toml", VolumeSpec(), (entry,))
-    return run(Request(Operation.DOWNLOAD), catalog, LocalBackend(root, hub), hub).models[0]
+    model_list = ModelList(root / "models.toml", VolumeSpec(), (entry,))
+    return run(Request(Operation.DOWNLOAD), model_list, LocalBackend(root, hub), hub).models[0]
 
 
 @pytest.fixture

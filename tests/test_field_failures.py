@@ -27,7 +27,7 @@ from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME, FileRecord, new_manif
 from modal_jobs.summary import human_bytes
 from tests.conftest import (
     BIG,
-    CATALOG,
+    MODEL_LIST,
     SMALL,
     TOKENIZER,
     Cli,
@@ -287,7 +287,12 @@ def bytes_read(pid: int) -> int:
 
 def start(cli: Cli, *argv: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        cli.argv(*argv), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cli.catalog.parent
+        cli.argv(*argv),
+        env=cli.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cli.model_list.parent,
     )
 
 
@@ -400,7 +405,7 @@ def held(cli: Cli) -> bool:
 def test_list_stops_while_the_hub_holds_its_request(cli: Cli, repos: Repos, target: Path, sig: int):
     """`list` asks the Hub whether a complete model is current; a Hub slow to answer does not keep it from stopping."""
     assert cli("download", "--model-size", "0.6B").returncode == 0
-    cli.catalog.with_suffix(".lock").unlink()  # with a lock, list asks the Hub nothing
+    cli.model_list.with_suffix(".lock").unlink()  # with a lock, list asks the Hub nothing
     before = snapshot(target)
     cli.hub.hold(SMALL)
 
@@ -420,15 +425,15 @@ def test_list_stops_while_the_hub_holds_its_request(cli: Cli, repos: Repos, targ
 )
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_plan_stops_while_the_hub_holds_its_request(cli: Cli, repos: Repos, tmp_path: Path, sig: int, waiting_on: str):
-    """`plan --base-catalog` resolves the list, the base revisions of changed models and the models it removes."""
+    """`plan --base-model-list` resolves the list, the base revisions of changed models and the models it removes."""
     v2 = {**repos.files[SMALL], "extra.json": b"{}"}
     cli.hub.commit(SMALL, v2, branch="v2")
     base = tmp_path / "base.toml"
-    base.write_text(CATALOG)
-    changed = CATALOG.replace(
+    base.write_text(MODEL_LIST)
+    changed = MODEL_LIST.replace(
         f'repo_id = "{SMALL}"\nsize = "0.6B"', f'repo_id = "{SMALL}"\nsize = "0.6B"\nrevision = "v2"'
     )
-    cli.catalog.write_text(changed.replace(f'[[model]]\nrepo_id = "{BIG}"\nsize = "1.7B"\n', ""))
+    cli.model_list.write_text(changed.replace(f'[[model]]\nrepo_id = "{BIG}"\nsize = "1.7B"\n', ""))
     if waiting_on == "listed":
         cli.hub.hold(TOKENIZER)
     elif waiting_on == "changed":
@@ -436,7 +441,7 @@ def test_plan_stops_while_the_hub_holds_its_request(cli: Cli, repos: Repos, tmp_
     else:
         cli.hub.hold(BIG)
 
-    process = start(cli, "plan", "--base-catalog", str(base))
+    process = start(cli, "plan", "--base-model-list", str(base))
     wait_for(process, lambda: held(cli) and catches_sigterm(process.pid), "the held request")
     # No models.lock yet: once the list is resolved, the plan says so, then waits on the Hub for the base.
     said_first = None if waiting_on == "listed" else "warning: models.lock is out of date"

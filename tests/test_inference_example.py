@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from modal_jobs.catalog import load_catalog
+from modal_jobs.model_list import load_model_list
 from modal_jobs.reader import ModelNotReady
 from tests.conftest import ROOT, SMALL, Cli, Repos, assert_complete, model_dir
 
@@ -39,13 +39,13 @@ def example() -> ModuleType:
 
 
 def test_its_volume_mount_and_model_are_those_of_models_toml(example: ModuleType):
-    catalog = load_catalog(ROOT / "models.toml")
-    assert (catalog.volume.name, catalog.volume.mount) == (example.VOLUME_NAME, example.MOUNT)
-    assert example.MODEL in {m.repo_id for m in catalog.models}
+    model_list = load_model_list(ROOT / "models.toml")
+    assert (model_list.volume.name, model_list.volume.mount) == (example.VOLUME_NAME, example.MOUNT)
+    assert example.MODEL in {m.repo_id for m in model_list.models}
     info = example.Speaker._get_class_service_function().info()
     (mount,) = info.volumes
-    assert mount == catalog.volume.mount
-    assert info.volumes[mount].name == catalog.volume.name
+    assert mount == model_list.volume.mount
+    assert info.volumes[mount].name == model_list.volume.name
     assert info.volumes[mount].read_only, "the inference side never writes the cache's volume"
     assert info.gpus
 

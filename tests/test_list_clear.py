@@ -16,7 +16,9 @@ def test_list_reports_each_state_and_orphans(cli: Cli, repos: Repos, target: Pat
     assert cli("lock", "--upgrade").returncode == 0
     (target / "old-model").mkdir()
     (target / "old-model" / "weights.bin").write_bytes(b"x" * 100)
-    cli.catalog.write_text(cli.catalog.read_text() + '\n[[model]]\nrepo_id = "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice"\n')
+    cli.model_list.write_text(
+        cli.model_list.read_text() + '\n[[model]]\nrepo_id = "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice"\n'
+    )
 
     summary = cli.json("list")
     assert summary["exit_code"] == 0

@@ -30,11 +30,11 @@ import modal_jobs.download_models as command_line
 import modal_jobs.modal_app as jobs
 import modal_jobs.modal_backend
 from local_hub.server import LocalHub, hub_env
-from modal_jobs.catalog import Catalog
 from modal_jobs.modal_backend import ContainerJob, ModalBackend
+from modal_jobs.model_list import ModelList
 from modal_jobs.summary import ModelRow, Status
 from modal_jobs.volume import VolumeStore
-from tests.conftest import BIG, CATALOG, ROOT, SMALL, TOKENIZER, Repos, assert_complete
+from tests.conftest import BIG, MODEL_LIST, ROOT, SMALL, TOKENIZER, Repos, assert_complete
 from tests.modal_stand_ins import DirVolume
 
 MODAL = Path(sys.executable).parent / "modal"  # the modal CLI of the environment running the tests
@@ -259,7 +259,7 @@ def test_modal_run_passes_the_seed_flags_on_to_the_entrypoint(offline: Offline):
 
 @pytest.mark.parametrize("operation", ["list", "download", "verify", "clear"])
 def test_the_cli_without_modal_credentials_fails_fast(offline: Offline, operation: str):
-    result = offline.run(sys.executable, "-m", "modal_jobs", operation, "--catalog", "models.toml")
+    result = offline.run(sys.executable, "-m", "modal_jobs", operation, "--model-list", "models.toml")
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.strip() == (
@@ -277,7 +277,7 @@ def test_unreachable_modal_is_one_line_on_the_clis_own_10_second_deadline(offlin
         "MODAL_TOKEN_SECRET": "as-test",
         "MODAL_SERVER_URL": "http://127.0.0.1:9",
     }
-    result = offline.run(sys.executable, "-m", "modal_jobs", "list", "--catalog", "models.toml", extra=credentials)
+    result = offline.run(sys.executable, "-m", "modal_jobs", "list", "--model-list", "models.toml", extra=credentials)
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -299,9 +299,9 @@ class EntrypointTarget:
     opened_with: list[dict[str, Any]]
     failing: set[str]
 
-    def open(self, catalog: Catalog, **options: Any) -> ModalBackend:
+    def open(self, model_list: ModelList, **options: Any) -> ModalBackend:
         self.opened_with.append(options)
-        return ModalBackend(VolumeStore(DirVolume(self.root), catalog.volume), self.start)
+        return ModalBackend(VolumeStore(DirVolume(self.root), model_list.volume), self.start)
 
     def start(self, operation: str, jobs_: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
         self.started.extend(job.label for job in jobs_)
@@ -435,7 +435,7 @@ def test_entrypoint_rejects_bad_input_in_one_line(entrypoint: EntrypointTarget):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_the_built_wheel_works_from_any_directory_with_catalog(tmp_path: Path, hub: LocalHub, repos: Repos):
+def test_the_built_wheel_works_from_any_directory_with_model_list(tmp_path: Path, hub: LocalHub, repos: Repos):
     """The installed package reads no models.toml at import; the CLI and the Modal app work from anywhere."""
     uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
     assert uv
@@ -452,8 +452,8 @@ def test_the_built_wheel_works_from_any_directory_with_catalog(tmp_path: Path, h
         archive.extractall(unpacked)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    catalog = tmp_path / "my-models.toml"
-    catalog.write_text(CATALOG)
+    model_list = tmp_path / "my-models.toml"
+    model_list.write_text(MODEL_LIST)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODAL_", "GITHUB_"))}
     env.update(hub_env(hub, tmp_path / "hf-home"), PYTHONPATH=str(unpacked))
     code = "import modal_jobs.download_models as m, modal_jobs.cli as c; print(m.__file__); print(m.app.name)"
@@ -463,7 +463,17 @@ def test_the_built_wheel_works_from_any_directory_with_catalog(tmp_path: Path, h
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.splitlines() == [str(unpacked / "modal_jobs" / "download_models.py"), jobs.APP_NAME]
     listed = subprocess.run(
-        [sys.executable, "-m", "modal_jobs", "download", "--catalog", str(catalog), "--local-dir", "models", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "modal_jobs",
+            "download",
+            "--model-list",
+            str(model_list),
+            "--local-dir",
+            "models",
+            "--json",
+        ],
         cwd=elsewhere,
         env=env,
         capture_output=True,

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from modal_jobs import models_lock
-from modal_jobs.catalog import parse_catalog
-from modal_jobs.errors import CatalogError
-from tests.conftest import BIG, CATALOG, SMALL, TOKENIZER, Cli, Repos, assert_complete, rows_by_repo
+from modal_jobs.errors import ModelListError
+from modal_jobs.model_list import parse_model_list
+from tests.conftest import BIG, MODEL_LIST, SMALL, TOKENIZER, Cli, Repos, assert_complete, rows_by_repo
 
 
 def lock_file(cli: Cli) -> Path:
-    return cli.catalog.with_suffix(".lock")
+    return cli.model_list.with_suffix(".lock")
 
 
 def test_the_same_hub_gives_a_byte_identical_lock(cli: Cli, repos: Repos):
@@ -45,19 +45,22 @@ def test_a_lock_edited_by_hand_is_refused(cli: Cli, repos: Repos):
 
 CHANGES = {
     "added": (
-        CATALOG + '\n[[model]]\nrepo_id = "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice"\n',
+        MODEL_LIST + '\n[[model]]\nrepo_id = "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice"\n',
         "in models.toml, not in the lock",
     ),
     "removed": (
-        CATALOG.split('[[model]]\nrepo_id = "Qwen/Qwen3-TTS-Tokenizer-12Hz"')[0],
+        MODEL_LIST.split('[[model]]\nrepo_id = "Qwen/Qwen3-TTS-Tokenizer-12Hz"')[0],
         "in the lock, no longer in models.toml",
     ),
-    "revision": (CATALOG.replace('size = "0.6B"', 'size = "0.6B"\nrevision = "v2"'), "revision main → v2"),
+    "revision": (MODEL_LIST.replace('size = "0.6B"', 'size = "0.6B"\nrevision = "v2"'), "revision main → v2"),
     "include": (
-        CATALOG.replace('size = "0.6B"', 'size = "0.6B"\ninclude = ["*.json"]'),
+        MODEL_LIST.replace('size = "0.6B"', 'size = "0.6B"\ninclude = ["*.json"]'),
         "include all files → [*.json]",
     ),
-    "exclude": (CATALOG.replace('size = "0.6B"', 'size = "0.6B"\nexclude = ["*.bin"]'), "exclude all files → [*.bin]"),
+    "exclude": (
+        MODEL_LIST.replace('size = "0.6B"', 'size = "0.6B"\nexclude = ["*.bin"]'),
+        "exclude all files → [*.bin]",
+    ),
 }
 
 
@@ -66,8 +69,8 @@ def test_check_names_each_disagreement_without_asking_the_hub(cli: Cli, repos: R
     assert cli("lock").returncode == 0
     assert cli("lock", "--check").returncode == 0
     before = lock_file(cli).read_bytes()
-    catalog, line = CHANGES[change]
-    cli.catalog.write_text(catalog)
+    model_list, line = CHANGES[change]
+    cli.model_list.write_text(model_list)
     cli.hub.reset_counts()
     result = cli("lock", "--check")
     assert result.returncode == 1
@@ -86,7 +89,7 @@ def test_check_without_a_lock_says_how_to_make_one(cli: Cli, repos: Repos):
 def test_lock_resolves_only_what_models_toml_changed(cli: Cli, repos: Repos):
     assert cli("lock").returncode == 0
     cli.hub.commit(BIG, {"config.json": b"{}"})  # the Hub moved, but the list did not name BIG anew
-    cli.catalog.write_text(CATALOG.replace('size = "0.6B"', 'size = "0.6B"\ninclude = ["*.json"]'))
+    cli.model_list.write_text(MODEL_LIST.replace('size = "0.6B"', 'size = "0.6B"\ninclude = ["*.json"]'))
     cli.hub.reset_counts()
     rows = rows_by_repo(cli.json("lock"))
     assert {repo: row["status"] for repo, row in rows.items()} == {
@@ -99,8 +102,10 @@ def test_lock_resolves_only_what_models_toml_changed(cli: Cli, repos: Repos):
 
 
 def test_upgrade_moves_branches_and_leaves_pinned_commits(cli: Cli, repos: Repos):
-    cli.catalog.write_text(
-        CATALOG.replace(f'repo_id = "{TOKENIZER}"', f'repo_id = "{TOKENIZER}"\nrevision = "{repos.commits[TOKENIZER]}"')
+    cli.model_list.write_text(
+        MODEL_LIST.replace(
+            f'repo_id = "{TOKENIZER}"', f'repo_id = "{TOKENIZER}"\nrevision = "{repos.commits[TOKENIZER]}"'
+        )
     )
     assert cli("lock").returncode == 0
     moved = cli.hub.commit(SMALL, {**repos.files[SMALL], "config.json": b'{"v": 2}'})
@@ -123,7 +128,7 @@ def test_locked_refuses_a_lock_that_does_not_match_the_list(cli: Cli, repos: Rep
     assert not lock_file(cli).exists() and not target.exists()
 
     assert cli("lock").returncode == 0
-    cli.catalog.write_text(CATALOG.replace('size = "0.6B"', 'size = "0.6B"\nrevision = "v2"'))
+    cli.model_list.write_text(MODEL_LIST.replace('size = "0.6B"', 'size = "0.6B"\nrevision = "v2"'))
     for operation in ("download", "plan", "verify"):
         result = cli(operation, "--locked")
         assert result.returncode == 2, operation
@@ -146,13 +151,13 @@ def test_download_applies_the_locked_commit_even_when_the_hub_moved(cli: Cli, re
 
 def test_without_flags_an_out_of_date_lock_is_updated_first_and_the_run_says_so(cli: Cli, repos: Repos, target: Path):
     assert cli("lock").returncode == 0
-    cli.catalog.write_text(CATALOG.replace('size = "0.6B"', 'size = "0.6B"\ninclude = ["*.json"]'))
+    cli.model_list.write_text(MODEL_LIST.replace('size = "0.6B"', 'size = "0.6B"\ninclude = ["*.json"]'))
     result = cli("download", "--model-size", "0.6B")
     assert result.returncode == 0, result.stderr
     assert "models.lock was out of date (Qwen/Qwen3-TTS-12Hz-0.6B-Base: include all files → [*.json]" in result.stderr
     assert cli("lock", "--check").returncode == 0
     # A run that only reads never writes the lock.
-    cli.catalog.write_text(CATALOG)
+    cli.model_list.write_text(MODEL_LIST)
     before = lock_file(cli).read_bytes()
     result = cli("download", "--dry-run")
     assert result.returncode == 0
@@ -162,7 +167,7 @@ def test_without_flags_an_out_of_date_lock_is_updated_first_and_the_run_says_so(
 
 def test_frozen_takes_the_lock_as_it_is(cli: Cli, repos: Repos, target: Path):
     assert cli("lock").returncode == 0
-    cli.catalog.write_text(CATALOG.replace('size = "0.6B"', 'size = "0.6B"\nrevision = "v2"'))
+    cli.model_list.write_text(MODEL_LIST.replace('size = "0.6B"', 'size = "0.6B"\nrevision = "v2"'))
     cli.hub.reset_counts()
     summary = cli.json("download", "--frozen", "--model-size", "0.6B")
     assert summary["exit_code"] == 0
@@ -183,7 +188,7 @@ def test_a_hub_that_serves_other_bytes_than_the_lock_fails_the_model(cli: Cli, r
 
 
 def test_the_lock_module_is_pure_and_round_trips():
-    catalog = parse_catalog(CATALOG)
-    with pytest.raises(CatalogError, match="lock version"):
+    model_list = parse_model_list(MODEL_LIST)
+    with pytest.raises(ModelListError, match="lock version"):
         models_lock.parse("version = 7\n", Path("models.lock"))
-    assert models_lock.disagreements(None, catalog) == ["models.lock does not exist"]
+    assert models_lock.disagreements(None, model_list) == ["models.lock does not exist"]

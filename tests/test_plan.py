@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from modal_jobs.catalog import Catalog, ModelEntry, VolumeSpec
 from modal_jobs.decide.facts import NOT_A_FILE, HeldModel, HubAnswer, Kind
 from modal_jobs.decide.model_plan import Action, ModelPlan, plan_model
 from modal_jobs.decide.run_plan import Orphan, plan_run
 from modal_jobs.decide.states import model_state
 from modal_jobs.model_dir import DAMAGED_NAME, LEGACY, MANIFEST_NAME, POINTER_NAME, FileRecord, Manifest, Pointer
+from modal_jobs.model_list import ModelEntry, ModelList, VolumeSpec
 from modal_jobs.summary import Status
 
 A = "a" * 40
@@ -281,8 +281,8 @@ def test_something_other_than_a_directory_is_never_written_through(kind: Kind):
     assert f"is a {kind.value}, not a directory" in (plan.reason or "")
 
 
-def catalog(*entries: ModelEntry) -> Catalog:
-    return Catalog(Path("models.toml"), VolumeSpec(), entries)
+def model_list(*entries: ModelEntry) -> ModelList:
+    return ModelList(Path("models.toml"), VolumeSpec(), entries)
 
 
 DROPPED = held(
@@ -295,7 +295,9 @@ UNKNOWN = HeldModel("notes", Kind.DIRECTORY, {"readme.txt": 7})
 
 
 def test_prune_takes_only_dropped_models_with_our_manifest():
-    plan = plan_run([ENTRY], {ENTRY.repo_id: AT_A}, {"Dropped": DROPPED, "notes": UNKNOWN}, catalog(ENTRY), prune=True)
+    plan = plan_run(
+        [ENTRY], {ENTRY.repo_id: AT_A}, {"Dropped": DROPPED, "notes": UNKNOWN}, model_list(ENTRY), prune=True
+    )
     pruned = [m for m in plan.models if m.action is Action.PRUNE]
     assert [(m.name, m.repo_id, m.held_files, m.held_bytes) for m in pruned] == [("Dropped", "Qwen/Dropped", 1, 1000)]
     assert plan.orphans == (Orphan("notes", 1, 7, None),)
@@ -303,7 +305,9 @@ def test_prune_takes_only_dropped_models_with_our_manifest():
 
 
 def test_without_prune_both_kinds_are_reported_not_removed():
-    plan = plan_run([ENTRY], {ENTRY.repo_id: AT_A}, {"Dropped": DROPPED, "notes": UNKNOWN}, catalog(ENTRY), prune=False)
+    plan = plan_run(
+        [ENTRY], {ENTRY.repo_id: AT_A}, {"Dropped": DROPPED, "notes": UNKNOWN}, model_list(ENTRY), prune=False
+    )
     assert [m.action for m in plan.models] == [Action.FETCH]
     assert plan.orphans == (Orphan("Dropped", 1, 1000, "Qwen/Dropped"), Orphan("notes", 1, 7, None))
 
@@ -311,7 +315,7 @@ def test_without_prune_both_kinds_are_reported_not_removed():
 def test_a_model_that_failed_to_resolve_cancels_every_prune():
     other = ModelEntry("Qwen/Other")
     answers: dict[str, HubAnswer | str] = {ENTRY.repo_id: AT_A, other.repo_id: "repository not found"}
-    plan = plan_run([ENTRY, other], answers, {"Dropped": DROPPED}, catalog(ENTRY, other), prune=True)
+    plan = plan_run([ENTRY, other], answers, {"Dropped": DROPPED}, model_list(ENTRY, other), prune=True)
     assert [m.action for m in plan.models] == [Action.FETCH, Action.FAILED]
     assert plan.prune_refused and "not pruning" in plan.prune_refused
     assert plan.orphans == (Orphan("Dropped", 1, 1000, "Qwen/Dropped"),)
@@ -320,7 +324,7 @@ def test_a_model_that_failed_to_resolve_cancels_every_prune():
 def test_a_directory_a_listed_model_owns_is_never_pruned_even_with_another_manifest():
     """Only a name no entry owns can be pruned: a listed model's directory is replanned, not removed."""
     foreign = held({A: (COMPLETE_FILES, manifest(repo_id="Other/Model"))}, current=A, repo_id="Other/Model")
-    plan = plan_run([ENTRY], {ENTRY.repo_id: AT_A}, {"Model": foreign}, catalog(ENTRY), prune=True)
+    plan = plan_run([ENTRY], {ENTRY.repo_id: AT_A}, {"Model": foreign}, model_list(ENTRY), prune=True)
     assert [m.action for m in plan.models] == [Action.FETCH]
     assert plan.models[0].link == (), "another repo's files vouch for nothing"
 

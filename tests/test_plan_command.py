@@ -1,4 +1,4 @@
-"""`plan --base-catalog`: what merging a changed model list would do, checked against the Hub, no target needed."""
+"""`plan --base-model-list`: what merging a changed model list would do, checked against the Hub, no target needed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from modal_jobs.summary import human_bytes
-from tests.conftest import BIG, CATALOG, SMALL, TOKENIZER, Cli, Repos, rows_by_repo
+from tests.conftest import BIG, MODEL_LIST, SMALL, TOKENIZER, Cli, Repos, rows_by_repo
 
 NEW = "Qwen/Qwen3-TTS-12Hz-0.6B-CustomVoice"
 
@@ -16,22 +16,22 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def without_big(catalog: str) -> str:
-    return catalog.replace(f'[[model]]\nrepo_id = "{BIG}"\nsize = "1.7B"\n', "")
+def without_big(model_list: str) -> str:
+    return model_list.replace(f'[[model]]\nrepo_id = "{BIG}"\nsize = "1.7B"\n', "")
 
 
 def test_rows_say_what_was_added_removed_and_changed_with_sizes(cli: Cli, repos: Repos, tmp_path: Path):
     cli.hub.commit(NEW, {"config.json": b"{}", "model.safetensors": b"w" * 3000})
     v2 = cli.hub.commit(SMALL, {**repos.files[SMALL], "extra.json": b"{}"}, branch="v2")
-    base = write(tmp_path / "base.toml", CATALOG)
-    changed = CATALOG.replace(f'repo_id = "{BIG}"\nsize = "1.7B"', f'repo_id = "{NEW}"\nsize = "0.6B-cv"').replace(
+    base = write(tmp_path / "base.toml", MODEL_LIST)
+    changed = MODEL_LIST.replace(f'repo_id = "{BIG}"\nsize = "1.7B"', f'repo_id = "{NEW}"\nsize = "0.6B-cv"').replace(
         f'repo_id = "{SMALL}"\nsize = "0.6B"', f'repo_id = "{SMALL}"\nsize = "0.6B"\nrevision = "v2"'
     )
-    cli.catalog.write_text(changed)
+    cli.model_list.write_text(changed)
     step_summary = tmp_path / "step-summary.md"
 
     result = cli(
-        "plan", "--base-catalog", str(base), "--json", local=False, env={"GITHUB_STEP_SUMMARY": str(step_summary)}
+        "plan", "--base-model-list", str(base), "--json", local=False, env={"GITHUB_STEP_SUMMARY": str(step_summary)}
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -68,9 +68,9 @@ def test_rows_say_what_was_added_removed_and_changed_with_sizes(cli: Cli, repos:
 
 
 def test_the_terminal_says_what_a_removal_frees(cli: Cli, repos: Repos, tmp_path: Path):
-    base = write(tmp_path / "base.toml", CATALOG)
-    cli.catalog.write_text(without_big(CATALOG))
-    result = cli("plan", "--base-catalog", str(base), local=False)
+    base = write(tmp_path / "base.toml", MODEL_LIST)
+    cli.model_list.write_text(without_big(MODEL_LIST))
+    result = cli("plan", "--base-model-list", str(base), local=False)
     assert result.returncode == 0, result.stderr
     big = human_bytes(sum(len(b) for b in repos.files[BIG].values()))
     row = next(line for line in result.stdout.splitlines() if line.startswith(BIG))
@@ -83,9 +83,9 @@ def test_a_removed_model_whose_base_entry_no_longer_resolves_says_so_without_fai
     cli: Cli, repos: Repos, tmp_path: Path
 ):
     gone = "Qwen/Deleted-Since"
-    base = write(tmp_path / "base.toml", CATALOG + f'\n[[model]]\nrepo_id = "{gone}"\n')
+    base = write(tmp_path / "base.toml", MODEL_LIST + f'\n[[model]]\nrepo_id = "{gone}"\n')
     assert cli("lock", local=False).returncode == 0
-    result = cli("plan", "--base-catalog", str(base), "--json", local=False)
+    result = cli("plan", "--base-model-list", str(base), "--json", local=False)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     row = rows_by_repo(summary)[gone]
@@ -100,9 +100,9 @@ def test_a_removed_model_whose_base_entry_no_longer_resolves_says_so_without_fai
 
 def test_given_a_target_a_removed_model_says_what_the_target_holds(cli: Cli, repos: Repos, tmp_path: Path):
     assert cli("download").returncode == 0
-    base = write(tmp_path / "base.toml", CATALOG)
-    cli.catalog.write_text(without_big(CATALOG))
-    row = rows_by_repo(cli.json("plan", "--base-catalog", str(base)))[BIG]
+    base = write(tmp_path / "base.toml", MODEL_LIST)
+    cli.model_list.write_text(without_big(MODEL_LIST))
+    row = rows_by_repo(cli.json("plan", "--base-model-list", str(base)))[BIG]
     big_bytes = sum(len(b) for b in repos.files[BIG].values())
     assert (row["commit"], row["files"], row["bytes"]) == (repos.commits[BIG], 5, big_bytes)
     assert row["note"] == f"on the target: 5 file(s), {human_bytes(big_bytes)}; download --prune removes them"
@@ -111,8 +111,8 @@ def test_given_a_target_a_removed_model_says_what_the_target_holds(cli: Cli, rep
 
 
 def test_an_invalid_list_fails_the_check_in_one_line(cli: Cli, tmp_path: Path):
-    cli.catalog.write_text(CATALOG + '\n[[model]]\nrepo_id = "not a repo"\n')
-    result = cli("plan", "--base-catalog", str(write(tmp_path / "base.toml", CATALOG)), local=False)
+    cli.model_list.write_text(MODEL_LIST + '\n[[model]]\nrepo_id = "not a repo"\n')
+    result = cli("plan", "--base-model-list", str(write(tmp_path / "base.toml", MODEL_LIST)), local=False)
     assert result.returncode == 2
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1
@@ -120,8 +120,8 @@ def test_an_invalid_list_fails_the_check_in_one_line(cli: Cli, tmp_path: Path):
 
 
 def test_a_model_that_does_not_resolve_fails_the_check(cli: Cli, repos: Repos, tmp_path: Path):
-    cli.catalog.write_text(CATALOG.replace('repo_id = "Qwen/Qwen3-TTS-Tokenizer-12Hz"', 'repo_id = "Qwen/Typo"'))
-    result = cli("plan", "--base-catalog", str(write(tmp_path / "base.toml", CATALOG)), "--json", local=False)
+    cli.model_list.write_text(MODEL_LIST.replace('repo_id = "Qwen/Qwen3-TTS-Tokenizer-12Hz"', 'repo_id = "Qwen/Typo"'))
+    result = cli("plan", "--base-model-list", str(write(tmp_path / "base.toml", MODEL_LIST)), "--json", local=False)
     assert result.returncode == 1
     row = rows_by_repo(json.loads(result.stdout))["Qwen/Typo"]
     assert row["status"] == "failed"

@@ -8,9 +8,9 @@ from pathlib import Path, PurePosixPath
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modal_jobs.catalog import is_valid_repo_id, parse_catalog
-from modal_jobs.errors import CatalogError
+from modal_jobs.errors import ModelListError
 from modal_jobs.model_dir import RESERVED_NAMES, UnsafePathError, safe_relative_path
+from modal_jobs.model_list import is_valid_repo_id, parse_model_list
 
 ROOT = Path("/vol/models")
 KEYS = st.sampled_from(["repo_id", "size", "revision", "include", "exclude", "name", "mount", "x"])
@@ -27,8 +27,8 @@ SEGMENTS = st.sampled_from(["..", ".", "", "a", "Qwen", "model.bin", "~", "\\", 
 @given(st.text(max_size=200))
 def test_any_text_parses_or_fails_with_the_documented_error(text: str) -> None:
     try:
-        parse_catalog(text)
-    except CatalogError as exc:
+        parse_model_list(text)
+    except ModelListError as exc:
         assert "\n" not in str(exc)
 
 
@@ -37,10 +37,10 @@ def test_any_text_parses_or_fails_with_the_documented_error(text: str) -> None:
 def test_structured_model_lists_never_crash(models: list[dict[str, object]]) -> None:
     text = "".join("[[model]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in m.items()) for m in models)
     try:
-        catalog = parse_catalog(text)
-    except CatalogError:
+        model_list = parse_model_list(text)
+    except ModelListError:
         return
-    for model in catalog.models:
+    for model in model_list.models:
         assert is_valid_repo_id(model.repo_id)
         assert "/" not in model.dirname and model.dirname not in (".", "..")
         assert (ROOT / model.dirname).parent == ROOT
@@ -51,10 +51,10 @@ def test_structured_model_lists_never_crash(models: list[dict[str, object]]) -> 
 def test_accepted_repo_ids_land_one_level_below_the_target(repo_id: str) -> None:
     text = f"[[model]]\nrepo_id = {json.dumps(repo_id)}\n"
     try:
-        catalog = parse_catalog(text)
-    except CatalogError:
+        model_list = parse_model_list(text)
+    except ModelListError:
         return
-    (model,) = catalog.models
+    (model,) = model_list.models
     normalized = PurePosixPath("/vol/models", model.dirname)
     assert normalized.parent == PurePosixPath("/vol/models")
     assert ".." not in model.dirname.split("/") and model.dirname.strip(".")

@@ -285,7 +285,7 @@ assert "modal_jobs" not in sys.modules and "huggingface_hub" not in sys.modules
 
 def test_the_reader_takes_the_commit_from_a_shipped_lock(cli: Cli, repos: Repos, target: Path):
     assert cli("download", "--model", SMALL).returncode == 0
-    lock = cli.catalog.with_suffix(".lock")
+    lock = cli.model_list.with_suffix(".lock")
     assert model_path(target, SMALL, lock=lock) == model_dir(target, SMALL)
     cli.hub.commit(SMALL, new_revision(repos.files[SMALL]))
     assert cli("lock", "--upgrade").returncode == 0

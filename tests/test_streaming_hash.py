@@ -20,11 +20,11 @@ from huggingface_hub import hf_hub_download
 
 from local_hub.repos import random_bytes
 from local_hub.server import LocalHub
-from modal_jobs.catalog import ModelEntry
 from modal_jobs.engine import STREAM_HASH_MIN_BYTES
 from modal_jobs.hashing import StreamingHash
 from modal_jobs.hub import Hub
 from modal_jobs.model_dir import DOWNLOADER_STATE, FileRecord
+from modal_jobs.model_list import ModelEntry
 from modal_jobs.progress import ByteCallback
 from modal_jobs.reader import model_path
 from tests.test_engine import download_model

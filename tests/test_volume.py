@@ -28,7 +28,6 @@ import pytest
 
 import modal_jobs.modal_app as jobs
 from local_hub.server import LocalHub
-from modal_jobs.catalog import Catalog, VolumeSpec, parse_catalog
 from modal_jobs.deadlines import Deadlines
 from modal_jobs.decide.facts import Kind
 from modal_jobs.decide.model_plan import Action
@@ -37,13 +36,14 @@ from modal_jobs.errors import InterruptedRun, TargetError
 from modal_jobs.hub import Hub
 from modal_jobs.modal_backend import ContainerJob, ModalBackend, ModalContainers, collect, hf_secrets
 from modal_jobs.model_dir import DAMAGED_NAME, LOCK_NAME, MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
+from modal_jobs.model_list import ModelList, VolumeSpec, parse_model_list
 from modal_jobs.operations import run
 from modal_jobs.reader import model_path
 from modal_jobs.request import Request
 from modal_jobs.store import LocalStore
 from modal_jobs.summary import ModelRow, Operation, Status, human_bytes
 from modal_jobs.volume import VolumeStore, require_credentials
-from tests.conftest import BIG, CATALOG, SMALL, TOKENIZER, Repos, assert_complete, model_dir, tree
+from tests.conftest import BIG, MODEL_LIST, SMALL, TOKENIZER, Repos, assert_complete, model_dir, tree
 from tests.modal_stand_ins import (
     MOUNT,
     DirVolume,
@@ -69,8 +69,10 @@ def statuses(summary: dict[str, Any]) -> dict[str, str]:
 def twins(hub: LocalHub, repos: Repos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Twins:
     """The twins over a list with EXTRA, which never resolves: its lock is never written, and every
     download asks the hub where its branches are."""
-    catalog = parse_catalog(CATALOG + f'\n[[model]]\nrepo_id = "{EXTRA}"\nsize = "1.7B"\n', tmp_path / "models.toml")
-    return stand_in(hub, tmp_path, monkeypatch, catalog)
+    model_list = parse_model_list(
+        MODEL_LIST + f'\n[[model]]\nrepo_id = "{EXTRA}"\nsize = "1.7B"\n', tmp_path / "models.toml"
+    )
+    return stand_in(hub, tmp_path, monkeypatch, model_list)
 
 
 # -- the same answers as the local backend ---------------------------------------------------
@@ -119,7 +121,7 @@ def test_only_stale_and_missing_models_start_containers(twins: Twins, hub: Local
 
     local, volume = twins.run("download", dry_run=True)
     assert volume == local
-    assert not twins.catalog.path.with_suffix(".lock").exists(), "no lock holds SMALL at its old commit"
+    assert not twins.model_list.path.with_suffix(".lock").exists(), "no lock holds SMALL at its old commit"
     assert statuses(volume) == {BIG: "fetch", SMALL: "fetch", TOKENIZER: "up-to-date", EXTRA: "failed"}
     assert twins.containers.count() == started, "a dry run starts no container"
 
@@ -142,7 +144,7 @@ def test_an_incomplete_model_is_repaired_in_its_container(twins: Twins, repos: R
 
 def test_a_container_that_crashes_fails_its_model_only(twins: Twins):
     twins.containers.crash = {SMALL}
-    summary = run(Request(Operation.DOWNLOAD, sizes=("0.6B",)), twins.catalog, twins.backends()[1], twins.hub)
+    summary = run(Request(Operation.DOWNLOAD, sizes=("0.6B",)), twins.model_list, twins.backends()[1], twins.hub)
     assert summary.exit_code == 1
     rows = {row.repo_id: row for row in summary.models}
     assert rows[SMALL].status == "failed"
@@ -263,14 +265,14 @@ def test_a_missing_volume_holds_nothing_and_only_verify_refuses_it(twins: Twins,
         return [ModelRow(job.label, job.path, Status.DOWNLOADED) for job in jobs_]
 
     backend = ModalBackend(store, start)
-    run(Request(Operation.DOWNLOAD), twins.catalog, backend, twins.hub)
+    run(Request(Operation.DOWNLOAD), twins.model_list, backend, twins.hub)
     assert started == [BIG, SMALL, TOKENIZER]  # everything needs work; the app created the volume
 
-    listed = run(Request(Operation.LIST), twins.catalog, backend, twins.hub)
+    listed = run(Request(Operation.LIST), twins.model_list, backend, twins.hub)
     assert {row.status for row in listed.models} == {"missing"}
-    assert run(Request(Operation.CLEAR, yes=True), twins.catalog, backend, twins.hub).models == ()
+    assert run(Request(Operation.CLEAR, yes=True), twins.model_list, backend, twins.hub).models == ()
     with pytest.raises(TargetError, match="the Modal Volume 'qwen3-tts-models' does not exist") as caught:
-        run(Request(Operation.VERIFY), twins.catalog, backend, twins.hub)
+        run(Request(Operation.VERIFY), twins.model_list, backend, twins.hub)
     assert "run `python -m modal_jobs download`" in str(caught.value)
     assert "\n" not in str(caught.value)
 
@@ -283,16 +285,16 @@ def test_a_missing_volume_holds_nothing_and_only_verify_refuses_it(twins: Twins,
     ],
 )
 def test_modal_problems_are_one_line_before_anything_starts(tmp_path: Path, failure: Exception, expected: str):
-    catalog = parse_catalog(CATALOG)
+    model_list = parse_model_list(MODEL_LIST)
     hub = Hub(endpoint="http://127.0.0.1:9")  # never asked: the volume fails first
 
     def start(*_: object) -> list[ModelRow]:
         raise AssertionError("no container may start")
 
-    backend = ModalBackend(VolumeStore(DirVolume(tmp_path, fail_with=failure), catalog.volume), start)
+    backend = ModalBackend(VolumeStore(DirVolume(tmp_path, fail_with=failure), model_list.volume), start)
     for operation in ("download", "list", "clear"):
         with pytest.raises(TargetError, match=expected) as caught:
-            run(Request(Operation(operation)), catalog, backend, hub)
+            run(Request(Operation(operation)), model_list, backend, hub)
         assert "\n" not in str(caught.value)
         assert caught.value.exit_code == 2
 
@@ -346,15 +348,17 @@ def test_cancel_stops_the_containers_still_running():
 # -- the real starter, with the app and functions stood in --------------------------------------
 
 
-def starter(log: list[str], catalog: Catalog, **options: Any) -> ModalContainers:
-    return ModalContainers(catalog, NamedVolume(catalog.volume.name), open_lines=Lines(log).open, **options)
+def starter(log: list[str], model_list: ModelList, **options: Any) -> ModalContainers:
+    return ModalContainers(model_list, NamedVolume(model_list.volume.name), open_lines=Lines(log).open, **options)
 
 
 def test_the_starter_runs_one_container_per_model_inside_one_app(fake_app: list[str], monkeypatch):
     secret = "hf_" + "t0k3n" * 6
     monkeypatch.setenv("HF_TOKEN", secret)
-    catalog = parse_catalog(CATALOG.replace("qwen3-tts-models", "voices").replace("/vol/models", "/vol/voices"))
-    rows = starter(fake_app, catalog)("download", container_jobs(SMALL, TOKENIZER), threading.Event())
+    model_list = parse_model_list(
+        MODEL_LIST.replace("qwen3-tts-models", "voices").replace("/vol/models", "/vol/voices")
+    )
+    rows = starter(fake_app, model_list)("download", container_jobs(SMALL, TOKENIZER), threading.Event())
     assert [row.repo_id for row in rows] == [SMALL, TOKENIZER]
     # The volume and mount come from the list this run loaded, attached per call: nothing read at import.
     assert fake_app == [
@@ -375,7 +379,7 @@ def test_containers_get_this_runs_hub_address_and_time_limits(fake_app: list[str
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr("modal_jobs.modal_backend._named_secret", lambda name: None)
     hub = Hub(endpoint="http://127.0.0.1:9", deadlines=Deadlines(stall_seconds=30.0, connect_seconds=5.0))
-    starter(fake_app, parse_catalog(CATALOG), env=hub.container_env())(
+    starter(fake_app, parse_model_list(MODEL_LIST), env=hub.container_env())(
         "download", container_jobs(SMALL), threading.Event()
     )
     (options,) = cast(FakeFunction, jobs.apply_one).configured
@@ -390,9 +394,9 @@ def test_containers_get_this_runs_hub_address_and_time_limits(fake_app: list[str
 def test_under_modal_run_the_starter_uses_the_running_app(fake_app: list[str], monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr("modal_jobs.modal_backend._named_secret", lambda name: None)  # no huggingface-secret either
-    catalog = parse_catalog(CATALOG)
-    starter(fake_app, catalog, app_running=True)("download", container_jobs(SMALL), threading.Event())
-    starter(fake_app, catalog, app_running=True)("verify", container_jobs(SMALL), threading.Event())
+    model_list = parse_model_list(MODEL_LIST)
+    starter(fake_app, model_list, app_running=True)("download", container_jobs(SMALL), threading.Event())
+    starter(fake_app, model_list, app_running=True)("verify", container_jobs(SMALL), threading.Event())
     volumes = "{'/vol/models': 'Volume(qwen3-tts-models)'}"
     assert [line for line in fake_app if line.startswith("spawn")] == [
         f"spawn apply_one {SMALL} at /vol/models volumes={volumes} secrets=[]",
@@ -423,11 +427,11 @@ def test_the_hub_token_comes_from_here_else_the_named_secret_else_nowhere():
 
 def test_apply_one_writes_its_model_and_commits_after_the_manifest(twins: Twins, repos: Repos):
     recorder = twins.containers.recorder
-    catalog = parse_catalog(
-        CATALOG.replace(f'repo_id = "{SMALL}"', f'repo_id = "{SMALL}"\ninclude = ["*.json", "*.safetensors"]')
+    model_list = parse_model_list(
+        MODEL_LIST.replace(f'repo_id = "{SMALL}"', f'repo_id = "{SMALL}"\ninclude = ["*.json", "*.safetensors"]')
     )
     plan = make_plan(
-        [catalog.models[1]], catalog, LocalStore(twins.volume_root), twins.hub, threading.Event(), prune=False
+        [model_list.models[1]], model_list, LocalStore(twins.volume_root), twins.hub, threading.Event(), prune=False
     )
     (model,) = plan.models
     assert model.action is Action.FETCH
@@ -485,7 +489,9 @@ def plant_dropped_model(root: Path, twins: Twins) -> None:
 
 
 def test_prune_removes_only_dropped_models_and_agrees_on_both_targets(twins: Twins, repos: Repos):
-    twins.catalog = parse_catalog(CATALOG, twins.catalog.path)  # every model of the list resolves: a prune may run
+    twins.model_list = parse_model_list(
+        MODEL_LIST, twins.model_list.path
+    )  # every model of the list resolves: a prune may run
     twins.run("download", sizes=("0.6B",))
     twins.change(lambda root: plant_dropped_model(root, twins))
 
@@ -527,11 +533,11 @@ def test_prune_never_runs_when_a_model_of_the_list_fails(twins: Twins, sizes: tu
 
 
 def test_prune_never_runs_after_a_model_of_the_run_failed(twins: Twins):
-    twins.catalog = parse_catalog(CATALOG, twins.catalog.path)
+    twins.model_list = parse_model_list(MODEL_LIST, twins.model_list.path)
     twins.run("download", sizes=("0.6B",))
     twins.change(lambda root: plant_dropped_model(root, twins))
     twins.containers.crash = {BIG}
-    summary = run(Request(Operation.DOWNLOAD, prune=True), twins.catalog, twins.backends()[1], twins.hub)
+    summary = run(Request(Operation.DOWNLOAD, prune=True), twins.model_list, twins.backends()[1], twins.hub)
     assert {row.repo_id: row.status for row in summary.models} == {
         BIG: "failed",
         SMALL: "up-to-date",
@@ -552,7 +558,7 @@ def test_the_container_writes_the_commit_the_plan_chose(twins: Twins, hub: Local
 
     twins.containers.before_start = move_main
     backend = twins.backends()[1]
-    summary = run(Request(Operation.DOWNLOAD, sizes=("0.6B",)), twins.catalog, backend, twins.hub)
+    summary = run(Request(Operation.DOWNLOAD, sizes=("0.6B",)), twins.model_list, backend, twins.hub)
     assert moved and moved[0] != planned
     assert {row.repo_id: row.commit for row in summary.models}[SMALL] == planned
     assert model_path(twins.volume_root, SMALL, planned) == twins.volume_root / SMALL_DIR / REVISIONS_DIR / planned
@@ -576,7 +582,7 @@ def test_modal_round_trips_are_one_lookup_one_root_listing_and_per_model_one_lis
     ] + [f"{name}/{POINTER_NAME}" for name in models.values()]
     volume = DirVolume(twins.volume_root)
     backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers)
-    run(Request(Operation.LIST), twins.catalog, backend, twins.hub)
+    run(Request(Operation.LIST), twins.model_list, backend, twins.hub)
     assert volume.calls.count(("hydrate", "")) == 1
     assert volume.calls.count(("listdir", "/")) == 1
     assert sorted(path for call, path in volume.calls if call == "listdir" and path != "/") == sorted(models.values())
@@ -585,7 +591,7 @@ def test_modal_round_trips_are_one_lookup_one_root_listing_and_per_model_one_lis
 
     volume.calls.clear()
     backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers)
-    summary = run(Request(Operation.DOWNLOAD), twins.catalog, backend, twins.hub)
+    summary = run(Request(Operation.DOWNLOAD), twins.model_list, backend, twins.hub)
     assert {row.repo_id: row.status for row in summary.models}[SMALL] == "repaired", "the mark was read"
     assert len(volume.calls) == 2 + len(models) + len(small_files), volume.calls
 
@@ -610,9 +616,9 @@ def test_a_container_sends_start_progress_and_finish_lines_to_the_caller(
     monkeypatch.setenv("MODEL_CACHE_PROGRESS_SECONDS", "0.3")
     size = len(repos.files[SMALL]["model.safetensors"]) + len(repos.files[SMALL]["speech_tokenizer/model.safetensors"])
     hub.throttle(size // 3)  # about three seconds of transfer
-    catalog = parse_catalog(CATALOG)
+    model_list = parse_model_list(MODEL_LIST)
     plan = make_plan(
-        [catalog.models[1]], catalog, LocalStore(twins.volume_root), twins.hub, threading.Event(), prune=False
+        [model_list.models[1]], model_list, LocalStore(twins.volume_root), twins.hub, threading.Event(), prune=False
     )
     events = QueueLines()
     row = jobs.apply_one.local(

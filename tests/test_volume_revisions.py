@@ -24,14 +24,14 @@ import pytest
 
 from local_hub.server import LocalHub
 from modal_jobs import engine
-from modal_jobs.catalog import parse_catalog
 from modal_jobs.hub import Hub
 from modal_jobs.model_dir import DAMAGED_NAME, MANIFEST_NAME, REVISIONS_DIR
+from modal_jobs.model_list import parse_model_list
 from modal_jobs.operations import run
 from modal_jobs.reader import ModelNotReady, model_path
 from modal_jobs.request import Request
 from modal_jobs.summary import ModelRow, Operation, Summary
-from tests.conftest import CATALOG, SMALL, Repos, assert_complete, model_dir
+from tests.conftest import MODEL_LIST, SMALL, Repos, assert_complete, model_dir
 from tests.test_revisions import new_revision
 from tests.twin_targets import Twins, stand_in
 
@@ -155,7 +155,7 @@ def background_commits(
 
 
 def on_the_volume(twins: Twins, request: Request) -> Summary:
-    return run(request, twins.catalog, twins.backends()[1], twins.hub)
+    return run(request, twins.model_list, twins.backends()[1], twins.hub)
 
 
 def row(summary: Summary) -> ModelRow:
@@ -166,7 +166,7 @@ def row(summary: Summary) -> ModelRow:
 @pytest.fixture
 def twins(hub: LocalHub, repos: Repos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Twins:
     """The stand-in over a list that resolves in full: downloads write models.lock, and follow it."""
-    return stand_in(hub, tmp_path, monkeypatch, parse_catalog(CATALOG, tmp_path / "models.toml"))
+    return stand_in(hub, tmp_path, monkeypatch, parse_model_list(MODEL_LIST, tmp_path / "models.toml"))
 
 
 def move_to(twins: Twins, hub: LocalHub, files: Mapping[str, bytes]) -> str:

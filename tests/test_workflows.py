@@ -32,21 +32,21 @@ from h2.events import ConnectionTerminated, DataReceived, RequestReceived, Strea
 from ruamel.yaml import YAML
 
 from local_hub.server import LocalHub, hub_env
-from modal_jobs.catalog import load_catalog
 from modal_jobs.model_dir import MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
+from modal_jobs.model_list import load_model_list
 from modal_jobs.reader import model_path
 from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Cli, Repos, tree
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 MODEL_CACHE = WORKFLOWS / "model-cache.yml"
 STUBS = Path(__file__).parent / "resources" / "actions"
-CATALOG = load_catalog(ROOT / "models.toml")
-VOLUME = CATALOG.volume.name
+MODEL_LIST = load_model_list(ROOT / "models.toml")
+VOLUME = MODEL_LIST.volume.name
 
 PINNED = re.compile(r"(?P<repo>[\w.-]+/[\w.-]+)@(?P<sha>[0-9a-f]{40})")
 VERSION_COMMENT = re.compile(r"uses: (?P<ref>\S+) # v\d+(\.\d+)*$", re.MULTILINE)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-MODEL_DIRS = {entry.dirname for entry in CATALOG.models}
+MODEL_DIRS = {entry.dirname for entry in MODEL_LIST.models}
 
 
 def load_workflow(path: Path) -> dict[str, Any]:
@@ -98,9 +98,9 @@ def test_every_dispatch_input_is_used():
     assert [name for name in inputs if f"inputs.{name}" not in used] == []
 
 
-def test_model_size_choices_are_the_catalog_labels_plus_both():
+def test_model_size_choices_are_the_model_list_labels_plus_both():
     inputs = load_workflow(MODEL_CACHE)["on"]["workflow_dispatch"]["inputs"]
-    assert sorted(inputs["model_size"]["options"]) == sorted([*CATALOG.sizes, "both"])
+    assert sorted(inputs["model_size"]["options"]) == sorted([*MODEL_LIST.sizes, "both"])
     assert inputs["model_size"]["default"] == "both"
     assert inputs["operation"]["options"] == ["download", "list", "verify", "clear"]
     assert inputs["operation"]["default"] == "download"
@@ -463,7 +463,7 @@ def lock_against(hub: LocalHub, repo: Path, tmp_path: Path, *, upgrade: bool = F
     """Write the clone's models.lock from the local hub, as `nox -s lock` does against the Hub, and commit it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODAL_", "GITHUB_"))}
     env.update(hub_env(hub, tmp_path / "hf-home-lock"), PYTHONPATH=str(ROOT))
-    command = [sys.executable, "-m", "modal_jobs", "lock", "--catalog", str(repo / "models.toml")]
+    command = [sys.executable, "-m", "modal_jobs", "lock", "--model-list", str(repo / "models.toml")]
     command += ["--upgrade"] if upgrade else []
     subprocess.run(command, env=env, check=True, capture_output=True)
     git(repo, "add", "models.toml", "models.lock")

@@ -16,10 +16,10 @@ import pytest
 
 from local_hub.server import LocalHub, hub_env
 from modal_jobs.backend import Backend, LocalBackend
-from modal_jobs.catalog import Catalog, VolumeSpec
 from modal_jobs.errors import CacheError
 from modal_jobs.hub import Hub
 from modal_jobs.modal_backend import ModalBackend
+from modal_jobs.model_list import ModelList, VolumeSpec
 from modal_jobs.operations import run
 from modal_jobs.request import Request
 from modal_jobs.summary import Operation, Summary, render_text
@@ -35,7 +35,7 @@ class Twins:
     volume_root: Path
     hub: Hub
     containers: InProcessContainers
-    catalog: Catalog
+    model_list: ModelList
 
     def backends(self) -> tuple[LocalBackend, ModalBackend]:
         store = VolumeStore(DirVolume(self.volume_root), VolumeSpec(mount=MOUNT))
@@ -46,8 +46,8 @@ class Twins:
         request = Request(Operation(operation), **options)
         local, volume = self.backends()
         return (
-            normalize(run(request, self.catalog, local, self.hub), self.local_root),
-            normalize(run(request, self.catalog, volume, self.hub), self.volume_root),
+            normalize(run(request, self.model_list, local, self.hub), self.local_root),
+            normalize(run(request, self.model_list, volume, self.hub), self.volume_root),
         )
 
     def error(self, operation: str, **options: Any) -> tuple[str, str]:
@@ -55,7 +55,7 @@ class Twins:
         backends: tuple[Backend, Backend] = self.backends()
         for backend, root in zip(backends, (self.local_root, self.volume_root), strict=True):
             with pytest.raises(CacheError) as caught:
-                run(Request(Operation(operation), **options), self.catalog, backend, self.hub)
+                run(Request(Operation(operation), **options), self.model_list, backend, self.hub)
             messages.append(str(caught.value).replace(MOUNT, "<target>").replace(str(root), "<target>"))
         return messages[0], messages[1]
 
@@ -80,8 +80,8 @@ def normalize(summary: Summary, root: Path) -> dict[str, Any]:
     return data
 
 
-def stand_in(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, catalog: Catalog) -> Twins:
-    """An empty local directory and an empty stand-in volume under tmp_path, driven through `catalog`.
+def stand_in(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_list: ModelList) -> Twins:
+    """An empty local directory and an empty stand-in volume under tmp_path, driven through `model_list`.
 
     The environment is what a container sees: the local hub as HF_ENDPOINT (read by `Hub()`), its
     own HF_HOME, no token. The list's path must be under tmp_path: a download writes models.lock beside it.
@@ -92,4 +92,4 @@ def stand_in(hub: LocalHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cat
     volume_root = tmp_path / "volume"
     volume_root.mkdir()
     containers = InProcessContainers(volume_root, VolumeRecorder(volume_root))
-    return Twins(tmp_path / "local", volume_root, Hub(endpoint=hub.url), containers, catalog)
+    return Twins(tmp_path / "local", volume_root, Hub(endpoint=hub.url), containers, model_list)

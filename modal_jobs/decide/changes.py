@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from modal_jobs.catalog import Catalog, ModelEntry
 from modal_jobs.decide.facts import HeldModel, HubAnswer, as_facts
 from modal_jobs.decide.model_plan import Action, ModelPlan
 from modal_jobs.decide.run_plan import plan_run
 from modal_jobs.errors import ModelFailed
 from modal_jobs.hub_errors import AccessDenied
+from modal_jobs.model_list import ModelEntry, ModelList
 from modal_jobs.summary import Status, human_bytes
 
 
@@ -56,15 +56,15 @@ def revised_bases(
     ]
 
 
-def dropped_bases(catalog: Catalog, base: Mapping[str, ModelEntry]) -> list[ModelEntry]:
+def dropped_bases(model_list: ModelList, base: Mapping[str, ModelEntry]) -> list[ModelEntry]:
     """Base entries the list no longer names, in the base's order."""
-    listed = {e.repo_id for e in catalog.models}
+    listed = {e.repo_id for e in model_list.models}
     return [old for old in base.values() if old.repo_id not in listed]
 
 
 def merge_changes(
     entries: Sequence[ModelEntry],
-    catalog: Catalog,
+    model_list: ModelList,
     answers: Mapping[str, HubAnswer | ModelFailed],
     base: BaseFacts,
     held: Mapping[str, HeldModel] | None,
@@ -76,7 +76,7 @@ def merge_changes(
     `held=None`: no target was given. With one, what it already holds is subtracted from what the
     merge transfers, and each row says what a download would do there.
     """
-    plans = {m.repo_id: m for m in plan_run(entries, as_facts(answers), held or {}, catalog, prune=False).models}
+    plans = {m.repo_id: m for m in plan_run(entries, as_facts(answers), held or {}, model_list, prune=False).models}
     changes = [
         entry_change(
             entry,
@@ -88,7 +88,7 @@ def merge_changes(
         )
         for entry in entries
     ]
-    for old in dropped_bases(catalog, base.entries):
+    for old in dropped_bases(model_list, base.entries):
         item = held.get(old.dirname) if held is not None else None
         changes.append(dropped_change(old, base.leaving[old.repo_id], item, on_target=held is not None))
     return changes

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 
-from modal_jobs.catalog import ModelEntry
 from modal_jobs.errors import ModelFailed
 from modal_jobs.model_dir import (
     DAMAGED_NAME,
@@ -29,6 +28,7 @@ from modal_jobs.model_dir import (
     parse_manifest,
     parse_pointer,
 )
+from modal_jobs.model_list import ModelEntry
 
 
 class Kind(StrEnum):

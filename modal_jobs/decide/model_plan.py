@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from modal_jobs.catalog import ModelEntry
 from modal_jobs.decide.facts import HeldModel, HeldRevision, HubAnswer, Kind, manifest_matches
 from modal_jobs.messages import shorten
 from modal_jobs.model_dir import LEGACY, REVISIONS_DIR, FileRecord, Pointer
+from modal_jobs.model_list import ModelEntry
 
 
 class Action(StrEnum):

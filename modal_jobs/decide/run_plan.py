@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from modal_jobs.catalog import Catalog, ModelEntry
 from modal_jobs.decide.facts import HeldModel, HubAnswer, Kind
 from modal_jobs.decide.model_plan import Action, ModelPlan, plan_model
 from modal_jobs.messages import shorten
+from modal_jobs.model_list import ModelEntry, ModelList
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,10 @@ class Plan:
     prune_refused: str | None = None  # why --prune was not planned, when it was asked for
 
 
-def orphans(held: Mapping[str, HeldModel], catalog: Catalog) -> list[Orphan]:
+def orphans(held: Mapping[str, HeldModel], model_list: ModelList) -> list[Orphan]:
     """Top-level names no entry owns; those holding our manifest for a repo the list no longer names carry it."""
-    owned = {m.dirname for m in catalog.models}
-    listed = {m.repo_id for m in catalog.models}
+    owned = {m.dirname for m in model_list.models}
+    listed = {m.repo_id for m in model_list.models}
     found = []
     for name in sorted(set(held) - owned):
         item = held[name]
@@ -49,7 +49,7 @@ def plan_run(
     entries: Sequence[ModelEntry],
     answers: Mapping[str, HubAnswer | str],
     held: Mapping[str, HeldModel],
-    catalog: Catalog,
+    model_list: ModelList,
     *,
     prune: bool,
 ) -> Plan:
@@ -59,10 +59,10 @@ def plan_run(
     failure: a list with a typo must never make a listed model look dropped and empty the volume.
     """
     models = [plan_model(e, answers[e.repo_id], held.get(e.dirname)) for e in entries]
-    left = orphans(held, catalog)
+    left = orphans(held, model_list)
     if not prune:
         return Plan(models=tuple(models), orphans=tuple(left))
-    unresolved = [m.repo_id for m in catalog.models if not isinstance(answers.get(m.repo_id), HubAnswer)]
+    unresolved = [m.repo_id for m in model_list.models if not isinstance(answers.get(m.repo_id), HubAnswer)]
     if unresolved:
         refused = f"not pruning: {shorten(unresolved)} did not resolve; fix the model list and run again"
         return Plan(models=tuple(models), orphans=tuple(left), prune_refused=refused)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from modal_jobs.catalog import ALL_SIZES, ModelEntry
+from modal_jobs.model_list import ALL_SIZES, ModelEntry
 
 
 def verify_selection(entries: Sequence[ModelEntry], present: Collection[str], *, selected: bool) -> list[ModelEntry]:

@@ -6,10 +6,10 @@ tests/test_plan.py drives both, so `list` and `download` cannot disagree about a
 
 from __future__ import annotations
 
-from modal_jobs.catalog import ModelEntry
 from modal_jobs.decide.facts import HeldModel, HeldRevision, HubAnswer, Kind, manifest_matches
 from modal_jobs.errors import ModelFailed
 from modal_jobs.model_dir import LEGACY
+from modal_jobs.model_list import ModelEntry
 from modal_jobs.summary import Status, human_bytes
 
 

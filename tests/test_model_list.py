@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from modal_jobs.catalog import load_catalog, parse_catalog, select_models
-from modal_jobs.errors import CatalogError, UsageError
+from modal_jobs.errors import ModelListError, UsageError
+from modal_jobs.model_list import load_model_list, parse_model_list, select_models
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,20 +33,20 @@ repo_id = "Qwen/Qwen3-TTS-Tokenizer-12Hz"
 
 
 def test_repository_model_list_is_valid():
-    catalog = load_catalog(ROOT / "models.toml")
-    assert catalog.volume.name == "qwen3-tts-models"
-    assert catalog.volume.mount == "/vol/models"
-    assert [m.dirname for m in catalog.models] == [
+    model_list = load_model_list(ROOT / "models.toml")
+    assert model_list.volume.name == "qwen3-tts-models"
+    assert model_list.volume.mount == "/vol/models"
+    assert [m.dirname for m in model_list.models] == [
         "Qwen3-TTS-12Hz-1.7B-Base",
         "Qwen3-TTS-12Hz-0.6B-Base",
         "Qwen3-TTS-Tokenizer-12Hz",
     ]
-    assert catalog.sizes == ("1.7B", "0.6B")
+    assert model_list.sizes == ("1.7B", "0.6B")
 
 
 def test_defaults_and_pinned_commit():
-    catalog = parse_catalog(VALID)
-    big, small, shared = catalog.models
+    model_list = parse_model_list(VALID)
+    big, small, shared = model_list.models
     assert big.revision == "main" and big.pinned_commit is None
     assert small.pinned_commit == "0123456789abcdef0123456789abcdef01234567"
     assert shared.size is None
@@ -65,16 +65,16 @@ def test_defaults_and_pinned_commit():
     ],
 )
 def test_selection(sizes, ids, expected):
-    chosen = select_models(parse_catalog(VALID), sizes, ids)
+    chosen = select_models(parse_model_list(VALID), sizes, ids)
     assert [m.dirname.removeprefix("Qwen3-TTS-").removeprefix("12Hz-") for m in chosen] == expected
 
 
 def test_unknown_size_and_model_are_usage_errors():
-    catalog = parse_catalog(VALID)
+    model_list = parse_model_list(VALID)
     with pytest.raises(UsageError, match=r"--model-size '7B' is not in .*choose one of 1.7B, 0.6B, both, all"):
-        select_models(catalog, ("7B",))
+        select_models(model_list, ("7B",))
     with pytest.raises(UsageError, match=r"--model 'Qwen/Nope' is not in"):
-        select_models(catalog, (), ("Qwen/Nope",))
+        select_models(model_list, (), ("Qwen/Nope",))
 
 
 BAD_LISTS = [
@@ -117,8 +117,8 @@ BAD_LISTS = [
 
 @pytest.mark.parametrize(("text", "message"), BAD_LISTS)
 def test_bad_model_list_is_refused_with_one_line(text, message):
-    with pytest.raises(CatalogError, match=message) as info:
-        parse_catalog(text, Path("models.toml"))
+    with pytest.raises(ModelListError, match=message) as info:
+        parse_model_list(text, Path("models.toml"))
     assert "\n" not in str(info.value)
     assert str(info.value).startswith("models.toml")
 
@@ -137,10 +137,10 @@ def run_cli(*args: object, env: dict[str, str] | None = None) -> subprocess.Comp
 
 @pytest.mark.parametrize(("text", "message"), BAD_LISTS[:6])
 def test_cli_exits_2_on_a_bad_model_list_and_writes_nothing(tmp_path, text, message):
-    catalog = tmp_path / "models.toml"
-    catalog.write_text(text)
+    model_list = tmp_path / "models.toml"
+    model_list.write_text(text)
     target = tmp_path / "target"
-    result = run_cli("download", "--catalog", str(catalog), "--local-dir", str(target))
+    result = run_cli("download", "--model-list", str(model_list), "--local-dir", str(target))
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -150,9 +150,9 @@ def test_cli_exits_2_on_a_bad_model_list_and_writes_nothing(tmp_path, text, mess
 
 
 def test_missing_model_list_names_the_fix(tmp_path):
-    result = run_cli("list", "--catalog", str(tmp_path / "nope.toml"), "--local-dir", str(tmp_path))
+    result = run_cli("list", "--model-list", str(tmp_path / "nope.toml"), "--local-dir", str(tmp_path))
     assert result.returncode == 2
-    assert "no such model list; pass --catalog FILE" in result.stderr
+    assert "no such model list; pass --model-list FILE" in result.stderr
 
 
 def test_hf_home_inside_the_target_is_refused(tmp_path):

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modal_jobs.errors import CatalogError, UsageError
+from modal_jobs.errors import ModelListError, UsageError
 
-DEFAULT_CATALOG = Path("models.toml")
+DEFAULT_MODEL_LIST = Path("models.toml")
 ALL_SIZES = ("both", "all")
 
 # The Hub's own rule, in ASCII: letters, digits, '-', '_', '.', starting and ending with a
@@ -90,7 +90,7 @@ class VolumeSpec:
 
 
 @dataclass(frozen=True)
-class Catalog:
+class ModelList:
     path: Path
     volume: VolumeSpec
     models: tuple[ModelEntry, ...]
@@ -104,50 +104,52 @@ class Catalog:
         return next((m for m in self.models if m.dirname == dirname), None)
 
 
-def load_catalog(path: Path = DEFAULT_CATALOG) -> Catalog:
-    """Read and validate a model list; every problem is a one-line `CatalogError`."""
+def load_model_list(path: Path = DEFAULT_MODEL_LIST) -> ModelList:
+    """Read and validate a model list; every problem is a one-line `ModelListError`."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CatalogError(f"{path}: no such model list; pass --catalog FILE or run from the repository root") from None
+        raise ModelListError(
+            f"{path}: no such model list; pass --model-list FILE or run from the repository root"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"{path}: cannot read the model list ({exc})") from None
-    return parse_catalog(text, path)
+        raise ModelListError(f"{path}: cannot read the model list ({exc})") from None
+    return parse_model_list(text, path)
 
 
-def parse_catalog(text: str, path: Path = DEFAULT_CATALOG) -> Catalog:
+def parse_model_list(text: str, path: Path = DEFAULT_MODEL_LIST) -> ModelList:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise CatalogError(f"{path}: not valid TOML: {exc}; fix the syntax at that line") from None
+        raise ModelListError(f"{path}: not valid TOML: {exc}; fix the syntax at that line") from None
 
     _refuse_unknown_keys(data, _TOP_KEYS, f"{path}", "top-level table")
     volume = _parse_volume(data.get("volume", {}), path)
     raw_models = data.get("model", [])
     if not isinstance(raw_models, list) or not all(isinstance(m, dict) for m in raw_models):
-        raise CatalogError(f"{path}: 'model' must be an array of tables; write each model as a [[model]] block")
+        raise ModelListError(f"{path}: 'model' must be an array of tables; write each model as a [[model]] block")
     if not raw_models:
-        raise CatalogError(f"{path}: the model list is empty; add at least one [[model]] with a repo_id")
+        raise ModelListError(f"{path}: the model list is empty; add at least one [[model]] with a repo_id")
 
     models = tuple(_parse_model(raw, i, path) for i, raw in enumerate(raw_models, start=1))
     _refuse_collisions(models, path)
-    return Catalog(path=path, volume=volume, models=models)
+    return ModelList(path=path, volume=volume, models=models)
 
 
 def _parse_volume(raw: Any, path: Path) -> VolumeSpec:
     if not isinstance(raw, dict):
-        raise CatalogError(f"{path}: 'volume' must be a table; write it as [volume] with name and mount")
+        raise ModelListError(f"{path}: 'volume' must be a table; write it as [volume] with name and mount")
     _refuse_unknown_keys(raw, _VOLUME_KEYS, f"{path}: [volume]", "[volume]")
     defaults = VolumeSpec()
     name = raw.get("name", defaults.name)
     mount = raw.get("mount", defaults.mount)
     if not isinstance(name, str) or not _VOLUME_NAME.fullmatch(name):
-        raise CatalogError(
+        raise ModelListError(
             f"{path}: [volume] name {name!r} is not a valid Modal Volume name; "
             "use letters, digits, '-', '_' or '.', at most 63 characters"
         )
     if not isinstance(mount, str) or not mount.startswith("/") or ".." in mount.split("/") or mount == "/":
-        raise CatalogError(f"{path}: [volume] mount {mount!r} must be an absolute path below '/', like '/vol/models'")
+        raise ModelListError(f"{path}: [volume] mount {mount!r} must be an absolute path below '/', like '/vol/models'")
     return VolumeSpec(name=name, mount=mount.rstrip("/"))
 
 
@@ -156,23 +158,23 @@ def _parse_model(raw: dict[str, Any], index: int, path: Path) -> ModelEntry:
     where = f"{path}: model #{index}" + (f" ({repo_id})" if isinstance(repo_id, str) else "")
     _refuse_unknown_keys(raw, _MODEL_KEYS, where, "[[model]]")
     if repo_id is None:
-        raise CatalogError(f'{where}: missing repo_id; add repo_id = "owner/name"')
+        raise ModelListError(f'{where}: missing repo_id; add repo_id = "owner/name"')
     if not isinstance(repo_id, str) or not is_valid_repo_id(repo_id):
-        raise CatalogError(
+        raise ModelListError(
             f"{where}: repo_id {repo_id!r} is not 'owner/name'; use two parts of letters, digits, "
             "'-', '_' or '.', separated by one '/'"
         )
     size = raw.get("size")
     if size is not None:
         if not isinstance(size, str) or not size.strip() or size != size.strip():
-            raise CatalogError(
+            raise ModelListError(
                 f'{where}: size must be a non-empty label such as "1.7B", or left out for a shared model'
             )
         if size.lower() in ALL_SIZES:
-            raise CatalogError(f"{where}: size {size!r} is reserved (it selects every model); choose another label")
+            raise ModelListError(f"{where}: size {size!r} is reserved (it selects every model); choose another label")
     revision = raw.get("revision", "main")
     if not isinstance(revision, str) or not revision or any(c.isspace() or ord(c) < 32 for c in revision):
-        raise CatalogError(f"{where}: revision must be a branch, tag or 40-hex commit, without spaces")
+        raise ModelListError(f"{where}: revision must be a branch, tag or 40-hex commit, without spaces")
     return ModelEntry(
         repo_id=repo_id,
         size=size,
@@ -187,14 +189,14 @@ def _parse_globs(raw: dict[str, Any], key: str, where: str) -> tuple[str, ...] |
     if value is None:
         return None
     if not isinstance(value, list) or not value or not all(isinstance(g, str) and g for g in value):
-        raise CatalogError(f'{where}: {key} must be a non-empty list of glob strings, like ["*.safetensors"]')
+        raise ModelListError(f'{where}: {key} must be a non-empty list of glob strings, like ["*.safetensors"]')
     return tuple(value)
 
 
 def _refuse_unknown_keys(table: dict[str, Any], allowed: Sequence[str], where: str, what: str) -> None:
     unknown = sorted(set(table) - set(allowed))
     if unknown:
-        raise CatalogError(f"{where}: unknown key {unknown[0]!r} in {what}; allowed keys are {', '.join(allowed)}")
+        raise ModelListError(f"{where}: unknown key {unknown[0]!r} in {what}; allowed keys are {', '.join(allowed)}")
 
 
 def _refuse_collisions(models: Iterable[ModelEntry], path: Path) -> None:
@@ -203,7 +205,7 @@ def _refuse_collisions(models: Iterable[ModelEntry], path: Path) -> None:
     for model in models:
         key = model.dirname.lower()
         if key in seen:
-            raise CatalogError(
+            raise ModelListError(
                 f"{path}: {seen[key].repo_id} and {model.repo_id} would both land in "
                 f"'{model.dirname}/'; keep one of them"
             )
@@ -219,25 +221,25 @@ def is_valid_repo_id(repo_id: str) -> bool:
     )
 
 
-def select_models(catalog: Catalog, sizes: Sequence[str] = (), repo_ids: Sequence[str] = ()) -> list[ModelEntry]:
+def select_models(model_list: ModelList, sizes: Sequence[str] = (), repo_ids: Sequence[str] = ()) -> list[ModelEntry]:
     """The models a run works on, in list order.
 
     No selection means everything. A size label selects its models plus the shared ones;
     `both`/`all` select everything; `--model` ids add exactly those models.
     """
-    known_sizes = catalog.sizes
+    known_sizes = model_list.sizes
     for size in sizes:
         if size.lower() not in ALL_SIZES and size not in known_sizes:
             choices = ", ".join([*known_sizes, "both", "all"])
-            raise UsageError(f"--model-size {size!r} is not in {catalog.path}; choose one of {choices}")
-    known_ids = {m.repo_id for m in catalog.models}
+            raise UsageError(f"--model-size {size!r} is not in {model_list.path}; choose one of {choices}")
+    known_ids = {m.repo_id for m in model_list.models}
     for repo_id in repo_ids:
         if repo_id not in known_ids:
             raise UsageError(
-                f"--model {repo_id!r} is not in {catalog.path}; choose one of {', '.join(sorted(known_ids))}"
+                f"--model {repo_id!r} is not in {model_list.path}; choose one of {', '.join(sorted(known_ids))}"
             )
     if not sizes and not repo_ids:
-        return list(catalog.models)
+        return list(model_list.models)
     everything = any(s.lower() in ALL_SIZES for s in sizes)
     wanted_sizes = set(sizes)
 
@@ -246,4 +248,4 @@ def select_models(catalog: Catalog, sizes: Sequence[str] = (), repo_ids: Sequenc
             return True
         return bool(sizes) and (model.size is None or model.size in wanted_sizes)
 
-    return [m for m in catalog.models if chosen(m)]
+    return [m for m in model_list.models if chosen(m)]
