@@ -68,7 +68,7 @@ class LocalBackend:
 
     def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
         done = apply_models(models, self.root, self.hub, cancel)
-        return [done.get(m.name) or row_for(m, self.store.location, DONE_STATUS[m.action]) for m in models]
+        return [done.get(m.name) or row_for(m, self.store.target, DONE_STATUS[m.action]) for m in models]
 
     def verify(self, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
         return verify_models(entries, self.root, cancel, writable=is_writable(self.root))

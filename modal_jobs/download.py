@@ -52,7 +52,7 @@ def download(
         left = [Orphan(m.name, m.held_files, m.held_bytes, m.repo_id) for m in pruned]
         note = plan.prune_refused
         if request.dry_run:
-            rows = [row_for(m, store.location, PLANNED_STATUS[m.action]) for m in plan.models]
+            rows = [row_for(m, store.target, PLANNED_STATUS[m.action]) for m in plan.models]
             left = []
         else:
             rows = backend.apply(work, cancel)
@@ -64,8 +64,8 @@ def download(
                 rows += prune(pruned, store, cancel)
                 left = []
     kept = sorted([*plan.orphans, *left], key=lambda o: o.name)
-    orphan_rows = tuple(orphan_row(o, store.location) for o in kept)
-    return Summary(Operation.DOWNLOAD, store.location, tuple(rows), orphan_rows, note)
+    orphan_rows = tuple(orphan_row(o, store.target) for o in kept)
+    return Summary(Operation.DOWNLOAD, store.target, tuple(rows), orphan_rows, note)
 
 
 def make_plan(
@@ -92,7 +92,7 @@ def prune(models: Sequence[ModelPlan], store: Store, cancel: threading.Event) ->
         stop_if(cancel)
         store.remove(model.name)
         log.info("%s: pruned %s/ (%s)", model.repo_id, model.name, human_bytes(model.held_bytes))
-        rows.append(row_for(model, store.location, Status.PRUNED))
+        rows.append(row_for(model, store.target, Status.PRUNED))
     return rows
 
 

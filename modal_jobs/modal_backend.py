@@ -33,7 +33,7 @@ import modal.exception
 from modal_jobs.decide.model_plan import Action, ModelPlan
 from modal_jobs.errors import InterruptedRun
 from modal_jobs.model_list import ModelEntry, ModelList
-from modal_jobs.rows import DONE_STATUS, row_for
+from modal_jobs.rows import DONE_STATUS, row_for, target_path
 from modal_jobs.store import Store
 from modal_jobs.summary import ModelRow, Status
 from modal_jobs.verifying import unverifiable_row
@@ -78,12 +78,12 @@ class ModalBackend:
         return nullcontext()
 
     def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
-        mount = self.store.location
+        mount = self.store.target
         work = [m for m in models if m.action in (Action.FETCH, Action.REPAIR)]
         rows = {m.name: row_for(m, mount, DONE_STATUS[m.action]) for m in models if m not in work}
         if work:
             log.info("starting %d container(s): %s", len(work), ", ".join(m.repo_id for m in work))
-            jobs = [ContainerJob(m.repo_id, _join(mount, m.name), m.to_wire(), m.commit) for m in work]
+            jobs = [ContainerJob(m.repo_id, target_path(mount, m.name), m.to_wire(), m.commit) for m in work]
             rows.update((m.name, row) for m, row in zip(work, self.start("download", jobs, cancel), strict=True))
         else:
             log.info("no model needs a container; none started")
@@ -102,12 +102,12 @@ class ModalBackend:
                 work.append(entry)
                 continue
             files, size = (held.file_count, held.bytes) if held is not None else (0, 0)
-            path = _join(self.store.location, entry.dirname)
+            path = target_path(self.store.target, entry.dirname)
             rows[entry.repo_id] = unverifiable_row(entry.repo_id, path, held is not None, files, size)
         if work:
             log.info("starting %d container(s) to verify: %s", len(work), ", ".join(e.repo_id for e in work))
             jobs = [
-                ContainerJob(e.repo_id, _join(self.store.location, e.dirname), e.to_wire(), e.pinned_commit)
+                ContainerJob(e.repo_id, target_path(self.store.target, e.dirname), e.to_wire(), e.pinned_commit)
                 for e in work
             ]
             for entry, row in zip(work, self.start("verify", jobs, cancel), strict=True):
@@ -268,7 +268,3 @@ def open_volume_backend(
     store = VolumeStore(volume, model_list.volume, environment_name())
     containers = ModalContainers(model_list, volume, app_running=app_running, env=dict(env or {}))
     return ModalBackend(store, containers)
-
-
-def _join(location: str, name: str) -> str:
-    return f"{location.rstrip('/')}/{name}"

@@ -69,7 +69,7 @@ def run(
         if request.operation is Operation.CLEAR:
             selection = clear_selection(entries, request.sizes, request.repo_ids)
             rows = clear(selection, model_list, backend, request, cancel)
-            return Summary(Operation.CLEAR, backend.store.location, tuple(rows))
+            return Summary(Operation.CLEAR, backend.store.target, tuple(rows))
     except Cancelled:
         if request.operation in (Operation.LIST, Operation.PLAN):
             raise InterruptedRun(
@@ -94,7 +94,7 @@ def verify(
         chosen = verify_selection(entries, present, selected=bool(request.sizes or request.repo_ids))
         wanted = desired_state(request, model_list, hub, {}, cancel, write=False, ask=False)
         rows = [against_lock(row, wanted.get(row.repo_id)) for row in backend.verify(chosen, cancel)]
-        return Summary(Operation.VERIFY, backend.store.location, tuple(rows))
+        return Summary(Operation.VERIFY, backend.store.target, tuple(rows))
 
 
 def list_models(
@@ -114,12 +114,12 @@ def list_models(
     for entry in entries:
         item = held.get(entry.dirname)
         answer = wanted.get(entry.repo_id) or asked.get(entry.repo_id)
-        row = list_row(entry, item, model_state(item, entry, known_commit(answer)), answer, store.location)
+        row = list_row(entry, item, model_state(item, entry, known_commit(answer)), answer, store.target)
         if row.error is not None:
             log.warning("%s: %s", entry.repo_id, row.error)
         rows.append(row)
-    orphan_rows = tuple(orphan_row(o, store.location) for o in orphans(held, model_list))
-    return Summary(Operation.LIST, store.location, tuple(rows), orphan_rows)
+    orphan_rows = tuple(orphan_row(o, store.target) for o in orphans(held, model_list))
+    return Summary(Operation.LIST, store.target, tuple(rows), orphan_rows)
 
 
 def clear(
@@ -138,7 +138,7 @@ def clear(
     top = waiting(store.top, cancel)
     names = cleared_names(top, entries)
     if not names:
-        log.info("clear: nothing to remove on %s", store.location)
+        log.info("clear: nothing to remove on %s", store.target)
         return []
     held = waiting(lambda: {name: store.held(name, top[name]) for name in names}, cancel)
     if not request.yes and not request.dry_run:
@@ -146,7 +146,7 @@ def clear(
         listing = ", ".join(f"{n}/" for n in names)
         raise UsageError(
             f"clear would remove {len(names)} director{'y' if len(names) == 1 else 'ies'} "
-            f"({human_bytes(total)}) from {store.location}: {listing}; add --yes to remove them "
+            f"({human_bytes(total)}) from {store.target}: {listing}; add --yes to remove them "
             "(--dry-run only lists them)"
         )
     owners = {m.dirname: m.repo_id for m in model_list.models}
@@ -162,9 +162,9 @@ def clear(
             item = held[name]
             if not request.dry_run:
                 store.remove(name)
-                log.info("removed %s (%s)", target_path(store.location, name), human_bytes(item.bytes))
+                log.info("removed %s (%s)", target_path(store.target, name), human_bytes(item.bytes))
             owner = owners.get(name) or item.repo_id or name
-            rows.append(cleared_row(name, owner, item, store.location, dry_run=request.dry_run))
+            rows.append(cleared_row(name, owner, item, store.target, dry_run=request.dry_run))
     return rows
 
 
@@ -200,5 +200,5 @@ def plan_changes(
     for old in dropped:
         if isinstance(answer := leaving[old.repo_id], ModelFailed):
             log.warning("%s: removed from the list, and its base entry did not resolve: %s", old.repo_id, answer)
-    location = backend.store.location if backend is not None else "(no target)"
-    return Summary(Operation.PLAN, location, tuple(change_row(c, location) for c in changes))
+    target = backend.store.target if backend is not None else "(no target)"
+    return Summary(Operation.PLAN, target, tuple(change_row(c, target) for c in changes))

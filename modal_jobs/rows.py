@@ -34,17 +34,17 @@ DONE_STATUS = {
 }
 
 
-def target_path(location: str, name: str) -> str:
+def target_path(target: str, name: str) -> str:
     """Where a top-level name of the target is, as rows show it."""
-    return f"{location.rstrip('/')}/{name}"
+    return f"{target.rstrip('/')}/{name}"
 
 
-def row_for(plan: ModelPlan, location: str, status: Status, seconds: float = 0.0, error: str | None = None) -> ModelRow:
+def row_for(plan: ModelPlan, target: str, status: Status, seconds: float = 0.0, error: str | None = None) -> ModelRow:
     """The summary row of a planned or applied model: the same numbers whichever target carried it out."""
     pruned = plan.action is Action.PRUNE
     return ModelRow(
         repo_id=plan.repo_id,
-        path=target_path(location, plan.name),
+        path=target_path(target, plan.name),
         status=status,
         commit=plan.commit,
         files=plan.held_files if pruned else len(plan.files),
@@ -56,8 +56,8 @@ def row_for(plan: ModelPlan, location: str, status: Status, seconds: float = 0.0
     )
 
 
-def orphan_row(orphan: Orphan, location: str) -> OrphanRow:
-    return OrphanRow(orphan.name, target_path(location, orphan.name), orphan.files, orphan.bytes, orphan.repo_id)
+def orphan_row(orphan: Orphan, target: str) -> OrphanRow:
+    return OrphanRow(orphan.name, target_path(target, orphan.name), orphan.files, orphan.bytes, orphan.repo_id)
 
 
 def list_row(
@@ -65,7 +65,7 @@ def list_row(
     held: HeldModel | None,
     state: Status,
     answer: HubAnswer | str | ModelFailed | None,
-    location: str,
+    target: str,
 ) -> ModelRow:
     """A model as `list` shows it: its state, and the revision readers load (files, bytes, commit)."""
     current = listed_current(held, entry)
@@ -75,7 +75,7 @@ def list_row(
         files, size = (held.file_count, held.bytes) if held is not None else (0, 0)
     return ModelRow(
         entry.repo_id,
-        target_path(location, entry.dirname),
+        target_path(target, entry.dirname),
         state,
         current.manifest.commit if current is not None and current.manifest else None,
         files,
@@ -91,17 +91,17 @@ def unknown_commit(answer: HubAnswer | str | ModelFailed | None) -> str | None:
     return f"could not check for a newer commit: {answer}" if isinstance(answer, ModelFailed) else None
 
 
-def cleared_row(name: str, owner: str, held: HeldModel, location: str, *, dry_run: bool) -> ModelRow:
+def cleared_row(name: str, owner: str, held: HeldModel, target: str, *, dry_run: bool) -> ModelRow:
     """A directory `clear` removed (or, with --dry-run, would remove)."""
     status = Status.WOULD_REMOVE if dry_run else Status.REMOVED
-    return ModelRow(owner, target_path(location, name), status, None, held.file_count, held.bytes)
+    return ModelRow(owner, target_path(target, name), status, None, held.file_count, held.bytes)
 
 
-def change_row(change: Change, location: str) -> ModelRow:
+def change_row(change: Change, target: str) -> ModelRow:
     """A model of the `plan` diff."""
     return ModelRow(
         change.repo_id,
-        target_path(location, change.name),
+        target_path(target, change.name),
         change.status,
         change.commit,
         change.files,

@@ -21,7 +21,7 @@ from modal_jobs.model_dir import POINTER_NAME
 
 
 class Store(Protocol):
-    location: str
+    target: str  # the target as summaries name it: a directory, or the mount path inside containers
 
     def top(self) -> dict[str, Kind]:
         """Top-level names (model directories, and whatever else stands there), hidden ones excluded."""
@@ -44,7 +44,7 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.location = str(root)
+        self.target = str(root)
 
     def top(self) -> dict[str, Kind]:
         if not self.root.is_dir():

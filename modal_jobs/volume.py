@@ -102,7 +102,7 @@ class VolumeStore:
         self.volume = volume
         self.spec = spec
         self.environment = environment
-        self.location = spec.mount  # rows name what the inference service sees: <mount>/<model>
+        self.target = spec.mount  # rows name what the inference service sees: <mount>/<model>
         self._exists: bool | None = None
         self._top: dict[str, FileEntry] | None = None
 
