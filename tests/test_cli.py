@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from modal_jobs.cli_parser import build_parser
 from modal_jobs.summary import human_bytes
 from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Cli, Repos, assert_complete, model_dir, rows_by_repo, tree
 
@@ -110,3 +111,16 @@ def test_a_command_line_that_names_its_command_is_left_as_it_is(cli: Cli, repos:
     assert result.returncode == 2
     assert "unrecognized arguments: --clear" in result.stderr
     assert not cli.target.exists()
+
+
+def test_the_older_spellings_of_the_model_list_flags_still_work():
+    """`--catalog` and `--base-catalog` were the flags' first names: workflows in forks still pass them."""
+    parser = build_parser()
+    old = parser.parse_args(["plan", "--catalog", "a.toml", "--base-catalog", "b.toml"])
+    new = parser.parse_args(["plan", "--model-list", "a.toml", "--base-model-list", "b.toml"])
+    assert (
+        (old.model_list, old.base_model_list)
+        == (new.model_list, new.base_model_list)
+        == (Path("a.toml"), Path("b.toml"))
+    )
+    assert parser.parse_args(["path", "Qwen/X", "--catalog", "a.toml"]).model_list == Path("a.toml")
