@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from modal_jobs.disk import write_manifest
-from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME, FileRecord, new_manifest
+from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME, POINTER_NAME, FileRecord, new_manifest
 from modal_jobs.summary import human_bytes
 from tests.conftest import (
     BIG,
@@ -33,6 +33,7 @@ from tests.conftest import (
     Cli,
     Repos,
     assert_complete,
+    assert_not_loadable,
     model_dir,
     mount_tmpfs,
     rows_by_repo,
@@ -359,13 +360,15 @@ def test_verify_stops_mid_hash(cli: Cli, target: Path, sig: int):
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_clear_stops_between_models(cli: Cli, repos: Repos, target: Path, sig: int):
     assert cli("download").returncode == 0
-    first = model_dir(target, SMALL)  # clear goes in name order: 0.6B, 1.7B, Tokenizer
-    many_files(first / "junk", 40_000)
+    # Clear goes in name order (0.6B, 1.7B, Tokenizer) and unlinks a model's pointer before its files, so
+    # 40,000 files behind the first pointer keep it busy on the first model when the signal arrives.
+    many_files(model_dir(target, SMALL) / "junk", 40_000)
+    pointer = target / SMALL.split("/")[1] / POINTER_NAME
 
     process = start(cli, "clear", "--yes")
-    wait_for(process, lambda: not (first / MANIFEST_NAME).exists(), "the first removal")
+    wait_for(process, lambda: not pointer.exists(), "the first removal")
     stop(process, sig)
-    assert not (first / MANIFEST_NAME).exists()
+    assert_not_loadable(target, SMALL)
     for repo_id in (BIG, TOKENIZER):
         assert_complete(target, repo_id, repos.files[repo_id])
 
