@@ -81,6 +81,13 @@ class Hub:
         # No token argument: huggingface_hub reads HF_TOKEN (or a saved login) itself.
         return HfApi(endpoint=self.endpoint)
 
+    @property
+    def has_token(self) -> bool:
+        """Whether requests carry a token (HF_TOKEN or a saved login): a refused repo may only need one."""
+        from huggingface_hub import get_token
+
+        return get_token() is not None
+
     def resolve(self, entry: ModelEntry) -> str:
         """The commit the entry's revision points at now: one request."""
         info = self.call(

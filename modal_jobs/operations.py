@@ -14,7 +14,6 @@ clear:    survey ─► refuse without --yes ─► remove
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -56,8 +55,9 @@ def run(
         if request.operation is Operation.LOCK:
             return update_lock(model_list, hub, request, cancel)
         if request.operation is Operation.PLAN:
-            has_token = bool(os.environ.get("HF_TOKEN"))
-            return plan_changes(entries, model_list, request.base_model_list, backend, hub, cancel, request, has_token)
+            return plan_changes(
+                entries, model_list, request.base_model_list, backend, hub, cancel, request, hub.has_token
+            )
         if backend is None:
             raise UsageError(f"{request.operation} needs a target: pass --local-dir DIR, or set up Modal")
         if request.operation is Operation.DOWNLOAD:

@@ -138,6 +138,17 @@ def test_a_gated_repo_without_a_token_is_not_checked_not_failed(cli: Cli, repos:
     assert row["note"] == "not checked: needs HF_TOKEN"
 
 
+def test_a_gated_repo_refusing_a_saved_login_fails_the_check(cli: Cli, repos: Repos):
+    """A token saved by `hf auth login` is a token: the refusal is the answer, not a missing token."""
+    cli.hub.fail(SMALL, 401, times=None, gated=True)
+    token_file = Path(cli.env["HF_HOME"]) / "token"
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_text("hf_saved_login_token")
+    summary = cli.json("plan", "--local-dir", str(cli.target))
+    assert summary["exit_code"] == 1
+    assert rows_by_repo(summary)[SMALL]["status"] == "failed"
+
+
 def test_given_a_target_the_plan_says_what_is_already_there(cli: Cli, repos: Repos):
     assert cli("download", "--model-size", "0.6B").returncode == 0
     summary = cli.json("plan")
