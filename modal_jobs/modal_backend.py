@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import modal
@@ -48,10 +48,10 @@ POLL_SECONDS = 1.0
 class ContainerJob:
     """One container's work: `apply_one` takes a plan, `verify_one` an entry; both as plain data."""
 
-    label: str  # the repo id, for log lines and failed rows
-    path: str  # <mount>/<model>
+    label: str  # the repo id, for log lines
     payload: dict[str, Any]
-    commit: str | None = None
+    # The model's row if its container ends without one: the numbers a local run would report, status failed.
+    lost: ModelRow
 
 
 # Starts one container per job for "download" or "verify" and returns their rows in job order.
@@ -83,7 +83,7 @@ class ModalBackend:
         rows = {m.name: row_for(m, mount, DONE_STATUS[m.action]) for m in models if m not in work}
         if work:
             log.info("starting %d container(s): %s", len(work), ", ".join(m.repo_id for m in work))
-            jobs = [ContainerJob(m.repo_id, target_path(mount, m.name), m.to_wire(), m.commit) for m in work]
+            jobs = [ContainerJob(m.repo_id, m.to_wire(), row_for(m, mount, Status.FAILED)) for m in work]
             rows.update((m.name, row) for m, row in zip(work, self.start("download", jobs, cancel), strict=True))
         else:
             log.info("no model needs a container; none started")
@@ -94,22 +94,22 @@ class ModalBackend:
         top = self.store.top()
         rows: dict[str, ModelRow] = {}
         work: list[ModelEntry] = []
+        jobs: list[ContainerJob] = []
         for entry in entries:
             kind = top.get(entry.dirname)
             held = self.store.held(entry.dirname, kind) if kind is not None else None
             current = held.current if held is not None and held.repo_id == entry.repo_id else None
+            path = target_path(self.store.target, entry.dirname)
             if current is not None and current.manifest is not None:
+                files, size = len(current.manifest.files), current.manifest.total_bytes
+                lost = ModelRow(entry.repo_id, path, Status.FAILED, current.manifest.commit, files, size)
                 work.append(entry)
+                jobs.append(ContainerJob(entry.repo_id, entry.to_wire(), lost))
                 continue
             files, size = (held.file_count, held.bytes) if held is not None else (0, 0)
-            path = target_path(self.store.target, entry.dirname)
             rows[entry.repo_id] = unverifiable_row(entry.repo_id, path, held is not None, files, size)
         if work:
             log.info("starting %d container(s) to verify: %s", len(work), ", ".join(e.repo_id for e in work))
-            jobs = [
-                ContainerJob(e.repo_id, target_path(self.store.target, e.dirname), e.to_wire(), e.pinned_commit)
-                for e in work
-            ]
             for entry, row in zip(work, self.start("verify", jobs, cancel), strict=True):
                 rows[entry.repo_id] = row
         return [rows[e.repo_id] for e in entries]
@@ -223,7 +223,7 @@ def _row(value: object, job: ContainerJob, seconds: float) -> ModelRow:
         f"container returned {type(value).__name__}, not a row"
     )  # fmt: skip
     log.error("%s: %s", job.label, error)
-    return ModelRow(job.label, job.path, Status.FAILED, job.commit, 0, 0, seconds, error)
+    return replace(job.lost, seconds=seconds, error=error)
 
 
 def hf_secrets(

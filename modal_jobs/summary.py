@@ -76,7 +76,7 @@ STATUSES: dict[Operation, frozenset[Status]] = {
         }
     ),
     Operation.LIST: frozenset({Status.COMPLETE, Status.INCOMPLETE, Status.MISSING, Status.STALE}),
-    Operation.VERIFY: frozenset({Status.OK, Status.DAMAGED}),
+    Operation.VERIFY: frozenset({Status.OK, Status.DAMAGED, Status.FAILED}),  # failed: a container lost
     Operation.CLEAR: frozenset({Status.REMOVED, Status.WOULD_REMOVE}),
     Operation.LOCK: frozenset({Status.ADDED, Status.CHANGED, Status.UNCHANGED, Status.DROPPED, Status.FAILED}),
     Operation.PLAN: frozenset(

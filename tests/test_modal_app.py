@@ -19,7 +19,7 @@ import time
 import tomllib
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -306,8 +306,7 @@ class EntrypointTarget:
     def start(self, operation: str, jobs_: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
         self.started.extend(job.label for job in jobs_)
         return [
-            ModelRow(job.label, job.path, Status.FAILED if job.label in self.failing else Status.DOWNLOADED)
-            for job in jobs_
+            replace(job.lost, status=Status.FAILED if job.label in self.failing else Status.DOWNLOADED) for job in jobs_
         ]
 
 

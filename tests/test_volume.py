@@ -19,6 +19,7 @@ import os
 import shutil
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -142,7 +143,7 @@ def test_an_incomplete_model_is_repaired_in_its_container(twins: Twins, repos: R
     assert_complete(twins.volume_root, SMALL, repos.files[SMALL])
 
 
-def test_a_container_that_crashes_fails_its_model_only(twins: Twins):
+def test_a_container_that_crashes_fails_its_model_only(twins: Twins, repos: Repos):
     twins.containers.crash = {SMALL}
     summary = run(Request(Operation.DOWNLOAD, sizes=("0.6B",)), twins.model_list, twins.backends()[1], twins.hub)
     assert summary.exit_code == 1
@@ -150,6 +151,23 @@ def test_a_container_that_crashes_fails_its_model_only(twins: Twins):
     assert rows[SMALL].status == "failed"
     assert rows[SMALL].error == "container failed: RuntimeError: container exited with code 137"
     assert rows[TOKENIZER].status == "downloaded"
+    # The failed row carries the plan's numbers, as a model failing on a local directory does.
+    size = sum(len(b) for b in repos.files[SMALL].values())
+    assert (rows[SMALL].commit, rows[SMALL].files, rows[SMALL].bytes) == (repos.commits[SMALL], 5, size)
+    assert rows[SMALL].fetch_bytes == size
+
+
+def test_a_verify_container_that_crashes_fails_its_model_with_its_numbers(twins: Twins, repos: Repos):
+    twins.run("download", sizes=("0.6B",))
+    twins.containers.crash = {SMALL}
+    summary = run(Request(Operation.VERIFY, sizes=("0.6B",)), twins.model_list, twins.backends()[1], twins.hub)
+    assert summary.exit_code == 1
+    rows = {row.repo_id: row for row in summary.models}
+    assert rows[SMALL].status == "failed"
+    assert rows[SMALL].error == "container failed: RuntimeError: container exited with code 137"
+    size = sum(len(b) for b in repos.files[SMALL].values())
+    assert (rows[SMALL].commit, rows[SMALL].files, rows[SMALL].bytes) == (repos.commits[SMALL], 5, size)
+    assert rows[TOKENIZER].status == "ok"
 
 
 def test_verify_agrees_and_reports_missing_models_without_a_container(twins: Twins):
@@ -262,7 +280,7 @@ def test_a_missing_volume_holds_nothing_and_only_verify_refuses_it(twins: Twins,
 
     def start(operation: str, jobs_: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
         started.extend(job.label for job in jobs_)
-        return [ModelRow(job.label, job.path, Status.DOWNLOADED) for job in jobs_]
+        return [replace(job.lost, status=Status.DOWNLOADED) for job in jobs_]
 
     backend = ModalBackend(store, start)
     run(Request(Operation.DOWNLOAD), twins.model_list, backend, twins.hub)
@@ -312,7 +330,10 @@ def test_credentials_are_checked_from_modal_config_without_the_network():
 
 
 def container_jobs(*repo_ids: str) -> list[ContainerJob]:
-    return [ContainerJob(repo_id, f"{MOUNT}/{repo_id.split('/')[1]}", {"repo_id": repo_id}) for repo_id in repo_ids]
+    return [
+        ContainerJob(repo_id, {"repo_id": repo_id}, ModelRow(repo_id, f"{MOUNT}/{name}", Status.FAILED))
+        for repo_id, name in ((r, r.split("/")[1]) for r in repo_ids)
+    ]
 
 
 def test_a_container_that_raises_becomes_one_failed_row():
