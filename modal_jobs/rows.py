@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from modal_jobs.decide.changes import Change
 from modal_jobs.decide.facts import HeldModel, HubAnswer
-from modal_jobs.decide.model_plan import Action, ModelPlan
+from modal_jobs.decide.model_plan import Action, ModelPlan, not_writable
 from modal_jobs.decide.run_plan import Orphan
 from modal_jobs.decide.states import listed_current, revisions_note
 from modal_jobs.errors import ModelFailed
@@ -81,7 +81,7 @@ def list_row(
         files,
         size,
         # Offline or refused: the row says what is on the target, and why staleness is unknown.
-        error=unknown_commit(answer),
+        error=not_writable(entry, held) or unknown_commit(answer),
         note=revisions_note(held) if held is not None and current is not None else None,
     )
 

@@ -75,7 +75,7 @@ STATUSES: dict[Operation, frozenset[Status]] = {
             Status.PRUNE,
         }
     ),
-    Operation.LIST: frozenset({Status.COMPLETE, Status.INCOMPLETE, Status.MISSING, Status.STALE}),
+    Operation.LIST: frozenset({Status.COMPLETE, Status.INCOMPLETE, Status.MISSING, Status.STALE, Status.FAILED}),
     Operation.VERIFY: frozenset({Status.OK, Status.DAMAGED, Status.FAILED}),  # failed: a container lost
     Operation.CLEAR: frozenset({Status.REMOVED, Status.WOULD_REMOVE}),
     Operation.LOCK: frozenset({Status.ADDED, Status.CHANGED, Status.UNCHANGED, Status.DROPPED, Status.FAILED}),

@@ -85,6 +85,29 @@ CASES = [
     # (name, answer, target holds, action, fetched, checked, linked, leftovers, what `list` says)
     ("absent", AT_A, None, Action.FETCH, ["config.json", "model.safetensors"], [], [], [], Status.MISSING),
     (
+        "a file at its name",
+        AT_A,
+        HeldModel("Model", Kind.FILE, {"Model": 7}),
+        Action.FAILED,
+        [],
+        [],
+        [],
+        [],
+        Status.FAILED,
+    ),
+    ("a link at its name", AT_A, HeldModel("Model", Kind.SYMLINK, {}), Action.FAILED, [], [], [], [], Status.FAILED),
+    (
+        "another repo's revision",
+        AT_A,
+        held({A: (COMPLETE_FILES, manifest(repo_id="Qwen/Other"))}, current=A, repo_id="Qwen/Other"),
+        Action.FETCH,
+        ["config.json", "model.safetensors"],
+        [],
+        [],
+        [],
+        Status.INCOMPLETE,
+    ),
+    (
         "empty directory",
         AT_A,
         held(),
@@ -233,7 +256,7 @@ def test_each_state_gives_one_action_and_one_list_state(
     assert list(plan.leftovers) == leftovers
     assert plan.fetch_bytes == sum(f.size for f in plan.files if f.path in fetch)
     assert model_state(target, ENTRY, answer.commit) is state
-    if action is not Action.UP_TO_DATE:
+    if action in (Action.FETCH, Action.REPAIR):
         current = target.pointer.revision if target is not None and target.pointer else None
         assert plan.revision != current, "the current revision is never written to"
 

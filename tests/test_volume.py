@@ -251,7 +251,8 @@ def test_a_linked_model_directory_is_not_trusted(twins: Twins, tmp_path: Path):
     twins.change(relink)
     local, volume = twins.run("list", sizes=("0.6B",))
     assert volume == local
-    assert statuses(volume)[SMALL] == "incomplete"
+    assert statuses(volume)[SMALL] == "failed"
+    assert "is a symlink, not a directory" in volume["models"][0]["error"]
     local, volume = twins.run("download", sizes=("0.6B",))
     assert volume == local
     assert "is a symlink" in volume["models"][0]["error"]

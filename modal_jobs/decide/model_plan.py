@@ -121,12 +121,9 @@ def plan_model(entry: ModelEntry, answer: HubAnswer | str, held: HeldModel | Non
         held_bytes=held.bytes if held else 0,
         entry=entry,
     )
-    if held is not None and held.kind is not Kind.DIRECTORY:
-        return replace(
-            base,
-            reason=f"{entry.dirname} is a {held.kind.value}, not a directory; the cache writes only real directories "
-            f"inside the target: move it away",
-        )
+    refusal = not_writable(entry, held)
+    if refusal is not None:
+        return replace(base, reason=refusal)
     if isinstance(answer, str):
         return replace(base, reason=answer)
     revisions = dict(held.revisions) if held else {}
@@ -140,6 +137,16 @@ def plan_model(entry: ModelEntry, answer: HubAnswer | str, held: HeldModel | Non
     ):
         return replace(base, action=Action.UP_TO_DATE, files=answer.files, revision=current.name)
     return _plan_revision(base, entry, answer, revisions, pointer, current)
+
+
+def not_writable(entry: ModelEntry, held: HeldModel | None) -> str | None:
+    """Why the cache must not write at the entry's name, when something other than a real directory stands there."""
+    if held is None or held.kind is Kind.DIRECTORY:
+        return None
+    return (
+        f"{entry.dirname} is a {held.kind.value}, not a directory; the cache writes only real directories "
+        "inside the target: move it away"
+    )
 
 
 def _current(held: HeldModel | None, entry: ModelEntry) -> HeldRevision | None:

@@ -7,6 +7,7 @@ tests/test_plan.py drives both, so `list` and `download` cannot disagree about a
 from __future__ import annotations
 
 from modal_jobs.decide.facts import HeldModel, HeldRevision, HubAnswer, Kind, manifest_matches
+from modal_jobs.decide.model_plan import not_writable
 from modal_jobs.errors import ModelFailed
 from modal_jobs.model_dir import LEGACY
 from modal_jobs.model_list import ModelEntry
@@ -14,12 +15,15 @@ from modal_jobs.summary import Status, human_bytes
 
 
 def model_state(held: HeldModel | None, entry: ModelEntry, commit: str | None) -> Status:
-    """`missing`, `incomplete` (no complete current revision), `stale` (complete at another commit) or `complete`.
+    """`missing`, `incomplete` (no complete current revision), `stale` (complete at another commit), `complete`,
+    or `failed` (something a download refuses to write through stands at its name: `not_writable` says what).
 
     `commit=None`: the commit it should be at is unknown; a complete model is then `complete`.
     """
     if held is None:
         return Status.MISSING
+    if not_writable(entry, held) is not None:
+        return Status.FAILED
     current = held.current if held.kind is Kind.DIRECTORY and held.repo_id == entry.repo_id else None
     if current is None or not current.complete or current.damaged:
         return Status.INCOMPLETE
