@@ -7,11 +7,12 @@ volume. Both apply the same `ModelPlan`s; only how the bytes move differs.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Protocol
 
+from modal_jobs.decide.facts import HeldModel
 from modal_jobs.decide.model_plan import ModelPlan
 from modal_jobs.engine import apply_models
 from modal_jobs.errors import TargetError
@@ -43,7 +44,11 @@ class Backend(Protocol):
         """Carry out the models' plans (no prune: that is `download`'s last step); one row each, in order."""
         ...
 
-    def verify(self, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]: ...
+    def verify(
+        self, entries: Sequence[ModelEntry], held: Mapping[str, HeldModel], cancel: threading.Event
+    ) -> list[ModelRow]:
+        """Re-hash the current revision of each entry that `verifiable` takes from what the target holds."""
+        ...
 
 
 class LocalBackend:
@@ -70,5 +75,7 @@ class LocalBackend:
         done = apply_models(models, self.root, self.hub, cancel)
         return [done.get(m.name) or row_for(m, self.store.target, DONE_STATUS[m.action]) for m in models]
 
-    def verify(self, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
-        return verify_models(entries, self.root, cancel, writable=is_writable(self.root))
+    def verify(
+        self, entries: Sequence[ModelEntry], held: Mapping[str, HeldModel], cancel: threading.Event
+    ) -> list[ModelRow]:
+        return verify_models(entries, self.root, cancel, writable=is_writable(self.root), held=held)

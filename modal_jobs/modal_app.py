@@ -103,8 +103,8 @@ def verify_one(
     volume.reload()  # see what the last download committed, not the state this container started with
     try:
         row = verify_models([model], Path(mount))[0]
-    except Exception as exc:  # one damaged row, never a crash the caller would have to interpret
+    except Exception as exc:  # one failed row (not checked), never a crash the caller would have to interpret
         path = f"{mount.rstrip('/')}/{model.dirname}"
-        row = ModelRow(model.repo_id, path, Status.DAMAGED, error=f"in the container: {type(exc).__name__}: {exc}")
+        row = ModelRow(model.repo_id, path, Status.FAILED, error=f"in the container: {type(exc).__name__}: {exc}")
     volume.commit()
     return dataclasses.asdict(row)

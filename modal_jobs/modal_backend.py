@@ -30,7 +30,9 @@ from typing import Any, Protocol
 import modal
 import modal.exception
 
+from modal_jobs.decide.facts import HeldModel
 from modal_jobs.decide.model_plan import Action, ModelPlan
+from modal_jobs.decide.selection import verifiable
 from modal_jobs.errors import InterruptedRun
 from modal_jobs.model_list import ModelEntry, ModelList
 from modal_jobs.rows import DONE_STATUS, row_for, target_path
@@ -89,25 +91,25 @@ class ModalBackend:
             log.info("no model needs a container; none started")
         return [rows[m.name] for m in models]
 
-    def verify(self, entries: Sequence[ModelEntry], cancel: threading.Event) -> list[ModelRow]:
+    def verify(
+        self, entries: Sequence[ModelEntry], held: Mapping[str, HeldModel], cancel: threading.Event
+    ) -> list[ModelRow]:
         """Hash in containers, one per model with a manifest; what has none is reported from here."""
-        top = self.store.top()
         rows: dict[str, ModelRow] = {}
         work: list[ModelEntry] = []
         jobs: list[ContainerJob] = []
         for entry in entries:
-            kind = top.get(entry.dirname)
-            held = self.store.held(entry.dirname, kind) if kind is not None else None
-            current = held.current if held is not None and held.repo_id == entry.repo_id else None
+            model = held.get(entry.dirname)
+            revision = verifiable(entry, model)
             path = target_path(self.store.target, entry.dirname)
-            if current is not None and current.manifest is not None:
-                files, size = len(current.manifest.files), current.manifest.total_bytes
-                lost = ModelRow(entry.repo_id, path, Status.FAILED, current.manifest.commit, files, size)
+            if revision is not None and revision.manifest is not None:
+                files, size = len(revision.manifest.files), revision.manifest.total_bytes
+                lost = ModelRow(entry.repo_id, path, Status.FAILED, revision.manifest.commit, files, size)
                 work.append(entry)
                 jobs.append(ContainerJob(entry.repo_id, entry.to_wire(), lost))
                 continue
-            files, size = (held.file_count, held.bytes) if held is not None else (0, 0)
-            rows[entry.repo_id] = unverifiable_row(entry.repo_id, path, held is not None, files, size)
+            files, size = (model.file_count, model.bytes) if model is not None else (0, 0)
+            rows[entry.repo_id] = unverifiable_row(entry.repo_id, path, model is not None, files, size)
         if work:
             log.info("starting %d container(s) to verify: %s", len(work), ", ".join(e.repo_id for e in work))
             for entry, row in zip(work, self.start("verify", jobs, cancel), strict=True):

@@ -32,7 +32,7 @@ from modal_jobs.locking import desired_state, locked_answers, require_lock, upda
 from modal_jobs.model_list import ModelEntry, ModelList, select_models
 from modal_jobs.request import LockMode, Request
 from modal_jobs.rows import against_lock, change_row, cleared_row, list_row, orphan_row, target_path
-from modal_jobs.store import Store, survey
+from modal_jobs.store import Store, look_at, survey
 from modal_jobs.summary import ModelRow, Operation, Summary, human_bytes
 from modal_jobs.waits import gather, stop_if, waiting
 
@@ -90,10 +90,12 @@ def verify(
     """Hash what the manifests name; a sound model not at the lock's commit fails too."""
     backend.check_exists()
     with backend.exclusive(request.lock_wait, cancel):
-        present = set(waiting(backend.store.top, cancel))
-        chosen = verify_selection(entries, present, selected=bool(request.sizes or request.repo_ids))
+        top = waiting(backend.store.top, cancel)
+        chosen = verify_selection(entries, set(top), selected=bool(request.sizes or request.repo_ids))
+        kinds = {e.dirname: top[e.dirname] for e in chosen if e.dirname in top}
+        held = waiting(partial(look_at, backend.store, kinds), cancel)
         wanted = desired_state(request, model_list, hub, {}, cancel, write=False, ask=False)
-        rows = [against_lock(row, wanted.get(row.repo_id)) for row in backend.verify(chosen, cancel)]
+        rows = [against_lock(row, wanted.get(row.repo_id)) for row in backend.verify(chosen, held, cancel)]
         return Summary(Operation.VERIFY, backend.store.target, tuple(rows))
 
 

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -36,7 +37,12 @@ class Store(Protocol):
 
 def survey(store: Store) -> dict[str, HeldModel]:
     """What the target holds at every top-level name."""
-    return {name: store.held(name, kind) for name, kind in sorted(store.top().items())}
+    return look_at(store, store.top())
+
+
+def look_at(store: Store, kinds: Mapping[str, Kind]) -> dict[str, HeldModel]:
+    """What the target holds at these top-level names, each of the kind its listing gave."""
+    return {name: store.held(name, kind) for name, kind in sorted(kinds.items())}
 
 
 class LocalStore:

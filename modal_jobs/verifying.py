@@ -17,13 +17,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from modal_jobs.decide.facts import HeldModel, HeldRevision
+from modal_jobs.decide.selection import verifiable
 from modal_jobs.disk import mark_damaged
 from modal_jobs.errors import Cancelled
 from modal_jobs.hashing import check_file
 from modal_jobs.messages import shorten
 from modal_jobs.model_dir import FileRecord, revision_dir
 from modal_jobs.model_list import ModelEntry
-from modal_jobs.store import LocalStore
+from modal_jobs.store import LocalStore, look_at
 from modal_jobs.summary import ModelRow, Status
 
 log = logging.getLogger("modal_jobs")
@@ -41,23 +42,31 @@ def unverifiable_row(repo_id: str, path: str, present: bool, files: int, size: i
 
 
 def verify_models(
-    entries: Sequence[ModelEntry], root: Path, cancel: threading.Event | None = None, *, writable: bool = True
+    entries: Sequence[ModelEntry],
+    root: Path,
+    cancel: threading.Event | None = None,
+    *,
+    writable: bool = True,
+    held: Mapping[str, HeldModel] | None = None,
 ) -> list[ModelRow]:
     """Hash every file of each model's current revision on one pool, so that small and large files share the cores.
 
-    On a read-only target the row of a damaged model says that the damage could not be recorded.
+    `held`: what the target holds by name, when the caller surveyed it already. On a read-only
+    target the row of a damaged model says that the damage could not be recorded.
     """
     stop = cancel or threading.Event()
     started = time.monotonic()
-    store = LocalStore(root)
-    top = store.top()
-    held = {e.repo_id: store.held(e.dirname, top[e.dirname]) for e in entries if e.dirname in top}
-    current = {repo_id: h.current for repo_id, h in held.items() if h.repo_id == repo_id}
+    if held is None:
+        store = LocalStore(root)
+        held = look_at(
+            store, {name: kind for name, kind in store.top().items() if name in {e.dirname for e in entries}}
+        )
+    current = {e.repo_id: verifiable(e, held.get(e.dirname)) for e in entries}
     problems = _hash_files(entries, root, current, stop)
     rows = []
     for entry in entries:
         seconds = time.monotonic() - started
-        model, revision = held.get(entry.repo_id), current.get(entry.repo_id)
+        model, revision = held.get(entry.dirname), current[entry.repo_id]
         rows.append(_verify_row(entry, root, model, revision, problems[entry.repo_id], seconds, writable))
     return rows
 

@@ -617,6 +617,15 @@ def test_modal_round_trips_are_one_lookup_one_root_listing_and_per_model_one_lis
     assert {row.repo_id: row.status for row in summary.models}[SMALL] == "repaired", "the mark was read"
     assert len(volume.calls) == 2 + len(models) + len(small_files), volume.calls
 
+    volume.calls.clear()
+    backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers)
+    summary = run(Request(Operation.VERIFY), twins.model_list, backend, twins.hub)
+    assert {row.status for row in summary.models} == {"ok"}
+    assert volume.calls.count(("listdir", "/")) == 1
+    assert sorted(path for call, path in volume.calls if call == "listdir" and path != "/") == sorted(models.values())
+    # the repair wrote a new revision: one more manifest, and the old one kept with its mark
+    assert len([call for call, _ in volume.calls if call == "read_file"]) == len(small_files) + 1, volume.calls
+
 
 def test_container_log_lines_are_printed_as_they_arrive(caplog: pytest.LogCaptureFixture):
     lines = [

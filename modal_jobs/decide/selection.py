@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from modal_jobs.decide.facts import HeldModel, HeldRevision, Kind
 from modal_jobs.model_list import ALL_SIZES, ModelEntry
 
 
 def verify_selection(entries: Sequence[ModelEntry], present: Collection[str], *, selected: bool) -> list[ModelEntry]:
     """The selected models (a missing one is reported), or, with no selection, the list's models the target holds."""
     return list(entries) if selected else [e for e in entries if e.dirname in present]
+
+
+def verifiable(entry: ModelEntry, held: HeldModel | None) -> HeldRevision | None:
+    """The revision verify hashes: the current one of a real directory, with the cache's manifest for this repo."""
+    if held is None or held.kind is not Kind.DIRECTORY or held.repo_id != entry.repo_id:
+        return None
+    current = held.current
+    return current if current is not None and current.manifest is not None else None
 
 
 def clear_selection(
