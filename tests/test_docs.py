@@ -22,12 +22,13 @@ import pytest
 
 from local_hub.server import LocalHub, hub_env
 from modal_jobs.cli_parser import build_parser, seed_command_line
+from modal_jobs.modal_app import HF_SECRET_NAME
 from tests.conftest import BIG, MODEL_LIST, ROOT, SMALL, TOKENIZER, repo_files
 from tests.test_inference_example import load_example
 from tests.test_workflows import MODEL_CACHE, load_workflow
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+BLOCK = re.compile(r"^ *```(\w*)\n(.*?)^ *```", re.M | re.S)  # a block in a list item is indented
 NOX_SESSIONS = set(re.findall(r"^def (\w+)\(session", (ROOT / "noxfile.py").read_text(), re.M)) | {"list"}
 
 
@@ -88,8 +89,12 @@ def test_every_command_the_docs_show_is_one_the_code_takes(page: str, argv: list
             assert name in inputs, f"{page}: {argv[3]} has no input {name!r}"
             assert "options" not in inputs[name] or value in inputs[name]["options"], f"{page}: {name}={value}"
         return
-    elif argv[0] in ("modal", "gh") or argv[:2] == ["cd", "models"]:
-        return  # Modal's and GitHub's own commands (modal setup, modal secret create): not ours to parse
+    elif argv[:3] == ["modal", "secret", "create"]:
+        assert argv[3] == HF_SECRET_NAME, f"{page}: the app reads the secret {HF_SECRET_NAME!r}, not {argv[3]!r}"
+        assert [pair.split("=")[0] for pair in argv[4:]] == ["HF_TOKEN"], f"{page}: {argv}"
+        return
+    elif argv[:2] in (["modal", "setup"], ["modal", "token"]) or argv[:2] == ["cd", "models"]:
+        return  # Modal's own set-up: not ours to parse
     else:
         raise AssertionError(f"{page}: a command block holds {argv}, which this test does not know how to check")
     try:
