@@ -10,17 +10,14 @@ import select
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from local_hub.faults import Corruption
-
-if TYPE_CHECKING:
-    from local_hub.server import LocalHub
+from local_hub.state import HubState
 
 
 def send_body(
     handler: BaseHTTPRequestHandler,
-    hub: LocalHub,
+    hub: HubState,
     file: Path,
     start: int,
     length: int,
@@ -60,7 +57,7 @@ def send_body(
             handler.close_connection = True
 
 
-def send_stalled(handler: BaseHTTPRequestHandler, hub: LocalHub, file: Path, start: int, count: int) -> None:
+def send_stalled(handler: BaseHTTPRequestHandler, hub: HubState, file: Path, start: int, count: int) -> None:
     """`count` bytes of the body, then silence with the connection open until the client or the hub lets go."""
     with file.open("rb") as f:
         f.seek(start)
@@ -75,7 +72,7 @@ def send_stalled(handler: BaseHTTPRequestHandler, hub: LocalHub, file: Path, sta
     keep_open(handler, hub)
 
 
-def keep_open(handler: BaseHTTPRequestHandler, hub: LocalHub) -> None:
+def keep_open(handler: BaseHTTPRequestHandler, hub: HubState) -> None:
     """Send nothing more, until the client closes its end or the hub stops."""
     while not hub.stopping.is_set():
         ready, _, _ = select.select([handler.connection], [], [], 0.2)

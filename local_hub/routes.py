@@ -20,15 +20,12 @@ import re
 import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from local_hub.bodies import keep_open, send_body, send_stalled
 from local_hub.repos import Blob, tree_entries
+from local_hub.state import HubState
 from local_hub.xet import XetFile, reconstruction
-
-if TYPE_CHECKING:
-    from local_hub.server import LocalHub
 
 _API = re.compile(r"^/api/models/([^/]+/[^/]+)/(revision|tree|xet-read-token)/(.+)$")
 _RESOLVE = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
@@ -41,7 +38,7 @@ XET_TOKEN_SECONDS = 3600
 class HubRequestHandler(BaseHTTPRequestHandler):
     """Answers one connection's requests from `hub`, which the server sets on a subclass."""
 
-    hub: LocalHub
+    hub: HubState
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # small answers would otherwise wait 40 ms for a delayed ACK
 

@@ -1,4 +1,4 @@
-"""The local hub's server: a threaded HTTP server on 127.0.0.1, what it holds, and what it counted.
+"""The local hub's server: a threaded HTTP server on 127.0.0.1, answering from the hub's state (`local_hub.state`).
 
 `LocalHub` is what tests and the benchmark hold: they commit repos to it (`local_hub.repos`),
 inject faults (`local_hub.faults`), switch Xet on (`local_hub.xet`), then point a client at `url`
@@ -7,56 +7,31 @@ inject faults (`local_hub.faults`), switch Xet on (`local_hub.xet`), then point 
 
 from __future__ import annotations
 
-import hashlib
 import os
-import random
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 
-from local_hub.faults import FaultInjection
-from local_hub.repos import Blob, Repo, RepoStore, default_lfs
 from local_hub.routes import HubRequestHandler
-from local_hub.xet import CHUNKS_PER_XORB, XetFile, XetIndex
+from local_hub.state import HubState
+from local_hub.xet import CHUNKS_PER_XORB
 
 
-@dataclass(frozen=True)
-class Request:
-    method: str
-    kind: str
-    repo_id: str
-    path: str
-    status: int  # 0: held, never answered (see LocalHub.hold)
-    offset: int | None = None  # where a file body or reconstruction starts (`Range`), for file transfers
-
-
-class LocalHub(FaultInjection):
-    """A threaded HTTP server on 127.0.0.1; use as a context manager."""
+class LocalHub(HubState):
+    """A threaded HTTP server on 127.0.0.1 answering from its state; use as a context manager."""
 
     def __init__(self, root: Path, *, xet: bool = False, chunks_per_xorb: int = CHUNKS_PER_XORB) -> None:
-        super().__init__()
-        self.root = root
-        self.store = RepoStore(root / "blobs")
-        self.cas = XetIndex(self.store.blobs / "xorbs", everywhere=xet, chunks_per_xorb=chunks_per_xorb)
-        self.xet_token = f"xet-{random.Random(str(root)).getrandbits(64):016x}"
-        self.xorb_signature = hashlib.sha256(self.xet_token.encode()).hexdigest()[:32]
-        self.requests: list[Request] = []
-        self.authorizations: list[str | None] = []
-        self.bytes_sent = 0
-        self.stopping = threading.Event()  # lets go of stalled bodies and held requests
-        self._lock = threading.Lock()
+        super().__init__(root, xet=xet, chunks_per_xorb=chunks_per_xorb)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> LocalHub:
         self.stopping.clear()
         handler = type("Handler", (HubRequestHandler,), {"hub": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
         # shutdown() waits for serve_forever to look up; at the default 0.5 s that is most of a test's teardown.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
         self._thread.start()
@@ -69,113 +44,13 @@ class LocalHub(FaultInjection):
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            self.port = None
 
     def __enter__(self) -> LocalHub:
         return self.start()
 
     def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the hub first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    # -- content ---------------------------------------------------------------------------
-    @property
-    def repos(self) -> dict[str, Repo]:
-        return self.store.repos
-
-    def commit(
-        self,
-        repo_id: str,
-        files: Mapping[str, bytes | Path],
-        *,
-        branch: str = "main",
-        lfs: Callable[[str, int], bool] = default_lfs,
-    ) -> str:
-        """Make a commit holding exactly `files`, move `branch` to it, return its sha."""
-        sha, tree = self.store.stage(repo_id, files, branch, lfs)
-        if self.uses_xet(repo_id):
-            self.cas.index(tree.values())  # before the commit is seen: its LFS files are on the CAS from the start
-        self.store.publish(repo_id, branch, sha, tree)
-        return sha
-
-    def tag(self, repo_id: str, name: str, sha: str) -> None:
-        self.store.tag(repo_id, name, sha)
-
-    # -- Xet -------------------------------------------------------------------------------
-    def enable_xet(self, repo_id: str | None = None) -> None:
-        """Serve LFS files through Xet: every repo's (None), or one repo's, those committed already included."""
-        self.cas.enable(repo_id)
-        for name, repo in self.repos.items():
-            if repo_id in (None, name):
-                for tree in repo.commits.values():
-                    self.cas.index(tree.values())
-
-    def disable_xet(self) -> None:
-        """Back to plain HTTP for every repo; the xorbs stay on disk for the next `enable_xet`."""
-        self.cas.disable()
-
-    def uses_xet(self, repo_id: str) -> bool:
-        return self.cas.uses(repo_id)
-
-    def xet_file(self, blob: Blob) -> XetFile | None:
-        """How the CAS holds a blob, when it is an LFS file of a Xet repo."""
-        return self.cas.file_of(blob)
-
-    # -- accounting ------------------------------------------------------------------------
-    def record(
-        self,
-        method: str,
-        kind: str,
-        repo_id: str,
-        path: str,
-        status: int,
-        offset: int | None,
-        authorization: str | None,
-    ) -> None:
-        with self._lock:
-            self.requests.append(Request(method, kind, repo_id, path, status, offset))
-            self.authorizations.append(authorization)
-
-    def count_sent(self, n: int) -> None:
-        with self._lock:
-            self.bytes_sent += n
-
-    def count(self, *, kind: str | None = None, repo_id: str | None = None, method: str | None = None) -> int:
-        with self._lock:
-            return sum(
-                1
-                for r in self.requests
-                if (kind is None or r.kind == kind)
-                and (repo_id is None or r.repo_id == repo_id)
-                and (method is None or r.method == method)
-            )
-
-    def transfers(self, repo_id: str, path: str) -> int:
-        """How many times a transfer of this file started from its first byte, on either path.
-
-        Plain HTTP: a GET of the file without a `Range` past 0 (a resume does not count). Xet: a
-        reconstruction asked from byte 0 (hf_xet asks once per file, then fetches xorbs).
-        """
-        with self._lock:
-            return sum(
-                1
-                for r in self.requests
-                if r.repo_id == repo_id
-                and r.path == path
-                and r.method == "GET"
-                and r.kind in ("resolve", "reconstruction")
-                and r.status in (200, 206)
-                and not r.offset
-            )
-
-    def reset_counts(self) -> None:
-        with self._lock:
-            self.requests.clear()
-            self.authorizations.clear()
-            self.bytes_sent = 0
 
 
 def hub_env(hub: LocalHub, hf_home: Path) -> dict[str, str]:
