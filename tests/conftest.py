@@ -25,8 +25,8 @@ from modal_jobs.reader import ModelNotReady, model_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The Modal stand-ins' fixtures (`fake_app`), for any test module to ask for.
-pytest_plugins = ["tests.modal_stand_ins"]
+# The Modal stand-ins' fixtures (`fake_app`, `entrypoint`, `modal_stand_in`), for any test module to ask for.
+pytest_plugins = ["tests.modal_stand_ins", "tests.modal_api_stand_in"]
 
 BIG = "Qwen/Qwen3-TTS-12Hz-1.7B-Base"
 SMALL = "Qwen/Qwen3-TTS-12Hz-0.6B-Base"

@@ -15,7 +15,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,10 +24,15 @@ import pytest
 from modal.types import FileEntry, FileEntryType
 
 import modal_jobs.modal_app as jobs
-from modal_jobs.modal_backend import ContainerJob, collect
+import modal_jobs.modal_backend
+from local_hub.server import LocalHub, hub_env
+from modal_jobs.modal_backend import ContainerJob, ModalBackend, collect
 from modal_jobs.model_dir import POINTER_NAME
+from modal_jobs.model_list import ModelList
 from modal_jobs.reader import ModelNotReady, model_path
 from modal_jobs.summary import ModelRow, Status
+from modal_jobs.volume import VolumeStore
+from tests.conftest import ROOT, Repos
 
 MOUNT = "/vol/models"
 
@@ -282,3 +287,43 @@ def fake_app(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(jobs, "apply_one", FakeFunction(log, "apply_one"))
     monkeypatch.setattr(jobs, "verify_one", FakeFunction(log, "verify_one"))
     return log
+
+
+# -- the local entrypoint, with the volume stood in -------------------------------------------
+
+
+@dataclass
+class EntrypointTarget:
+    """What `open_volume_backend` hands the entrypoint: a stand-in volume, and containers that record."""
+
+    root: Path
+    started: list[str]
+    opened_with: list[dict[str, Any]]
+    failing: set[str]
+
+    def open(self, model_list: ModelList, **options: Any) -> ModalBackend:
+        self.opened_with.append(options)
+        return ModalBackend(VolumeStore(DirVolume(self.root), model_list.volume), self.start)
+
+    def start(self, operation: str, jobs_: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
+        self.started.extend(job.label for job in jobs_)
+        return [
+            replace(job.lost, status=Status.FAILED if job.label in self.failing else Status.DOWNLOADED) for job in jobs_
+        ]
+
+
+@pytest.fixture
+def entrypoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub: LocalHub, repos: Repos) -> EntrypointTarget:
+    root = tmp_path / "volume"
+    root.mkdir()
+    target = EntrypointTarget(root, [], [], set())
+    monkeypatch.setattr(modal_jobs.modal_backend, "open_volume_backend", target.open)
+    for key, value in hub_env(hub, tmp_path / "hf-home").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    # The repository's list, in a directory of its own: the download writes models.lock beside it.
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "models.toml").write_text((ROOT / "models.toml").read_text())
+    monkeypatch.chdir(checkout)
+    return target

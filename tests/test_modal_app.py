@@ -14,12 +14,10 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 import zipfile
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +26,9 @@ from modal._utils.async_utils import synchronizer
 
 import modal_jobs.download_models as command_line
 import modal_jobs.modal_app as jobs
-import modal_jobs.modal_backend
 from local_hub.server import LocalHub, hub_env
-from modal_jobs.modal_backend import ContainerJob, ModalBackend
-from modal_jobs.model_list import ModelList
-from modal_jobs.summary import ModelRow, Status
-from modal_jobs.volume import VolumeStore
 from tests.conftest import BIG, MODEL_LIST, ROOT, SMALL, TOKENIZER, Repos, assert_complete
-from tests.modal_stand_ins import DirVolume
+from tests.modal_stand_ins import EntrypointTarget
 
 MODAL = Path(sys.executable).parent / "modal"  # the modal CLI of the environment running the tests
 TOKEN = "hf_" + "d0n0tpr1nt" * 4
@@ -288,43 +281,6 @@ def test_unreachable_modal_is_one_line_on_the_clis_own_10_second_deadline(offlin
 
 
 # -- the local entrypoint, with the volume stood in -----------------------------------------------
-
-
-@dataclass
-class EntrypointTarget:
-    """What `open_volume_backend` hands the entrypoint: a stand-in volume, and containers that record."""
-
-    root: Path
-    started: list[str]
-    opened_with: list[dict[str, Any]]
-    failing: set[str]
-
-    def open(self, model_list: ModelList, **options: Any) -> ModalBackend:
-        self.opened_with.append(options)
-        return ModalBackend(VolumeStore(DirVolume(self.root), model_list.volume), self.start)
-
-    def start(self, operation: str, jobs_: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
-        self.started.extend(job.label for job in jobs_)
-        return [
-            replace(job.lost, status=Status.FAILED if job.label in self.failing else Status.DOWNLOADED) for job in jobs_
-        ]
-
-
-@pytest.fixture
-def entrypoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub: LocalHub, repos: Repos) -> EntrypointTarget:
-    root = tmp_path / "volume"
-    root.mkdir()
-    target = EntrypointTarget(root, [], [], set())
-    monkeypatch.setattr(modal_jobs.modal_backend, "open_volume_backend", target.open)
-    for key, value in hub_env(hub, tmp_path / "hf-home").items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    # The repository's list, in a directory of its own: the download writes models.lock beside it.
-    checkout = tmp_path / "checkout"
-    checkout.mkdir()
-    (checkout / "models.toml").write_text((ROOT / "models.toml").read_text())
-    monkeypatch.chdir(checkout)
-    return target
 
 
 def run_entrypoint(*argv: str) -> tuple[int, str, str]:
