@@ -54,28 +54,28 @@ class Backend(Protocol):
 class LocalBackend:
     """A directory this process writes directly."""
 
-    def __init__(self, root: Path, hub: Hub | None = None) -> None:
-        self.root = root
-        self.store: Store = LocalStore(root)
+    def __init__(self, target: Path, hub: Hub | None = None) -> None:
+        self.target = target
+        self.store: Store = LocalStore(target)
         self.hub = hub or Hub()
 
     def check_writable(self) -> None:
-        require_writable(self.root)
+        require_writable(self.target)
 
     def check_exists(self) -> None:
-        if not self.root.is_dir():
-            raise TargetError(f"{self.root} does not exist; check --local-dir (verify never creates a target)")
+        if not self.target.is_dir():
+            raise TargetError(f"{self.target} does not exist; check --local-dir (verify never creates a target)")
 
     def exclusive(self, wait_seconds: float, cancel: threading.Event) -> AbstractContextManager[None]:
-        if self.root.exists() and not is_writable(self.root):
+        if self.target.exists() and not is_writable(self.target):
             return nullcontext()  # read-only: no writer can be working here through this mount
-        return target_lock(self.root, wait_seconds, cancel)
+        return target_lock(self.target, wait_seconds, cancel)
 
     def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
-        done = apply_models(models, self.root, self.hub, cancel)
+        done = apply_models(models, self.target, self.hub, cancel)
         return [done.get(m.name) or row_for(m, self.store.target, DONE_STATUS[m.action]) for m in models]
 
     def verify(
         self, entries: Sequence[ModelEntry], held: Mapping[str, HeldModel], cancel: threading.Event
     ) -> list[ModelRow]:
-        return verify_models(entries, self.root, cancel, writable=is_writable(self.root), held=held)
+        return verify_models(entries, self.target, cancel, writable=is_writable(self.target), held=held)

@@ -127,8 +127,8 @@ def deadlines_from(args: argparse.Namespace) -> Deadlines:
 def print_path(args: argparse.Namespace) -> int:
     """`path`: the reader's answer on stdout, or its one-line error (exit 1). Reads a few small files, nothing else."""
     try:
-        mount = args.local_dir if args.local_dir is not None else Path(load_model_list(args.model_list).volume.mount)
-        found = model_path(mount, args.model, args.commit, lock=args.lock)
+        target = args.local_dir if args.local_dir is not None else Path(load_model_list(args.model_list).volume.mount)
+        found = model_path(target, args.model, args.commit, lock=args.lock)
     except ModelNotReady as exc:
         log.error("error: %s", exc)
         return 1
@@ -147,16 +147,16 @@ def open_backend(
         from modal_jobs.modal_backend import open_volume_backend
 
         return open_volume_backend(model_list, create=create, app_running=app_running, env=hub.container_env())
-    root = local_dir.expanduser().absolute()
-    if root.exists() and not root.is_dir():
+    target = local_dir.expanduser().absolute()
+    if target.exists() and not target.is_dir():
         raise TargetError(f"--local-dir {local_dir} is not a directory; pass a directory (download creates it)")
     hf_home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface").absolute()
-    if hf_home == root or root in hf_home.parents:
+    if hf_home == target or target in hf_home.parents:
         raise TargetError(
             f"HF_HOME ({hf_home}) is inside --local-dir {local_dir}; keep the downloader's cache out of the target "
             "by setting HF_HOME elsewhere"
         )
-    return LocalBackend(root, hub)
+    return LocalBackend(target, hub)
 
 
 def check_output_paths(*paths: Path | None) -> None:

@@ -49,7 +49,7 @@ MODEL_WORKERS = 3
 STREAM_HASH_MIN_BYTES = 8 << 20
 
 
-def apply_models(plans: Sequence[ModelPlan], root: Path, hub: Hub, cancel: threading.Event) -> dict[str, ModelRow]:
+def apply_models(plans: Sequence[ModelPlan], target: Path, hub: Hub, cancel: threading.Event) -> dict[str, ModelRow]:
     """Carry out the FETCH and REPAIR plans, a few models at a time over one shared pool of file workers.
 
     Raises Cancelled when the run is asked to stop, after dropping the downloader's partial files;
@@ -58,13 +58,13 @@ def apply_models(plans: Sequence[ModelPlan], root: Path, hub: Hub, cancel: threa
     work = [p for p in plans if p.action in (Action.FETCH, Action.REPAIR)]
     if not work:
         return {}
-    root.mkdir(parents=True, exist_ok=True)
-    started, rows = _claim_space(work, root)
+    target.mkdir(parents=True, exist_ok=True)
+    started, rows = _claim_space(work, target)
     if not started:
         return rows
     transfers = ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS, thread_name_prefix=FETCH_THREADS)
     models = ThreadPoolExecutor(max_workers=min(MODEL_WORKERS, len(started)), thread_name_prefix="model")
-    futures = {models.submit(apply_model, p, root, hub, cancel, transfers): p for p in started}
+    futures = {models.submit(apply_model, p, target, hub, cancel, transfers): p for p in started}
     pending = set(futures)
     try:
         while pending:
@@ -76,7 +76,7 @@ def apply_models(plans: Sequence[ModelPlan], root: Path, hub: Hub, cancel: threa
         cancel.set()
         for plan in started:
             if plan.revision is not None:
-                _discard_partial_files(revision_dir(root / plan.name, plan.revision))
+                _discard_partial_files(revision_dir(target / plan.name, plan.revision))
         raise
     finally:
         # On a stop, do not wait for transfers in flight: the process leaves without them.
@@ -85,36 +85,36 @@ def apply_models(plans: Sequence[ModelPlan], root: Path, hub: Hub, cancel: threa
         transfers.shutdown(wait=not stopping, cancel_futures=True)
 
 
-def _claim_space(work: Sequence[ModelPlan], root: Path) -> tuple[list[ModelPlan], dict[str, ModelRow]]:
+def _claim_space(work: Sequence[ModelPlan], target: Path) -> tuple[list[ModelPlan], dict[str, ModelRow]]:
     """The plans that fit on the disk, and a failed row for each that does not.
 
     Space is claimed for every model in plan order before any starts, so that models running side by
     side never count the same free bytes twice.
     """
     rows: dict[str, ModelRow] = {}
-    free = shutil.disk_usage(root).free
+    free = shutil.disk_usage(target).free
     started: list[ModelPlan] = []
     for plan in work:
         if plan.fetch_bytes > free:
             message = (
-                f"not enough free space on {root}: needs {human_bytes(plan.fetch_bytes)}, {human_bytes(free)} free "
+                f"not enough free space on {target}: needs {human_bytes(plan.fetch_bytes)}, {human_bytes(free)} free "
                 "after the models before it; free some space or select fewer models"
             )
             log.error("%s: failed: %s", plan.repo_id, message)
-            rows[plan.name] = row_for(plan, str(root), Status.FAILED, error=message)
+            rows[plan.name] = row_for(plan, str(target), Status.FAILED, error=message)
         else:
             free -= plan.fetch_bytes
             started.append(plan)
     return started, rows
 
 
-def apply_model(plan: ModelPlan, root: Path, hub: Hub, cancel: threading.Event, transfers: Executor) -> ModelRow:
+def apply_model(plan: ModelPlan, target: Path, hub: Hub, cancel: threading.Event, transfers: Executor) -> ModelRow:
     """Write one model's new revision beside the current one, then make it current in one step.
 
     Decides nothing: what to link, fetch, check and drop comes from the plan, the commit included.
     Until the pointer moves, readers see the revision they saw before; after, the new one, complete.
     """
-    model_dir = root / plan.name
+    model_dir = target / plan.name
     started = time.monotonic()
     assert plan.entry is not None and plan.commit is not None and plan.revision is not None, "FETCH and REPAIR only"
     work = revision_dir(model_dir, plan.revision)
@@ -134,12 +134,12 @@ def apply_model(plan: ModelPlan, root: Path, hub: Hub, cancel: threading.Event, 
         fetch_and_verify(plan, work, hub, cancel, transfers)
         _stop_if(cancel)
         _make_current(plan, model_dir, work)
-        return row_for(plan, str(root), DONE_STATUS[plan.action], time.monotonic() - started)
+        return row_for(plan, str(target), DONE_STATUS[plan.action], time.monotonic() - started)
     except (ModelFailed, OSError) as exc:
         message = str(exc) if isinstance(exc, ModelFailed) else f"{type(exc).__name__}: {exc}"
         log.error("%s: failed: %s", plan.repo_id, message)
         _discard_partial_files(work)
-        return row_for(plan, str(root), Status.FAILED, time.monotonic() - started, message)
+        return row_for(plan, str(target), Status.FAILED, time.monotonic() - started, message)
     except Cancelled:
         _discard_partial_files(work)
         raise

@@ -80,12 +80,12 @@ class ModalBackend:
         return nullcontext()
 
     def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
-        mount = self.store.target
+        target = self.store.target
         work = [m for m in models if m.action in (Action.FETCH, Action.REPAIR)]
-        rows = {m.name: row_for(m, mount, DONE_STATUS[m.action]) for m in models if m not in work}
+        rows = {m.name: row_for(m, target, DONE_STATUS[m.action]) for m in models if m not in work}
         if work:
             log.info("starting %d container(s): %s", len(work), ", ".join(m.repo_id for m in work))
-            jobs = [ContainerJob(m.repo_id, m.to_wire(), row_for(m, mount, Status.FAILED)) for m in work]
+            jobs = [ContainerJob(m.repo_id, m.to_wire(), row_for(m, target, Status.FAILED)) for m in work]
             rows.update((m.name, row) for m, row in zip(work, self.start("download", jobs, cancel), strict=True))
         else:
             log.info("no model needs a container; none started")

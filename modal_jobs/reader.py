@@ -15,7 +15,7 @@ Every problem is one `ModelNotReady` whose message names the model, what is wron
 The layout it reads (written by `python -m modal_jobs download`, see `modal_jobs.model_dir`):
 
 ```
-<mount>/<last part of repo_id>/
+<target>/<last part of repo_id>/
 ├── .current.json                 {"format": 1, "repo_id": …, "revision": "<dir>", "commit": …, "previous": …}
 └── .revisions/<dir>/             one complete, immutable revision
     ├── .model-cache.json         its manifest: every file with size and hash, written last
@@ -23,7 +23,7 @@ The layout it reads (written by `python -m modal_jobs download`, see `modal_jobs
 ```
 
 A directory written before revisions existed (files and `.model-cache.json` directly in
-`<mount>/<name>/`, no `.current.json`) is read as it is, until the next download adopts it.
+`<target>/<name>/`, no `.current.json`) is read as it is, until the next download adopts it.
 """
 
 from __future__ import annotations
@@ -43,22 +43,25 @@ COMMAND = "python -m modal_jobs download"
 
 
 class ModelNotReady(Exception):
-    """The model cannot be loaded from this mount: absent, incomplete, or at another commit than asked."""
+    """The model cannot be loaded from this target: absent, incomplete, or at another commit than asked."""
 
 
 def model_path(
-    mount: str | os.PathLike[str],
+    target: str | os.PathLike[str],
     repo_id: str,
     commit: str | None = None,
     *,
     lock: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """The directory to load `repo_id` from, complete and (when `commit` or `lock` says) at that commit."""
+    """The directory to load `repo_id` from, complete and (when `commit` or `lock` says) at that commit.
+
+    `target`: where the cache keeps models, such as the volume's mount (`/vol/models`) or a `--local-dir`.
+    """
     if commit is None and lock is not None:
         commit = locked_commit(lock, repo_id)
-    model_dir = Path(mount) / repo_id.rsplit("/", 1)[-1]
+    model_dir = Path(target) / repo_id.rsplit("/", 1)[-1]
     if not model_dir.is_dir():
-        raise ModelNotReady(f"{repo_id}: absent from {mount} (no {model_dir.name}/); run `{COMMAND}` to cache it")
+        raise ModelNotReady(f"{repo_id}: absent from {target} (no {model_dir.name}/); run `{COMMAND}` to cache it")
     pointer = _read_json(model_dir / POINTER_NAME)
     if pointer is None:
         found = model_dir  # the layout before revisions: the manifest sits beside the files
@@ -78,7 +81,7 @@ def model_path(
     have = str(manifest.get("commit"))
     if commit is not None and have != commit:
         raise ModelNotReady(
-            f"{repo_id}: {mount} holds commit {have[:12]}, not {commit[:12]} as asked; "
+            f"{repo_id}: {target} holds commit {have[:12]}, not {commit[:12]} as asked; "
             f"run `{COMMAND}` with the lock that names {commit[:12]}, or ask for {have[:12]}"
         )
     for record in manifest.get("files", []):

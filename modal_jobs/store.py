@@ -48,15 +48,15 @@ def look_at(store: Store, kinds: Mapping[str, Kind]) -> dict[str, HeldModel]:
 class LocalStore:
     """A directory on this machine (or a volume mounted in this container)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.target = str(root)
+    def __init__(self, target: Path) -> None:
+        self.path = target
+        self.target = str(target)
 
     def top(self) -> dict[str, Kind]:
-        if not self.root.is_dir():
+        if not self.path.is_dir():
             return {}
         found = {}
-        for entry in os.scandir(self.root):
+        for entry in os.scandir(self.path):
             if entry.name.startswith("."):
                 continue
             mode = entry.stat(follow_symlinks=False).st_mode
@@ -66,7 +66,7 @@ class LocalStore:
         return found
 
     def held(self, name: str, kind: Kind) -> HeldModel:
-        path = self.root / name
+        path = self.path / name
         if kind is not Kind.DIRECTORY:
             size = path.lstat().st_size if kind is Kind.FILE else 0
             return HeldModel(name, kind, {name: size})
@@ -79,7 +79,7 @@ class LocalStore:
         return HeldModel(name, kind, files, texts)
 
     def remove(self, name: str) -> None:
-        path = self.root / name
+        path = self.path / name
         if path.is_dir() and not path.is_symlink():
             # An interrupted clear must leave a model that says it is incomplete, never half of one that says otherwise.
             (path / POINTER_NAME).unlink(missing_ok=True)
@@ -87,18 +87,18 @@ class LocalStore:
         disk.remove_tree(path)
 
 
-def require_writable(root: Path) -> None:
+def require_writable(target: Path) -> None:
     """Refuse, before anything changes, a target this process cannot write (a read-only mount, say)."""
-    existing = root
+    existing = target
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not os.access(existing, os.W_OK):
         why = "is on a read-only filesystem" if _read_only_fs(existing) else "is not writable by this user"
-        raise TargetError(f"{root} {why}; download and clear need a writable target (list and verify work read-only)")
+        raise TargetError(f"{target} {why}; download and clear need a writable target (list and verify work read-only)")
 
 
-def is_writable(root: Path) -> bool:
-    return root.is_dir() and os.access(root, os.W_OK)
+def is_writable(target: Path) -> bool:
+    return target.is_dir() and os.access(target, os.W_OK)
 
 
 def _read_only_fs(path: Path) -> bool:

@@ -22,11 +22,11 @@ log = logging.getLogger("modal_jobs")
 
 
 @contextmanager
-def target_lock(root: Path, wait_seconds: float, cancel: threading.Event | None = None) -> Iterator[None]:
+def target_lock(target: Path, wait_seconds: float, cancel: threading.Event | None = None) -> Iterator[None]:
     """Hold the target's lock; wait up to `wait_seconds` for another run (or a stop request), then refuse."""
     stop = cancel or threading.Event()
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    target.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         deadline = time.monotonic() + wait_seconds
         announced = False
@@ -38,11 +38,11 @@ def target_lock(root: Path, wait_seconds: float, cancel: threading.Event | None 
                 holder = _holder(fd)
                 if time.monotonic() >= deadline:
                     raise TargetError(
-                        f"another run ({holder}) is working on {root}; wait for it to finish, "
+                        f"another run ({holder}) is working on {target}; wait for it to finish, "
                         "or pass a longer --lock-wait"
                     ) from None
                 if not announced:
-                    log.warning("another run (%s) is working on %s; waiting up to %.0fs", holder, root, wait_seconds)
+                    log.warning("another run (%s) is working on %s; waiting up to %.0fs", holder, target, wait_seconds)
                     announced = True
                 if stop.wait(0.2):
                     raise InterruptedRun("interrupted while waiting for another run; nothing was changed") from None

@@ -43,7 +43,7 @@ def unverifiable_row(repo_id: str, path: str, present: bool, files: int, size: i
 
 def verify_models(
     entries: Sequence[ModelEntry],
-    root: Path,
+    target: Path,
     cancel: threading.Event | None = None,
     *,
     writable: bool = True,
@@ -57,22 +57,22 @@ def verify_models(
     stop = cancel or threading.Event()
     started = time.monotonic()
     if held is None:
-        store = LocalStore(root)
+        store = LocalStore(target)
         held = look_at(
             store, {name: kind for name, kind in store.top().items() if name in {e.dirname for e in entries}}
         )
     current = {e.repo_id: verifiable(e, held.get(e.dirname)) for e in entries}
-    problems = _hash_files(entries, root, current, stop)
+    problems = _hash_files(entries, target, current, stop)
     rows = []
     for entry in entries:
         seconds = time.monotonic() - started
         model, revision = held.get(entry.dirname), current[entry.repo_id]
-        rows.append(_verify_row(entry, root, model, revision, problems[entry.repo_id], seconds, writable))
+        rows.append(_verify_row(entry, target, model, revision, problems[entry.repo_id], seconds, writable))
     return rows
 
 
 def _hash_files(
-    entries: Sequence[ModelEntry], root: Path, current: Mapping[str, HeldRevision | None], stop: threading.Event
+    entries: Sequence[ModelEntry], target: Path, current: Mapping[str, HeldRevision | None], stop: threading.Event
 ) -> Problems:
     """Check every file the current revisions' manifests list, all models on one pool."""
     jobs = [
@@ -88,7 +88,7 @@ def _hash_files(
             raise Cancelled
         revision = current[job[0].repo_id]
         assert revision is not None
-        return check_file(revision_dir(root / job[0].dirname, revision.name), job[1])
+        return check_file(revision_dir(target / job[0].dirname, revision.name), job[1])
 
     pool = ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="hash")
     try:
@@ -109,7 +109,7 @@ def _hash_files(
 
 def _verify_row(
     entry: ModelEntry,
-    root: Path,
+    target: Path,
     model: HeldModel | None,
     revision: HeldRevision | None,
     bad: Sequence[tuple[str, str]],
@@ -117,7 +117,7 @@ def _verify_row(
     writable: bool,
 ) -> ModelRow:
     """One model's verify row; damage found is marked beside its revision when the target can be written."""
-    path = str(root / entry.dirname)
+    path = str(target / entry.dirname)
     if model is None or revision is None or revision.manifest is None:
         files, size = (model.file_count, model.bytes) if model is not None else (0, 0)
         return unverifiable_row(entry.repo_id, path, model is not None, files, size, seconds)
@@ -128,7 +128,7 @@ def _verify_row(
     described = [f"{rel} ({problem})" for rel, problem in bad]
     error = f"{len(bad)} damaged file(s): {shorten(described)}; run download to repair"
     if writable:
-        mark_damaged(revision_dir(root / entry.dirname, revision.name), [rel for rel, _ in bad])
+        mark_damaged(revision_dir(target / entry.dirname, revision.name), [rel for rel, _ in bad])
         log.error("%s: %d damaged file(s): %s", entry.repo_id, len(bad), ", ".join(described))
     else:
         unmarked = f"the target is read-only: could not mark {entry.dirname} for repair"

@@ -1,4 +1,4 @@
-"""Waiting for the Hub or the volume while the run can still be stopped.
+"""Waiting for the Hub or the target while the run can still be stopped.
 
 Every request that gathers facts goes through `gather` or `waiting`: the calling thread only waits,
 looking at `cancel` every `POLL_SECONDS`, so a stop never waits on a request the Hub holds open.
