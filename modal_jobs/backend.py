@@ -18,7 +18,7 @@ from modal_jobs.engine import apply_models
 from modal_jobs.errors import TargetError
 from modal_jobs.hub import Hub
 from modal_jobs.model_list import ModelEntry
-from modal_jobs.rows import DONE_STATUS, row_for
+from modal_jobs.rows import applied_row
 from modal_jobs.store import LocalStore, Store, is_writable, require_writable
 from modal_jobs.summary import ModelRow
 from modal_jobs.target_lock import target_lock
@@ -72,8 +72,8 @@ class LocalBackend:
         return target_lock(self.target, wait_seconds, cancel)
 
     def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
-        done = apply_models(models, self.target, self.hub, cancel)
-        return [done.get(m.name) or row_for(m, self.store.target, DONE_STATUS[m.action]) for m in models]
+        outcomes = apply_models(models, self.target, self.hub, cancel)
+        return [applied_row(m, self.store.target, outcomes.get(m.name)) for m in models]
 
     def verify(
         self, entries: Sequence[ModelEntry], held: Mapping[str, HeldModel], cancel: threading.Event

@@ -34,9 +34,9 @@ from modal_jobs.hashing import StreamingHash, check_file
 from modal_jobs.hub import Hub
 from modal_jobs.messages import shorten
 from modal_jobs.model_dir import FileRecord, Pointer, new_manifest, revision_dir
+from modal_jobs.outcome import Outcome
 from modal_jobs.progress import ByteCallback, ModelProgress
-from modal_jobs.rows import DONE_STATUS, row_for
-from modal_jobs.summary import ModelRow, Status, human_bytes
+from modal_jobs.summary import human_bytes
 
 log = logging.getLogger("modal_jobs")
 
@@ -49,8 +49,10 @@ MODEL_WORKERS = 3
 STREAM_HASH_MIN_BYTES = 8 << 20
 
 
-def apply_models(plans: Sequence[ModelPlan], target: Path, hub: Hub, cancel: threading.Event) -> dict[str, ModelRow]:
+def apply_models(plans: Sequence[ModelPlan], target: Path, hub: Hub, cancel: threading.Event) -> dict[str, Outcome]:
     """Carry out the FETCH and REPAIR plans, a few models at a time over one shared pool of file workers.
+
+    Returns each one's outcome by model name (the other plans have nothing to carry out).
 
     Raises Cancelled when the run is asked to stop, after dropping the downloader's partial files;
     nothing that was not complete was marked so.
@@ -59,9 +61,9 @@ def apply_models(plans: Sequence[ModelPlan], target: Path, hub: Hub, cancel: thr
     if not work:
         return {}
     target.mkdir(parents=True, exist_ok=True)
-    started, rows = _claim_space(work, target)
+    started, outcomes = _claim_space(work, target)
     if not started:
-        return rows
+        return outcomes
     transfers = ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS, thread_name_prefix=FETCH_THREADS)
     models = ThreadPoolExecutor(max_workers=min(MODEL_WORKERS, len(started)), thread_name_prefix="model")
     futures = {models.submit(apply_model, p, target, hub, cancel, transfers): p for p in started}
@@ -70,8 +72,8 @@ def apply_models(plans: Sequence[ModelPlan], target: Path, hub: Hub, cancel: thr
         while pending:
             _done, pending = wait(pending, timeout=0.2)
             _stop_if(cancel)
-        rows.update((futures[f].name, f.result()) for f in futures)
-        return rows
+        outcomes.update((futures[f].name, f.result()) for f in futures)
+        return outcomes
     except Cancelled:
         cancel.set()
         for plan in started:
@@ -85,13 +87,13 @@ def apply_models(plans: Sequence[ModelPlan], target: Path, hub: Hub, cancel: thr
         transfers.shutdown(wait=not stopping, cancel_futures=True)
 
 
-def _claim_space(work: Sequence[ModelPlan], target: Path) -> tuple[list[ModelPlan], dict[str, ModelRow]]:
-    """The plans that fit on the disk, and a failed row for each that does not.
+def _claim_space(work: Sequence[ModelPlan], target: Path) -> tuple[list[ModelPlan], dict[str, Outcome]]:
+    """The plans that fit on the disk, and a failed outcome for each that does not.
 
     Space is claimed for every model in plan order before any starts, so that models running side by
     side never count the same free bytes twice.
     """
-    rows: dict[str, ModelRow] = {}
+    outcomes: dict[str, Outcome] = {}
     free = shutil.disk_usage(target).free
     started: list[ModelPlan] = []
     for plan in work:
@@ -101,14 +103,14 @@ def _claim_space(work: Sequence[ModelPlan], target: Path) -> tuple[list[ModelPla
                 "after the models before it; free some space or select fewer models"
             )
             log.error("%s: failed: %s", plan.repo_id, message)
-            rows[plan.name] = row_for(plan, str(target), Status.FAILED, error=message)
+            outcomes[plan.name] = Outcome(error=message)
         else:
             free -= plan.fetch_bytes
             started.append(plan)
-    return started, rows
+    return started, outcomes
 
 
-def apply_model(plan: ModelPlan, target: Path, hub: Hub, cancel: threading.Event, transfers: Executor) -> ModelRow:
+def apply_model(plan: ModelPlan, target: Path, hub: Hub, cancel: threading.Event, transfers: Executor) -> Outcome:
     """Write one model's new revision beside the current one, then make it current in one step.
 
     Decides nothing: what to link, fetch, check and drop comes from the plan, the commit included.
@@ -134,12 +136,12 @@ def apply_model(plan: ModelPlan, target: Path, hub: Hub, cancel: threading.Event
         fetch_and_verify(plan, work, hub, cancel, transfers)
         _stop_if(cancel)
         _make_current(plan, model_dir, work)
-        return row_for(plan, str(target), DONE_STATUS[plan.action], time.monotonic() - started)
+        return Outcome(seconds=time.monotonic() - started)
     except (ModelFailed, OSError) as exc:
         message = str(exc) if isinstance(exc, ModelFailed) else f"{type(exc).__name__}: {exc}"
         log.error("%s: failed: %s", plan.repo_id, message)
         _discard_partial_files(work)
-        return row_for(plan, str(target), Status.FAILED, time.monotonic() - started, message)
+        return Outcome(message, time.monotonic() - started)
     except Cancelled:
         _discard_partial_files(work)
         raise

@@ -72,17 +72,18 @@ def apply_one(
     from modal_jobs.engine import apply_models
     from modal_jobs.hub import Hub
     from modal_jobs.logs import forward_logs
-    from modal_jobs.rows import row_for
-    from modal_jobs.summary import Status
+    from modal_jobs.outcome import Outcome
+    from modal_jobs.rows import applied_row
 
     model = ModelPlan.from_wire(plan)
     forward_logs(events)
     hub = Hub(deadlines=Deadlines.from_env())  # the caller's endpoint and limits, passed as environment
     set_up_huggingface_hub(hub.deadlines)
     try:
-        row = apply_models([model], Path(mount), hub, threading.Event())[model.name]
+        outcome = apply_models([model], Path(mount), hub, threading.Event())[model.name]
     except Exception as exc:  # one failed row, never a crash the caller would have to interpret
-        row = row_for(model, mount, Status.FAILED, error=f"in the container: {type(exc).__name__}: {exc}")
+        outcome = Outcome(error=f"in the container: {type(exc).__name__}: {exc}")
+    row = applied_row(model, mount, outcome)
     # Now, explicitly: the caller reads the pointer right after; every file is closed by here.
     volume.commit()
     return dataclasses.asdict(row)
@@ -95,7 +96,7 @@ def verify_one(
     """Re-hash one model's current revision; damage is marked beside it, and the next download repairs it."""
     from modal_jobs.logs import forward_logs
     from modal_jobs.model_list import ModelEntry
-    from modal_jobs.summary import ModelRow, Status
+    from modal_jobs.rows import target_path, unchecked_row
     from modal_jobs.verifying import verify_models
 
     model = ModelEntry.from_wire(entry)
@@ -104,7 +105,8 @@ def verify_one(
     try:
         row = verify_models([model], Path(mount))[0]
     except Exception as exc:  # one failed row (not checked), never a crash the caller would have to interpret
-        path = f"{mount.rstrip('/')}/{model.dirname}"
-        row = ModelRow(model.repo_id, path, Status.FAILED, error=f"in the container: {type(exc).__name__}: {exc}")
+        row = unchecked_row(
+            model.repo_id, target_path(mount, model.dirname), None, f"in the container: {type(exc).__name__}: {exc}"
+        )
     volume.commit()
     return dataclasses.asdict(row)

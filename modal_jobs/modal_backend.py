@@ -35,15 +35,16 @@ from modal_jobs.decide.model_plan import Action, ModelPlan
 from modal_jobs.decide.selection import verifiable
 from modal_jobs.errors import InterruptedRun
 from modal_jobs.model_list import ModelEntry, ModelList
-from modal_jobs.rows import DONE_STATUS, row_for, target_path
+from modal_jobs.outcome import Outcome
+from modal_jobs.rows import applied_row, target_path, unchecked_row, unverifiable_row
 from modal_jobs.store import Store
 from modal_jobs.summary import ModelRow, Status
-from modal_jobs.verifying import unverifiable_row
 from modal_jobs.volume import VolumeStore, environment_name, modal_errors, require_credentials
 
 log = logging.getLogger("modal_jobs")
 
 POLL_SECONDS = 1.0
+LOST = Outcome(error="the container ended without an answer")  # the error is replaced by what collect saw
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,10 @@ class ModalBackend:
     def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
         target = self.store.target
         work = [m for m in models if m.action in (Action.FETCH, Action.REPAIR)]
-        rows = {m.name: row_for(m, target, DONE_STATUS[m.action]) for m in models if m not in work}
+        rows = {m.name: applied_row(m, target, None) for m in models if m not in work}
         if work:
             log.info("starting %d container(s): %s", len(work), ", ".join(m.repo_id for m in work))
-            jobs = [ContainerJob(m.repo_id, m.to_wire(), row_for(m, target, Status.FAILED)) for m in work]
+            jobs = [ContainerJob(m.repo_id, m.to_wire(), applied_row(m, target, LOST)) for m in work]
             rows.update((m.name, row) for m, row in zip(work, self.start("download", jobs, cancel), strict=True))
         else:
             log.info("no model needs a container; none started")
@@ -103,13 +104,11 @@ class ModalBackend:
             revision = verifiable(entry, model)
             path = target_path(self.store.target, entry.dirname)
             if revision is not None and revision.manifest is not None:
-                files, size = len(revision.manifest.files), revision.manifest.total_bytes
-                lost = ModelRow(entry.repo_id, path, Status.FAILED, revision.manifest.commit, files, size)
+                lost = unchecked_row(entry.repo_id, path, revision.manifest, str(LOST.error))
                 work.append(entry)
                 jobs.append(ContainerJob(entry.repo_id, entry.to_wire(), lost))
                 continue
-            files, size = (model.file_count, model.bytes) if model is not None else (0, 0)
-            rows[entry.repo_id] = unverifiable_row(entry.repo_id, path, model is not None, files, size)
+            rows[entry.repo_id] = unverifiable_row(entry.repo_id, path, model)
         if work:
             log.info("starting %d container(s) to verify: %s", len(work), ", ".join(e.repo_id for e in work))
             for entry, row in zip(work, self.start("verify", jobs, cancel), strict=True):

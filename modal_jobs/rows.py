@@ -6,6 +6,7 @@ A plan's row says the action (`fetch`); the same model's row after the run says 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from modal_jobs.decide.changes import Change
@@ -14,8 +15,11 @@ from modal_jobs.decide.model_plan import Action, ModelPlan, not_writable
 from modal_jobs.decide.run_plan import Orphan
 from modal_jobs.decide.states import listed_current, revisions_note
 from modal_jobs.errors import ModelFailed
+from modal_jobs.messages import shorten
+from modal_jobs.model_dir import Manifest
 from modal_jobs.model_list import ModelEntry
 from modal_jobs.models_lock import LockedModel
+from modal_jobs.outcome import Outcome
 from modal_jobs.summary import ModelRow, OrphanRow, Status
 
 PLANNED_STATUS = {
@@ -54,6 +58,47 @@ def row_for(plan: ModelPlan, target: str, status: Status, seconds: float = 0.0, 
         fetch_bytes=plan.fetch_bytes,
         note=None if plan.action is Action.FAILED else plan.reason,
     )
+
+
+def applied_row(plan: ModelPlan, target: str, outcome: Outcome | None) -> ModelRow:
+    """A model's row after the run: its plan carried out (or failed), or, without an outcome, nothing to carry out."""
+    if outcome is None:
+        return row_for(plan, target, DONE_STATUS[plan.action])
+    status = Status.FAILED if outcome.failed else DONE_STATUS[plan.action]
+    return row_for(plan, target, status, outcome.seconds, outcome.error)
+
+
+def unverifiable_row(repo_id: str, path: str, held: HeldModel | None, seconds: float = 0.0) -> ModelRow:
+    """The verify row of a model with nothing to check against: absent, or without the cache's manifest."""
+    state = "incomplete (no manifest)" if held is not None else "missing"
+    files, size = (held.file_count, held.bytes) if held is not None else (0, 0)
+    return ModelRow(repo_id, path, Status.DAMAGED, None, files, size, seconds, f"{state}: run download to fetch it")
+
+
+def verified_row(
+    repo_id: str,
+    path: str,
+    manifest: Manifest,
+    bad: Sequence[tuple[str, str]],
+    seconds: float,
+    unmarked: str | None = None,
+) -> ModelRow:
+    """A verified model: `ok`, or `damaged` naming each bad file and why (and that it could not be marked)."""
+    row = ModelRow(repo_id, path, Status.OK, manifest.commit, len(manifest.files), manifest.total_bytes, seconds)
+    if not bad:
+        return row
+    error = (
+        f"{len(bad)} damaged file(s): {shorten([f'{rel} ({problem})' for rel, problem in bad])}; run download to repair"
+    )
+    return replace(row, status=Status.DAMAGED, error=error if unmarked is None else f"{error} ({unmarked})")
+
+
+def unchecked_row(repo_id: str, path: str, manifest: Manifest | None, error: str) -> ModelRow:
+    """A model verify could not check: its container failed. It fails the run, and says nothing of the files."""
+    if manifest is None:
+        return ModelRow(repo_id, path, Status.FAILED, error=error)
+    files, size = len(manifest.files), manifest.total_bytes
+    return ModelRow(repo_id, path, Status.FAILED, manifest.commit, files, size, error=error)
 
 
 def orphan_row(orphan: Orphan, target: str) -> OrphanRow:

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import replace
 from pathlib import Path
 
 from modal_jobs.decide.facts import HeldModel, HeldRevision
@@ -21,11 +20,11 @@ from modal_jobs.decide.selection import verifiable
 from modal_jobs.disk import mark_damaged
 from modal_jobs.errors import Cancelled
 from modal_jobs.hashing import check_file
-from modal_jobs.messages import shorten
 from modal_jobs.model_dir import FileRecord, revision_dir
 from modal_jobs.model_list import ModelEntry
+from modal_jobs.rows import unverifiable_row, verified_row
 from modal_jobs.store import LocalStore, look_at
-from modal_jobs.summary import ModelRow, Status
+from modal_jobs.summary import ModelRow
 
 log = logging.getLogger("modal_jobs")
 
@@ -33,12 +32,6 @@ HASH_WORKERS = max(2, os.cpu_count() or 2)
 
 # What each file of a model was found to be, by repo id: (path, problem) for every file that is not as recorded.
 Problems = dict[str, list[tuple[str, str]]]
-
-
-def unverifiable_row(repo_id: str, path: str, present: bool, files: int, size: int, seconds: float = 0.0) -> ModelRow:
-    """The verify row of a model with nothing to check against: absent, or without the cache's manifest."""
-    state = "incomplete (no manifest)" if present else "missing"
-    return ModelRow(repo_id, path, Status.DAMAGED, None, files, size, seconds, f"{state}: run download to fetch it")
 
 
 def verify_models(
@@ -118,20 +111,14 @@ def _verify_row(
 ) -> ModelRow:
     """One model's verify row; damage found is marked beside its revision when the target can be written."""
     path = str(target / entry.dirname)
-    if model is None or revision is None or revision.manifest is None:
-        files, size = (model.file_count, model.bytes) if model is not None else (0, 0)
-        return unverifiable_row(entry.repo_id, path, model is not None, files, size, seconds)
-    manifest = revision.manifest
-    row = ModelRow(entry.repo_id, path, Status.OK, manifest.commit, len(manifest.files), manifest.total_bytes, seconds)
-    if not bad:
-        return row
-    described = [f"{rel} ({problem})" for rel, problem in bad]
-    error = f"{len(bad)} damaged file(s): {shorten(described)}; run download to repair"
-    if writable:
+    if revision is None or revision.manifest is None:
+        return unverifiable_row(entry.repo_id, path, model, seconds)
+    unmarked = None
+    if bad and writable:
         mark_damaged(revision_dir(target / entry.dirname, revision.name), [rel for rel, _ in bad])
-        log.error("%s: %d damaged file(s): %s", entry.repo_id, len(bad), ", ".join(described))
-    else:
+    elif bad:
         unmarked = f"the target is read-only: could not mark {entry.dirname} for repair"
-        error += f" ({unmarked})"
-        log.error("%s: %d damaged file(s): %s; %s", entry.repo_id, len(bad), ", ".join(described), unmarked)
-    return replace(row, status=Status.DAMAGED, error=error)
+    row = verified_row(entry.repo_id, path, revision.manifest, bad, seconds, unmarked)
+    if row.error is not None:
+        log.error("%s: %s", entry.repo_id, row.error)
+    return row

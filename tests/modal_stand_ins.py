@@ -308,7 +308,8 @@ class EntrypointTarget:
     def start(self, operation: str, jobs_: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
         self.started.extend(job.label for job in jobs_)
         return [
-            replace(job.lost, status=Status.FAILED if job.label in self.failing else Status.DOWNLOADED) for job in jobs_
+            job.lost if job.label in self.failing else replace(job.lost, status=Status.DOWNLOADED, error=None)
+            for job in jobs_
         ]
 
 

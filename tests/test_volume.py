@@ -281,7 +281,7 @@ def test_a_missing_volume_holds_nothing_and_only_verify_refuses_it(twins: Twins,
 
     def start(operation: str, jobs_: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
         started.extend(job.label for job in jobs_)
-        return [replace(job.lost, status=Status.DOWNLOADED) for job in jobs_]
+        return [replace(job.lost, status=Status.DOWNLOADED, error=None) for job in jobs_]
 
     backend = ModalBackend(store, start)
     run(Request(Operation.DOWNLOAD), twins.model_list, backend, twins.hub)
