@@ -17,7 +17,7 @@ from functools import partial
 from modal_jobs.backend import Backend
 from modal_jobs.decide.facts import as_facts
 from modal_jobs.decide.model_plan import Action, ModelPlan
-from modal_jobs.decide.run_plan import Orphan, Plan, plan_run
+from modal_jobs.decide.run_plan import Orphan, Plan, plan_run, prune_refused_after
 from modal_jobs.hub import Hub
 from modal_jobs.locking import desired_state
 from modal_jobs.messages import shorten
@@ -56,9 +56,9 @@ def download(
             left = []
         else:
             rows = backend.apply(work, cancel)
-            if pruned and any(row.failed for row in rows):
-                # Last, and only after everything else went well: a failed run never also removes models.
-                note = "not pruning: a model of this run failed; fix it and run again"
+            refused = prune_refused_after([row.repo_id for row in rows if row.failed]) if pruned else None
+            if refused is not None:
+                note = refused
                 log.warning("%s", note)
             else:
                 rows += prune(pruned, store, cancel)

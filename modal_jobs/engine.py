@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modal_jobs.decide.model_plan import Action, ModelPlan
+from modal_jobs.decide.run_plan import fitting
 from modal_jobs.disk import (
     clear_path,
     invalidate,
@@ -88,26 +89,12 @@ def apply_models(plans: Sequence[ModelPlan], target: Path, hub: Hub, cancel: thr
 
 
 def _claim_space(work: Sequence[ModelPlan], target: Path) -> tuple[list[ModelPlan], dict[str, Outcome]]:
-    """The plans that fit on the disk, and a failed outcome for each that does not.
-
-    Space is claimed for every model in plan order before any starts, so that models running side by
-    side never count the same free bytes twice.
-    """
-    outcomes: dict[str, Outcome] = {}
-    free = shutil.disk_usage(target).free
-    started: list[ModelPlan] = []
+    """The plans that fit on the disk (`fitting` decides), and a failed outcome for each that does not."""
+    started, refused = fitting(work, shutil.disk_usage(target).free, str(target))
     for plan in work:
-        if plan.fetch_bytes > free:
-            message = (
-                f"not enough free space on {target}: needs {human_bytes(plan.fetch_bytes)}, {human_bytes(free)} free "
-                "after the models before it; free some space or select fewer models"
-            )
-            log.error("%s: failed: %s", plan.repo_id, message)
-            outcomes[plan.name] = Outcome(error=message)
-        else:
-            free -= plan.fetch_bytes
-            started.append(plan)
-    return started, outcomes
+        if plan.name in refused:
+            log.error("%s: failed: %s", plan.repo_id, refused[plan.name])
+    return started, {name: Outcome(error=message) for name, message in refused.items()}
 
 
 def apply_model(plan: ModelPlan, target: Path, hub: Hub, cancel: threading.Event, transfers: Executor) -> Outcome:

@@ -13,7 +13,7 @@ import pytest
 
 from modal_jobs.decide.facts import NOT_A_FILE, HeldModel, HubAnswer, Kind
 from modal_jobs.decide.model_plan import Action, ModelPlan, plan_model
-from modal_jobs.decide.run_plan import Orphan, plan_run
+from modal_jobs.decide.run_plan import Orphan, fitting, plan_run, prune_refused_after
 from modal_jobs.decide.states import model_state
 from modal_jobs.model_dir import DAMAGED_NAME, LEGACY, MANIFEST_NAME, POINTER_NAME, FileRecord, Manifest, Pointer
 from modal_jobs.model_list import ModelEntry, ModelList, VolumeSpec
@@ -357,3 +357,20 @@ def test_a_plan_crosses_the_wire_unchanged():
     plan = plan_model(ModelEntry("Qwen/Model", include=("*.json",)), AT_A, target)
     assert plan.link and plan.retire
     assert ModelPlan.from_wire(plan.to_wire()) == plan
+
+
+def test_space_is_claimed_in_plan_order_and_never_counted_twice():
+    first = plan_model(ENTRY, AT_A, None)  # fetches 1010 bytes
+    second = plan_model(ModelEntry("Qwen/Second", size="1B"), AT_A, None)
+    third = plan_model(ModelEntry("Qwen/Third", size="1B"), HubAnswer(A, (CONFIG,)), None)  # 10 bytes
+    fit, refused = fitting([first, second, third], 1500, "/vol/models")
+    assert [p.name for p in fit] == ["Model", "Third"]
+    assert refused == {
+        "Second": "not enough free space on /vol/models: needs 1010 B, 490 B free after the models before it; "
+        "free some space or select fewer models"
+    }
+
+
+def test_a_prune_waits_for_a_run_without_failures():
+    assert prune_refused_after([]) is None
+    assert prune_refused_after(["Qwen/Model"]) == "not pruning: a model of this run failed; fix it and run again"

@@ -13,6 +13,7 @@ from modal_jobs.decide.facts import HeldModel, HubAnswer, Kind
 from modal_jobs.decide.model_plan import Action, ModelPlan, plan_model
 from modal_jobs.messages import shorten
 from modal_jobs.model_list import ModelEntry, ModelList
+from modal_jobs.summary import human_bytes
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,28 @@ def plan_run(
         if o.repo_id is not None
     ]
     return Plan(models=tuple(models + pruned), orphans=tuple(o for o in left if o.repo_id is None))
+
+
+def fitting(plans: Sequence[ModelPlan], free: int, target: str) -> tuple[list[ModelPlan], dict[str, str]]:
+    """The plans whose downloads fit in `free` bytes, and why each other one cannot start, by model name.
+
+    Space is claimed in plan order before any starts, so that models running side by side never count
+    the same free bytes twice.
+    """
+    fit: list[ModelPlan] = []
+    refused: dict[str, str] = {}
+    for plan in plans:
+        if plan.fetch_bytes > free:
+            refused[plan.name] = (
+                f"not enough free space on {target}: needs {human_bytes(plan.fetch_bytes)}, {human_bytes(free)} free "
+                "after the models before it; free some space or select fewer models"
+            )
+        else:
+            free -= plan.fetch_bytes
+            fit.append(plan)
+    return fit, refused
+
+
+def prune_refused_after(failed: Sequence[str]) -> str | None:
+    """Why a planned prune does not run: it is the run's last step, taken only when no model of the run failed."""
+    return "not pruning: a model of this run failed; fix it and run again" if failed else None
