@@ -84,7 +84,14 @@ def set_up_huggingface_hub(deadlines: Deadlines) -> None:
     Called by the CLI driver and by each container before anything talks to the Hub.
     """
     import huggingface_hub.constants
+    import huggingface_hub.file_download
     import huggingface_hub.utils.logging  # adds huggingface_hub's own stderr handler, removed below
+
+    # A file's HEAD that fails (5xx, 429, a dropped connection) is asked again by hf_hub_download itself,
+    # up to 6 more times with its own backoff, inside each of our attempts: 42 asks and minutes of sleep
+    # per file. The cache's policy (`Hub.call`: Retry-After honoured, 6 asks, the deadlines) is the only one.
+    huggingface_hub.file_download._DEFAULT_RETRY_ON_EXCEPTIONS = ()  # type: ignore[attr-defined]
+    huggingface_hub.file_download._DEFAULT_RETRY_ON_STATUS_CODES = ()  # type: ignore[attr-defined]
 
     # Hand each socket read to the file as it comes. The default gathers 10 MiB per chunk and copies
     # it out: 40% of a download's CPU, and 10 MiB of memory per transfer in flight.

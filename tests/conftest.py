@@ -202,6 +202,7 @@ def assert_complete(target: Path, repo_id: str, files: dict[str, bytes]) -> None
 def huggingface_hub_set_up() -> Iterator[None]:
     """Each test starts as the CLI and the containers do (deadlines.set_up_huggingface_hub), and leaves no trace."""
     import huggingface_hub.constants
+    import huggingface_hub.file_download as file_download
 
     from modal_jobs.deadlines import LOCAL_XET_BUFFERS, Deadlines, set_up_huggingface_hub
 
@@ -214,12 +215,15 @@ def huggingface_hub_set_up() -> Iterator[None]:
         list(hf_logger.handlers),
         hf_logger.propagate,
     )
+    retried = (file_download._DEFAULT_RETRY_ON_EXCEPTIONS, file_download._DEFAULT_RETRY_ON_STATUS_CODES)  # type: ignore[attr-defined]
     set_up_huggingface_hub(Deadlines())
     yield
     huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE = saved[0]
     huggingface_hub.constants.HF_HUB_DOWNLOAD_TIMEOUT = saved[1]
     hf_logger.handlers[:] = saved[2]
     hf_logger.propagate = saved[3]
+    file_download._DEFAULT_RETRY_ON_EXCEPTIONS = retried[0]  # type: ignore[attr-defined]
+    file_download._DEFAULT_RETRY_ON_STATUS_CODES = retried[1]  # type: ignore[attr-defined]
     for name, value in environ.items():
         os.environ.pop(name, None)
         if value is not None:

@@ -9,6 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+from modal_jobs.hub_errors import ANSWERED_ATTEMPTS
 from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
 from tests.conftest import BIG, SMALL, TOKENIZER, Cli, Repos, assert_complete, model_dir, rows_by_repo, tree
 
@@ -296,3 +299,16 @@ def test_progress_is_a_byte_bar_on_a_terminal_and_lines_elsewhere(cli: Cli, repo
     terminal = b"".join(chunks).decode(errors="replace")
     assert SMALL in terminal and "B/s" in terminal and "\r" in terminal
     assert f"{SMALL}: downloading" not in terminal
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_hub_answering_an_error_is_asked_six_times_per_file_not_more(cli: Cli, repos: Repos, status: int):
+    """hf_hub_download asks a failed HEAD again itself; the cache turns that off, so its own policy is the only one."""
+    cli.hub.fail(BIG, status, times=None, kind="resolve")
+    result = cli("download", "--model", BIG)
+    assert result.returncode == 1
+    for path in repos.files[BIG]:
+        asked = [r for r in cli.hub.requests if r.repo_id == BIG and r.path == path and r.kind == "resolve"]
+        assert len(asked) == ANSWERED_ATTEMPTS, (path, [r.method for r in asked])
+    assert f"the Hub answered HTTP {status}" in result.stderr
+    assert "gave up after 6 attempts" in result.stderr
