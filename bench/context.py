@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.measure import Deadline, Runner
+from bench.measure import Deadline, Runner, run_rounds
 from bench.report import MemoryRow
 from bench.workload import Workload, model_list_repos, publish
 from local_hub.server import LocalHub, hub_env
@@ -30,6 +31,7 @@ class Settings:
     out: Path
     workdir: Path | None
     steps: tuple[str, ...]
+    warmup: int = 1  # rounds run first and dropped
 
 
 @dataclass
@@ -45,6 +47,10 @@ class Bench:
     downloaded: Path | None = None  # a complete target, once the cold download has left one
     download_workers: int = 8  # the cache's file workers, which huggingface_hub alone gets too
     memory: tuple[MemoryRow, ...] = ()
+
+    def rounds(self, *runs: Callable[[], float]) -> tuple[tuple[float, ...], ...]:
+        """Each run, round after round, after the warm-up rounds (see `run_rounds`)."""
+        return run_rounds(self.deadline, self.settings.pairs, *runs, warmup=self.settings.warmup)
 
     def cache(self, operation: str, target: Path, model_list: Path) -> list[str]:
         return [

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from bench.context import PEAK_MEMORY_LIMIT, Bench, fresh
-from bench.measure import BenchError, Pairs, run_rounds
+from bench.measure import BenchError, Pairs
 from bench.report import Measurement, MemoryRow
 from bench.workload import curl_config, expected_sha256
 from local_hub.server import LocalHub
@@ -52,11 +52,9 @@ def cold_download(bench: Bench) -> list[Measurement]:
 
     library = _bare_hub(bench, cpu["huggingface_hub alone"], "http", "cache")
     defaults = _bare_hub(bench, cpu["huggingface_hub alone, library defaults"], "http", "defaults")
-    a, b, hashing, c, d = run_rounds(
-        bench.deadline, bench.settings.pairs, cache, transfer, hash_fetched, library, defaults
-    )
+    a, b, hashing, c, d = bench.rounds(cache, transfer, hash_fetched, library, defaults)
     shutil.rmtree(fetched, ignore_errors=True)
-    _drop_warm_up(peaks, cpu)
+    _drop_warm_up(peaks, cpu, bench.settings.warmup)
     bench.downloaded = target
     ceiling = _server_ceiling(bench)
     return _plain_http_rows(bench, (a, b, hashing, c, d), peaks, cpu, requests, ceiling)
@@ -136,11 +134,11 @@ def cold_download_xet(bench: Bench) -> list[Measurement]:
     defaults = _bare_hub(bench, cpu["huggingface_hub alone, library defaults"], "xet", "defaults")
     bench.hub.enable_xet()
     try:
-        a, b, c = run_rounds(bench.deadline, bench.settings.pairs, cache, library, defaults)
+        a, b, c = bench.rounds(cache, library, defaults)
     finally:
         bench.hub.disable_xet()
     shutil.rmtree(target, ignore_errors=True)
-    _drop_warm_up(peaks, cpu)
+    _drop_warm_up(peaks, cpu, bench.settings.warmup)
     return _xet_rows(bench, (a, b, c), peaks, cpu, requests)
 
 
@@ -185,11 +183,11 @@ def _xet_rows(
     ]
 
 
-def _drop_warm_up(peaks: list[int], cpu: dict[str, list[float]]) -> None:
-    """The first round warms the page cache and the interpreter: it is not measured."""
-    del peaks[0]
+def _drop_warm_up(peaks: list[int], cpu: dict[str, list[float]], rounds: int) -> None:
+    """The warm-up rounds fill the page cache and warm the interpreter: they are not measured."""
+    del peaks[:rounds]
     for values in cpu.values():
-        del values[0]
+        del values[:rounds]
 
 
 def _bare_hub(bench: Bench, cpu: list[float], path: str, settings: str) -> Callable[[], float]:

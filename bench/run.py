@@ -63,6 +63,7 @@ def parse_settings(argv: Sequence[str] | None) -> Settings:
         choices=[step.__name__ for step in STEPS],
         help="run only this measurement (repeatable; no-op re-run and verify need cold_download)",
     )
+    parser.add_argument("--no-warm-up", action="store_true", help="measure the first round too (a smoke run)")
     args = parser.parse_args(argv)
     quick = args.quick
     pairs = args.pairs or (3 if quick else 5)
@@ -80,6 +81,7 @@ def parse_settings(argv: Sequence[str] | None) -> Settings:
         out=args.out,
         workdir=args.workdir,
         steps=tuple(args.only or [step.__name__ for step in STEPS]),
+        warmup=0 if args.no_warm_up else 1,
     )
 
 
@@ -122,7 +124,8 @@ def notes(settings: Settings) -> tuple[str, ...]:
         "with the cache's worker count and the library set up as the cache sets it up (chunk size, read timeout, "
         "hf_xet's buffers and timeouts); the row marked 'library defaults' changes nothing but the worker count.",
         "The hub is not the bottleneck: 'the hub alone' is one curl writing to /dev/null from the same hub.",
-        f"One warm-up round before each measurement is dropped; rounds stop early after {settings.budget:.0f} s.",
+        f"{settings.warmup} warm-up round(s) before each measurement dropped; rounds stop early after "
+        f"{settings.budget:.0f} s.",
     )
     if settings.scale < 0.5:
         said += ("Smoke-run scale: start-up dominates every ratio; run without --quick for numbers to compare.",)

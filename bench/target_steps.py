@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from bench.context import PEAK_MEMORY_LIMIT, Bench, fresh
-from bench.measure import BenchError, Pairs, run_rounds
+from bench.measure import BenchError, Pairs
 from bench.report import Measurement, MemoryRow
 from bench.workload import memory_repo, publish, publish_complete_target
 from modal_jobs.reader import POINTER_NAME, REVISIONS_DIR
@@ -29,7 +29,7 @@ def no_op_rerun(bench: Bench) -> list[Measurement]:
         requests.append(bench.hub.count())
         return seconds
 
-    a, b = run_rounds(bench.deadline, bench.settings.pairs, cache, lambda: bench.run(startup, label="startup").seconds)
+    a, b = bench.rounds(cache, lambda: bench.run(startup, label="startup").seconds)
     models = len(bench.workload.repo_ids)
     per_model = max(requests) / models
     return [
@@ -57,9 +57,7 @@ def verify(bench: Bench) -> list[Measurement]:
     paths = [str(_loaded_path(target, f.dest)) for f in bench.workload.files]
     command = bench.cache("verify", target, bench.workload.model_list)
     openssl = ["openssl", "dgst", "-sha256", *paths]
-    a, b = run_rounds(
-        bench.deadline,
-        bench.settings.pairs,
+    a, b = bench.rounds(
         lambda: bench.run(command, label="verify").seconds,
         lambda: bench.run(openssl, label="openssl-verify").seconds,
     )
@@ -87,9 +85,7 @@ def list_many_files(bench: Bench) -> list[Measurement]:
     )
     command = bench.cache("list", target, model_list)
     find = ["find", str(target), "-type", "f", "-printf", "%s\n"]
-    a, b = run_rounds(
-        bench.deadline,
-        bench.settings.pairs,
+    a, b = bench.rounds(
         lambda: bench.run(command, label="list").seconds,
         lambda: bench.run(find, label="find").seconds,
     )
