@@ -143,31 +143,23 @@ def test_an_incomplete_model_is_repaired_in_its_container(twins: Twins, repos: R
     assert_complete(twins.volume_root, SMALL, repos.files[SMALL])
 
 
-def test_a_container_that_crashes_fails_its_model_only(twins: Twins, repos: Repos):
+@pytest.mark.parametrize(("operation", "others"), [("download", "downloaded"), ("verify", "ok")])
+def test_a_container_that_crashes_fails_its_model_only_with_its_numbers(
+    twins: Twins, repos: Repos, operation: str, others: str
+):
+    """A lost container's row carries the model's numbers (the plan's, or the manifest's), as a local failure does."""
+    if operation == "verify":
+        twins.run("download", sizes=("0.6B",))
     twins.containers.crash = {SMALL}
-    summary = run(Request(Operation.DOWNLOAD, sizes=("0.6B",)), twins.model_list, twins.backends()[1], twins.hub)
+    summary = run(Request(Operation(operation), sizes=("0.6B",)), twins.model_list, twins.backends()[1], twins.hub)
     assert summary.exit_code == 1
     rows = {row.repo_id: row for row in summary.models}
     assert rows[SMALL].status == "failed"
     assert rows[SMALL].error == "container failed: RuntimeError: container exited with code 137"
-    assert rows[TOKENIZER].status == "downloaded"
-    # The failed row carries the plan's numbers, as a model failing on a local directory does.
+    assert rows[TOKENIZER].status == others
     size = sum(len(b) for b in repos.files[SMALL].values())
     assert (rows[SMALL].commit, rows[SMALL].files, rows[SMALL].bytes) == (repos.commits[SMALL], 5, size)
-    assert rows[SMALL].fetch_bytes == size
-
-
-def test_a_verify_container_that_crashes_fails_its_model_with_its_numbers(twins: Twins, repos: Repos):
-    twins.run("download", sizes=("0.6B",))
-    twins.containers.crash = {SMALL}
-    summary = run(Request(Operation.VERIFY, sizes=("0.6B",)), twins.model_list, twins.backends()[1], twins.hub)
-    assert summary.exit_code == 1
-    rows = {row.repo_id: row for row in summary.models}
-    assert rows[SMALL].status == "failed"
-    assert rows[SMALL].error == "container failed: RuntimeError: container exited with code 137"
-    size = sum(len(b) for b in repos.files[SMALL].values())
-    assert (rows[SMALL].commit, rows[SMALL].files, rows[SMALL].bytes) == (repos.commits[SMALL], 5, size)
-    assert rows[TOKENIZER].status == "ok"
+    assert rows[SMALL].fetch_bytes == (size if operation == "download" else 0)
 
 
 def test_verify_agrees_and_reports_missing_models_without_a_container(twins: Twins):
