@@ -25,9 +25,6 @@ def install(session: nox.Session, *groups: str) -> None:
         "sync",
         "--locked",
         "--no-default-groups",
-        # Every process starts from .pyc files, even where PYTHONDONTWRITEBYTECODE is set (it only stops writing
-        # them): otherwise each `python -m modal_jobs` compiles huggingface_hub anew.
-        "--compile-bytecode",
         *(f"--group={group}" for group in groups),
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
         silent=True,
@@ -41,15 +38,7 @@ def tests(session: nox.Session) -> None:
     # Six at a time: many tests wait on a deadline, a stalled body or act, not on a core, so six keep two cores
     # busy (four left them idle for about a tenth of the run). `-- -n0` runs them one by one. The ten slowest are
     # listed: the budget is 3 minutes on 2 cores.
-    # The suite starts hundreds of processes from this checkout: let them cache its bytecode (ignored by git).
-    session.run(
-        "pytest",
-        "--numprocesses=6",
-        "--dist=worksteal",
-        "--durations=10",
-        *session.posargs,
-        env={"PYTHONDONTWRITEBYTECODE": ""},
-    )
+    session.run("pytest", "--numprocesses=6", "--dist=worksteal", "--durations=10", *session.posargs)
 
 
 @nox.session
