@@ -92,8 +92,7 @@ def verify(
     with backend.exclusive(request.lock_wait, cancel):
         top = waiting(backend.store.top, cancel)
         chosen = verify_selection(entries, set(top), selected=bool(request.sizes or request.repo_ids))
-        kinds = {e.dirname: top[e.dirname] for e in chosen if e.dirname in top}
-        held = waiting(partial(look_at, backend.store, kinds), cancel)
+        held = waiting(partial(look_at, backend.store, top, {e.dirname for e in chosen}), cancel)
         wanted = desired_state(request, model_list, hub, {}, cancel, write=False, ask=False)
         rows = [against_lock(row, wanted.get(row.repo_id)) for row in backend.verify(chosen, held, cancel)]
         return Summary(Operation.VERIFY, backend.store.target, tuple(rows))
@@ -142,7 +141,7 @@ def clear(
     if not names:
         log.info("clear: nothing to remove on %s", store.target)
         return []
-    held = waiting(lambda: {name: store.held(name, top[name]) for name in names}, cancel)
+    held = waiting(partial(look_at, store, top, names), cancel)
     if not request.yes and not request.dry_run:
         total = sum(h.bytes for h in held.values())
         listing = ", ".join(f"{n}/" for n in names)

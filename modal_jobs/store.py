@@ -11,7 +11,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -40,9 +40,9 @@ def survey(store: Store) -> dict[str, HeldModel]:
     return look_at(store, store.top())
 
 
-def look_at(store: Store, kinds: Mapping[str, Kind]) -> dict[str, HeldModel]:
-    """What the target holds at these top-level names, each of the kind its listing gave."""
-    return {name: store.held(name, kind) for name, kind in sorted(kinds.items())}
+def look_at(store: Store, top: Mapping[str, Kind], names: Collection[str] | None = None) -> dict[str, HeldModel]:
+    """What the target holds at the names of its listing `top` (only those in `names`, when given)."""
+    return {name: store.held(name, kind) for name, kind in sorted(top.items()) if names is None or name in names}
 
 
 class LocalStore:

@@ -51,9 +51,7 @@ def verify_models(
     started = time.monotonic()
     if held is None:
         store = LocalStore(target)
-        held = look_at(
-            store, {name: kind for name, kind in store.top().items() if name in {e.dirname for e in entries}}
-        )
+        held = look_at(store, store.top(), {e.dirname for e in entries})
     current = {e.repo_id: verifiable(e, held.get(e.dirname)) for e in entries}
     problems = _hash_files(entries, target, current, stop)
     rows = []
