@@ -8,6 +8,7 @@ follows a symlink out of the model directory. The layout these produce is `modal
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -85,19 +86,43 @@ def mark_damaged(revision_path: Path, paths: Sequence[str]) -> None:
     write_atomic(revision_path / DAMAGED_NAME, (json.dumps({"damaged": sorted(paths)}) + "\n").encode())
 
 
+# What `link` answers where a filesystem does not do hard links (or not between these two places).
+LINKS_REFUSED = frozenset({errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS})
+
+
 def link_or_copy(source: Path, target: Path) -> None:
     """Give `target` the bytes of `source` without the network: a hard link, or a copy where links are refused."""
     target.unlink(missing_ok=True)
     try:
         os.link(source, target, follow_symlinks=False)
-    except OSError:
-        tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
-        try:
-            shutil.copyfile(source, tmp, follow_symlinks=False)
-            tmp.replace(target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+        return
+    except OSError as exc:
+        if exc.errno not in LINKS_REFUSED:
             raise
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
+    try:
+        shutil.copyfile(source, tmp, follow_symlinks=False)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def links_work(directory: Path) -> bool:
+    """Whether hard links can be made in `directory` (asked once per run, with two hidden files it removes)."""
+    probe = directory / f".link-probe.{secrets.token_hex(8)}"
+    linked = probe.with_name(probe.name + ".link")
+    try:
+        probe.touch(exist_ok=False)
+        os.link(probe, linked, follow_symlinks=False)
+        return True
+    except OSError as exc:
+        if exc.errno in LINKS_REFUSED:
+            return False
+        raise
+    finally:
+        linked.unlink(missing_ok=True)
+        probe.unlink(missing_ok=True)
 
 
 def retire(model_dir: Path, revision: str) -> None:

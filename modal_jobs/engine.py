@@ -18,25 +18,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modal_jobs.decide.model_plan import Action, ModelPlan
+from modal_jobs.decide.progress import Progress, progress
 from modal_jobs.decide.run_plan import fitting
 from modal_jobs.disk import (
     clear_path,
     invalidate,
     link_or_copy,
+    links_work,
     make_parents,
     remove_downloader_state,
     remove_files,
-    retire,
     write_manifest,
-    write_pointer,
 )
 from modal_jobs.errors import Cancelled, ModelFailed
 from modal_jobs.hashing import StreamingHash, check_file
 from modal_jobs.hub import Hub
 from modal_jobs.messages import shorten
-from modal_jobs.model_dir import FileRecord, Pointer, new_manifest, revision_dir
+from modal_jobs.model_dir import FileRecord, new_manifest, revision_dir
 from modal_jobs.outcome import Outcome
 from modal_jobs.progress import ByteCallback, ModelProgress
+from modal_jobs.publish import publish_model
+from modal_jobs.store import LocalStore, held_model
 from modal_jobs.summary import human_bytes
 
 log = logging.getLogger("modal_jobs")
@@ -50,8 +52,12 @@ MODEL_WORKERS = 3
 STREAM_HASH_MIN_BYTES = 8 << 20
 
 
-def apply_models(plans: Sequence[ModelPlan], target: Path, hub: Hub, cancel: threading.Event) -> dict[str, Outcome]:
+def apply_models(
+    plans: Sequence[ModelPlan], target: Path, hub: Hub, cancel: threading.Event, *, publish: bool = True
+) -> dict[str, Outcome]:
     """Carry out the FETCH and REPAIR plans, a few models at a time over one shared pool of file workers.
+
+    `publish=False` (a container on the volume): each revision is left complete, its pointer not moved.
 
     Returns each one's outcome by model name (the other plans have nothing to carry out).
 
@@ -67,7 +73,7 @@ def apply_models(plans: Sequence[ModelPlan], target: Path, hub: Hub, cancel: thr
         return outcomes
     transfers = ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS, thread_name_prefix=FETCH_THREADS)
     models = ThreadPoolExecutor(max_workers=min(MODEL_WORKERS, len(started)), thread_name_prefix="model")
-    futures = {models.submit(apply_model, p, target, hub, cancel, transfers): p for p in started}
+    futures = {models.submit(apply_model, p, target, hub, cancel, transfers, publish): p for p in started}
     pending = set(futures)
     try:
         while pending:
@@ -90,23 +96,30 @@ def apply_models(plans: Sequence[ModelPlan], target: Path, hub: Hub, cancel: thr
 
 def _claim_space(work: Sequence[ModelPlan], target: Path) -> tuple[list[ModelPlan], dict[str, Outcome]]:
     """The plans that fit on the disk (`fitting` decides), and a failed outcome for each that does not."""
-    started, refused = fitting(work, shutil.disk_usage(target).free, str(target))
+    # Where links are refused, linked files are copies: they take space too.
+    links = not any(p.link for p in work) or links_work(target)
+    started, refused = fitting(work, shutil.disk_usage(target).free, str(target), links=links)
     for plan in work:
         if plan.name in refused:
             log.error("%s: failed: %s", plan.repo_id, refused[plan.name])
     return started, {name: Outcome(error=message) for name, message in refused.items()}
 
 
-def apply_model(plan: ModelPlan, target: Path, hub: Hub, cancel: threading.Event, transfers: Executor) -> Outcome:
-    """Write one model's new revision beside the current one, then make it current in one step.
+def apply_model(
+    plan: ModelPlan, target: Path, hub: Hub, cancel: threading.Event, transfers: Executor, publish: bool = True
+) -> Outcome:
+    """Write one model's new revision beside the current one, then (`publish`) make it current in one step.
 
     Decides nothing: what to link, fetch, check and drop comes from the plan, the commit included.
     Until the pointer moves, readers see the revision they saw before; after, the new one, complete.
+    Run twice, or after another run changed the model, it writes nothing it must not (`decide.progress`).
+    Without `publish` it stops once the revision is complete: the caller checks it and moves the pointer.
     """
     model_dir = target / plan.name
     started = time.monotonic()
     assert plan.entry is not None and plan.commit is not None and plan.revision is not None, "FETCH and REPAIR only"
     work = revision_dir(model_dir, plan.revision)
+    staging = False
     try:
         if model_dir.is_symlink():
             raise ModelFailed(
@@ -114,24 +127,42 @@ def apply_model(plan: ModelPlan, target: Path, hub: Hub, cancel: threading.Event
                 "replace the link with a directory"
             )
         _stop_if(cancel)
-        work.mkdir(parents=True, exist_ok=True)
-        invalidate(work)
-        remove_downloader_state(work)
-        # Once, before the workers start: two files of one folder must not race to clear a file standing in its place.
-        make_parents(work, [*plan.fetch, *plan.check, *(record for record, _ in plan.link)])
-        _link_from_revisions(plan, model_dir, work, cancel)
-        fetch_and_verify(plan, work, hub, cancel, transfers)
-        _stop_if(cancel)
-        _make_current(plan, model_dir, work)
+        state = progress(plan, held_model(target, plan.name))
+        if not isinstance(state, Progress):
+            raise ModelFailed(state)
+        if state is Progress.CURRENT:
+            log.info("%s: revision %s is current already; nothing to do", plan.repo_id, plan.revision)
+        elif state is Progress.START:
+            staging = True
+            _stage(plan, model_dir, work, hub, cancel, transfers)
+        if publish:
+            publish_model(plan, LocalStore(target))
         return Outcome(seconds=time.monotonic() - started)
     except (ModelFailed, OSError) as exc:
         message = str(exc) if isinstance(exc, ModelFailed) else f"{type(exc).__name__}: {exc}"
         log.error("%s: failed: %s", plan.repo_id, message)
-        _discard_partial_files(work)
+        if staging:
+            _discard_partial_files(work)
         return Outcome(message, time.monotonic() - started)
     except Cancelled:
-        _discard_partial_files(work)
+        if staging:
+            _discard_partial_files(work)
         raise
+
+
+def _stage(
+    plan: ModelPlan, model_dir: Path, work: Path, hub: Hub, cancel: threading.Event, transfers: Executor
+) -> None:
+    """The plan's revision made complete beside the current one, its manifest last; no reader looks at it yet."""
+    work.mkdir(parents=True, exist_ok=True)
+    invalidate(work)
+    remove_downloader_state(work)
+    # Once, before the workers start: two files of one folder must not race to clear a file standing in its place.
+    make_parents(work, [*plan.fetch, *plan.check, *(record for record, _ in plan.link)])
+    _link_from_revisions(plan, model_dir, work, cancel)
+    fetch_and_verify(plan, work, hub, cancel, transfers)
+    _stop_if(cancel)
+    _complete(plan, work)
 
 
 def _link_from_revisions(plan: ModelPlan, model_dir: Path, work: Path, cancel: threading.Event) -> None:
@@ -145,10 +176,10 @@ def _link_from_revisions(plan: ModelPlan, model_dir: Path, work: Path, cancel: t
         log.info("%s: %d file(s) (%s) taken from the revisions on the target", plan.repo_id, len(plan.link), linked)
 
 
-def _make_current(plan: ModelPlan, model_dir: Path, work: Path) -> None:
-    """Drop what the commit does not have, record the revision complete, point readers at it, retire the old."""
+def _complete(plan: ModelPlan, work: Path) -> None:
+    """Drop what the commit does not have, then record the revision complete: its manifest, written last."""
     entry = plan.entry
-    assert entry is not None and plan.commit is not None and plan.revision is not None
+    assert entry is not None and plan.commit is not None
     removed = remove_files(work, plan.leftovers)
     if removed:
         log.info("%s: removed %d files the commit does not have: %s", plan.repo_id, len(removed), shorten(removed))
@@ -156,9 +187,6 @@ def _make_current(plan: ModelPlan, model_dir: Path, work: Path) -> None:
     write_manifest(
         work, new_manifest(entry.repo_id, entry.revision, plan.commit, plan.files, entry.include, entry.exclude)
     )
-    write_pointer(model_dir, Pointer(entry.repo_id, plan.revision, plan.commit, plan.previous))
-    for old in plan.retire:
-        retire(model_dir, old)
 
 
 def _discard_partial_files(model_dir: Path) -> None:

@@ -66,7 +66,10 @@ CONTAINER: dict[str, Any] = {
 def apply_one(
     plan: dict[str, Any], mount: str, volume: modal.Volume, events: modal.Queue | None = None
 ) -> dict[str, Any]:
-    """Carry out one model's plan on the volume at `mount`, then commit the volume."""
+    """Write one model's new revision on the volume at `mount` and commit it; the caller moves the pointer.
+
+    Safe to run again (Modal retries it): a revision already complete, or already current, is left as it is.
+    """
     from modal_jobs.deadlines import Deadlines, set_up_huggingface_hub
     from modal_jobs.decide.model_plan import ModelPlan
     from modal_jobs.engine import apply_models
@@ -79,12 +82,16 @@ def apply_one(
     forward_logs(events)
     hub = Hub(deadlines=Deadlines.from_env())  # the caller's endpoint and limits, passed as environment
     set_up_huggingface_hub(hub.deadlines)
+    # What other runs (or an earlier attempt of this call) committed since this container started: the engine
+    # checks the model again before it writes (decide.progress), and writes nothing a reader may be loading.
+    volume.reload()
     try:
-        outcome = apply_models([model], Path(mount), hub, threading.Event())[model.name]
+        outcome = apply_models([model], Path(mount), hub, threading.Event(), publish=False)[model.name]
     except Exception as exc:  # one failed row, never a crash the caller would have to interpret
         outcome = Outcome(error=f"in the container: {type(exc).__name__}: {exc}")
     row = applied_row(model, mount, outcome)
-    # Now, explicitly: the caller reads the pointer right after; every file is closed by here.
+    # The barrier's first half: the caller lists the revision through the client API once this returns, and
+    # moves the pointer only if every file of the manifest is there. Every file is closed by here.
     volume.commit()
     return dataclasses.asdict(row)
 

@@ -33,9 +33,10 @@ import modal.exception
 from modal_jobs.decide.facts import HeldModel
 from modal_jobs.decide.model_plan import Action, ModelPlan
 from modal_jobs.decide.selection import verifiable
-from modal_jobs.errors import InterruptedRun
+from modal_jobs.errors import InterruptedRun, ModelFailed
 from modal_jobs.model_list import ModelEntry, ModelList
 from modal_jobs.outcome import Outcome
+from modal_jobs.publish import publish_model
 from modal_jobs.rows import applied_row, target_path, unchecked_row, unverifiable_row
 from modal_jobs.store import Store
 from modal_jobs.summary import ModelRow, Status
@@ -87,10 +88,21 @@ class ModalBackend:
         if work:
             log.info("starting %d container(s): %s", len(work), ", ".join(m.repo_id for m in work))
             jobs = [ContainerJob(m.repo_id, m.to_wire(), applied_row(m, target, LOST)) for m in work]
-            rows.update((m.name, row) for m, row in zip(work, self.start("download", jobs, cancel), strict=True))
+            written = zip(work, self.start("download", jobs, cancel), strict=True)
+            rows.update((m.name, row if row.failed else self._publish(m, row)) for m, row in written)
         else:
             log.info("no model needs a container; none started")
         return [rows[m.name] for m in models]
+
+    def _publish(self, model: ModelPlan, row: ModelRow) -> ModelRow:
+        """The barrier, from here: the container committed its revision; the listing must show it whole before
+        the pointer names it."""
+        try:
+            publish_model(model, self.volume_store)
+        except ModelFailed as exc:
+            log.error("%s: failed: %s", model.repo_id, exc)
+            return replace(row, status=Status.FAILED, error=str(exc))
+        return row
 
     def verify(
         self, entries: Sequence[ModelEntry], held: Mapping[str, HeldModel], cancel: threading.Event

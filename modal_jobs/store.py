@@ -18,7 +18,7 @@ from typing import Protocol
 from modal_jobs import disk
 from modal_jobs.decide.facts import NOT_A_FILE, HeldModel, Kind, is_record
 from modal_jobs.errors import TargetError
-from modal_jobs.model_dir import POINTER_NAME
+from modal_jobs.model_dir import POINTER_NAME, Pointer
 
 
 class Store(Protocol):
@@ -43,6 +43,15 @@ def survey(store: Store) -> dict[str, HeldModel]:
 def look_at(store: Store, top: Mapping[str, Kind], names: Collection[str] | None = None) -> dict[str, HeldModel]:
     """What the target holds at the names of its listing `top` (only those in `names`, when given)."""
     return {name: store.held(name, kind) for name, kind in sorted(top.items()) if names is None or name in names}
+
+
+def held_model(target: Path, name: str) -> HeldModel | None:
+    """What a local target holds at one model's name now, or None when nothing stands there."""
+    path = target / name
+    if not os.path.lexists(path):
+        return None
+    kind = Kind.SYMLINK if path.is_symlink() else Kind.DIRECTORY if path.is_dir() else Kind.FILE
+    return LocalStore(target).held(name, kind)
 
 
 class LocalStore:
@@ -77,6 +86,12 @@ class LocalStore:
                 with contextlib.suppress(OSError):
                     texts[rel] = (path / rel).read_bytes()
         return HeldModel(name, kind, files, texts)
+
+    def write_pointer(self, name: str, pointer: Pointer) -> None:
+        disk.write_pointer(self.path / name, pointer)
+
+    def retire(self, model: HeldModel, revision: str) -> None:
+        disk.retire(self.path / model.name, revision)
 
     def remove(self, name: str) -> None:
         path = self.path / name

@@ -10,9 +10,10 @@ no volume where one must exist) is a one-line `TargetError` (exit 2), within `CO
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any, Protocol
 
 import modal
@@ -22,7 +23,7 @@ from modal.types import FileEntry, FileEntryType
 
 from modal_jobs.decide.facts import NOT_A_FILE, HeldModel, Kind, is_record
 from modal_jobs.errors import TargetError
-from modal_jobs.model_dir import MANIFEST_NAME, POINTER_NAME
+from modal_jobs.model_dir import DAMAGED_NAME, LEGACY, MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR, Pointer
 from modal_jobs.model_list import VolumeSpec
 
 # Modal's client retries a refused connection for about a minute; the first call gets this long.
@@ -40,6 +41,8 @@ class VolumeClient(Protocol):
     def read_file(self, path: str) -> Iterable[bytes]: ...
 
     def remove_file(self, path: str, recursive: bool = False) -> None: ...
+
+    def batch_upload(self, force: bool = False) -> AbstractContextManager[Any]: ...
 
 
 # -- credentials and errors ----------------------------------------------------------------
@@ -166,6 +169,24 @@ class VolumeStore:
                 self.volume.remove_file(name, recursive=True)
         if self._top is not None:
             self._top.pop(name, None)
+
+    def write_pointer(self, name: str, pointer: Pointer) -> None:
+        """Upload the pointer over the old one: the server sets a file's blocks in one request, so a reader
+        that starts (or reloads) sees the old pointer or the new one, never half of one."""
+        with modal_errors(f"writing {name}/{POINTER_NAME}"), self.volume.batch_upload(force=True) as batch:
+            batch.put_file(io.BytesIO(pointer.to_json().encode()), f"{name}/{POINTER_NAME}")
+
+    def retire(self, model: HeldModel, revision: str) -> None:
+        """Remove a revision no pointer names, its manifest first: a partial removal says it is incomplete."""
+        if revision == LEGACY:
+            ours = [MANIFEST_NAME, DAMAGED_NAME]
+            rest = sorted({path.split("/", 1)[0] for path in model.files} - {POINTER_NAME, REVISIONS_DIR, *ours})
+        else:
+            ours, rest = [f"{REVISIONS_DIR}/{revision}/{MANIFEST_NAME}"], [f"{REVISIONS_DIR}/{revision}"]
+        with modal_errors(f"removing revision {revision} of {model.name}"):
+            for path in [*ours, *rest]:
+                with suppress(FileNotFoundError, modal.exception.NotFoundError):
+                    self.volume.remove_file(f"{model.name}/{path}", recursive=path in rest)
 
     def _listdir(self, path: str, *, recursive: bool) -> list[FileEntry]:
         with modal_errors(f"listing {self.spec.name}:{path}"):

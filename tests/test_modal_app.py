@@ -27,6 +27,7 @@ from modal._utils.async_utils import synchronizer
 import modal_jobs.download_models as command_line
 import modal_jobs.modal_app as jobs
 from local_hub.server import LocalHub, hub_env
+from modal_jobs.model_dir import POINTER_NAME
 from tests.conftest import BIG, MODEL_LIST, ROOT, SMALL, TOKENIZER, Repos, assert_complete
 from tests.modal_stand_ins import EntrypointTarget
 
@@ -360,23 +361,22 @@ def test_entrypoint_takes_the_seed_flags(entrypoint: EntrypointTarget):
     ]
 
     small = entrypoint.root / "Qwen3-TTS-12Hz-0.6B-Base"
-    small.mkdir()
-    (small / "config.json").write_text("{}")
+    (small / POINTER_NAME).unlink()
     code, out, _ = run_entrypoint("--list-only")
     assert code == 0
     assert [line.split()[:2] for line in out.splitlines()[:-1]] == [
         [BIG, "missing"],
         [SMALL, "incomplete"],
-        [TOKENIZER, "missing"],
+        [TOKENIZER, "complete"],
     ]
 
-    code, out, err = run_entrypoint("--clear")
+    code, out, err = run_entrypoint("--clear", "--model-size", "0.6B")
     assert code == 2
     assert out == ""
     assert "clear would remove 1 directory" in err and "add --yes" in err
     assert small.exists()
 
-    code, out, _ = run_entrypoint("--clear", "--yes")
+    code, out, _ = run_entrypoint("--clear", "--yes", "--model-size", "0.6B")
     assert code == 0
     assert out.split()[:2] == [SMALL, "removed"]
     assert not small.exists()

@@ -39,6 +39,7 @@ from modal_jobs.modal_backend import ContainerJob, ModalBackend, ModalContainers
 from modal_jobs.model_dir import DAMAGED_NAME, LOCK_NAME, MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
 from modal_jobs.model_list import ModelList, VolumeSpec, parse_model_list
 from modal_jobs.operations import run
+from modal_jobs.publish import publish_model
 from modal_jobs.reader import model_path
 from modal_jobs.request import Request
 from modal_jobs.store import LocalStore
@@ -453,8 +454,13 @@ def test_apply_one_writes_its_model_and_commits_after_the_manifest(twins: Twins,
     assert row["status"] == "downloaded"
     assert row["commit"] == repos.commits[SMALL]
     assert row["path"] == str(twins.volume_root / SMALL_DIR)
-    assert recorder.events == ["commit"]
-    assert recorder.loadable_at_commit == [[SMALL]], "the commit publishes a model the reader loads"
+    assert recorder.events == ["reload", "commit"]
+    assert recorder.loadable_at_commit == [[]], "the container commits the revision; no pointer names it yet"
+    assert not (twins.volume_root / SMALL_DIR / POINTER_NAME).exists()
+
+    volume = DirVolume(twins.volume_root)
+    publish_model(model, VolumeStore(volume, VolumeSpec(mount=MOUNT)))
+    assert [call for call, _ in volume.calls if call not in ("listdir", "read_file")] == ["batch_upload", "put_file"]
     assert_complete(twins.volume_root, SMALL, repos.files[SMALL])
     found = model_path(twins.volume_root, SMALL, repos.commits[SMALL])
     assert found == twins.volume_root / SMALL_DIR / REVISIONS_DIR / repos.commits[SMALL]
@@ -607,7 +613,14 @@ def test_modal_round_trips_are_one_lookup_one_root_listing_and_per_model_one_lis
     backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers)
     summary = run(Request(Operation.DOWNLOAD), twins.model_list, backend, twins.hub)
     assert {row.repo_id: row.status for row in summary.models}[SMALL] == "repaired", "the mark was read"
-    assert len(volume.calls) == 2 + len(models) + len(small_files), volume.calls
+    # The repaired model is published from here: 1 listing, its small files (now with the new manifest), 1 upload.
+    publish = [("listdir", SMALL_DIR)] + [("read_file", p) for p in small_files if p.startswith(SMALL_DIR)]
+    publish += [
+        ("read_file", f"{SMALL_DIR}/{REVISIONS_DIR}/{model_dir(twins.volume_root, SMALL).name}/{MANIFEST_NAME}")
+    ]
+    publish += [("batch_upload", ""), ("put_file", f"{SMALL_DIR}/{POINTER_NAME}")]
+    assert len(volume.calls) == 2 + len(models) + len(small_files) + len(publish), volume.calls
+    assert sorted(volume.calls[-len(publish) :]) == sorted(publish)
 
     volume.calls.clear()
     backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers)

@@ -2,8 +2,8 @@
 
 Modal commits a mounted volume in the background every few seconds, so a reader in another
 container may see any prefix of what `apply_one` wrote. Here the container runs in-process on
-the stand-in volume (`tests.modal_stand_ins`), and the engine's steps inside `apply_model` are
-wrapped (never replaced): before and after each link, download, manifest, pointer and retirement,
+the stand-in volume (`tests.modal_stand_ins`), and the engine's steps inside `apply_model` (and the
+caller's pointer and retirement through the client API) are wrapped (never replaced): before and after each link, download, manifest, pointer and retirement,
 and at random points while bytes arrive, the volume is copied as such a commit would publish it.
 The reader (`modal_jobs.reader.model_path`) then loads each copy, and the files it is handed must
 be, byte for byte, the Hub's files of one commit: never an error, never a mix.
@@ -31,21 +31,16 @@ from modal_jobs.operations import run
 from modal_jobs.reader import ModelNotReady, model_path
 from modal_jobs.request import Request
 from modal_jobs.summary import ModelRow, Operation, Summary
+from modal_jobs.volume import VolumeStore
 from tests.conftest import MODEL_LIST, SMALL, Repos, assert_complete, model_dir
 from tests.test_revisions import new_revision
 from tests.twin_targets import Twins, stand_in
 
 SMALL_DIR = "Qwen3-TTS-12Hz-0.6B-Base"
 # The engine's steps inside `apply_model` that change the volume, each a point a commit may fall between.
-STEPS = (
-    "invalidate",
-    "remove_downloader_state",
-    "link_or_copy",
-    "remove_files",
-    "write_manifest",
-    "write_pointer",
-    "retire",
-)
+STEPS = ("invalidate", "remove_downloader_state", "link_or_copy", "remove_files", "write_manifest")
+# What the caller does on the volume through the client API once the container committed the revision.
+PUBLISH_STEPS = ("write_pointer", "retire")
 # Of the byte callbacks while a file arrives, about this share also takes a copy (and always the first).
 MID_TRANSFER_SHARE = 0.2
 
@@ -148,6 +143,8 @@ def background_commits(
     with monkeypatch.context() as patch:
         for name in STEPS:
             patch.setattr(engine, name, around(name, getattr(engine, name)))
+        for name in PUBLISH_STEPS:
+            patch.setattr(VolumeStore, name, around(name, getattr(VolumeStore, name)))
         patch.setattr(Hub, "download", download)
         commits.take("start")
         yield commits

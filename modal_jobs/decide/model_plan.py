@@ -45,6 +45,7 @@ class ModelPlan:
     leftovers: tuple[str, ...] = ()  # in the revision being written, not in the commit: removed
     revision: str | None = None  # the revision directory written (or current, when UP_TO_DATE)
     previous: str | None = None  # the revision kept beside it once it is current
+    replaces: str | None = None  # the revision the pointer named when planned: another one means another run
     retire: tuple[str, ...] = ()  # revisions removed once the pointer moved
     held_files: int = 0
     held_bytes: int = 0
@@ -58,6 +59,10 @@ class ModelPlan:
     @property
     def fetch_bytes(self) -> int:
         return sum(f.size for f in self.fetch)
+
+    @property
+    def link_bytes(self) -> int:
+        return sum(f.size for f, _ in self.link)
 
     def to_wire(self) -> dict[str, Any]:
         """Plain values for a container: the plan crosses the wire as JSON-able data."""
@@ -74,6 +79,7 @@ class ModelPlan:
             "leftovers": list(self.leftovers),
             "revision": self.revision,
             "previous": self.previous,
+            "replaces": self.replaces,
             "retire": list(self.retire),
             "held_files": self.held_files,
             "held_bytes": self.held_bytes,
@@ -98,6 +104,7 @@ class ModelPlan:
             leftovers=tuple(data["leftovers"]),
             revision=data["revision"],
             previous=data["previous"],
+            replaces=data["replaces"],
             retire=tuple(data["retire"]),
             held_files=int(data["held_files"]),
             held_bytes=int(data["held_bytes"]),
@@ -172,7 +179,11 @@ def _plan_revision(
     """A fetch or a repair: the revision directory to write, and where each of its files comes from."""
     current_name = current.name if current is not None else None
     previous = _kept(pointer, current, revisions)
+    base = replace(base, replaces=pointer.revision if pointer is not None else None)
     ours = {name: r for name, r in revisions.items() if r.manifest is not None and r.manifest.repo_id == entry.repo_id}
+    ready = _ready(answer, entry, ours, current_name)
+    if ready is not None:
+        return _point_at(base, answer, ready, previous, revisions)
     sources = [r for r in (current, revisions.get(previous or ""), *ours.values()) if r is not None and r.name in ours]
     work = _work_revision(answer.commit, revisions, {n for n in (current_name, previous) if n is not None})
     in_work = dict(revisions[work].files) if work in revisions else {}
@@ -206,6 +217,38 @@ def _plan_revision(
         previous=previous,
         retire=tuple(sorted(name for name in revisions if name not in keep)),
         reason=reason,
+    )
+
+
+def _ready(answer: HubAnswer, entry: ModelEntry, ours: Mapping[str, HeldRevision], current: str | None) -> str | None:
+    """A revision other than the current one that already is what the plan would write (a rollback, or an
+    update whose pointer a stopped run did not move): the plan only points at it."""
+    for name, revision in sorted(ours.items()):
+        if (
+            name not in (current, LEGACY)
+            and _sound(revision)
+            and manifest_matches(revision.manifest, entry, answer.commit)
+            and revision.manifest is not None
+            and set(revision.manifest.files) == set(answer.files)
+        ):
+            return name
+    return None
+
+
+def _point_at(
+    base: ModelPlan, answer: HubAnswer, ready: str, previous: str | None, revisions: Mapping[str, HeldRevision]
+) -> ModelPlan:
+    """A plan that writes no byte but the pointer: the revision is complete on the target already."""
+    previous = None if previous == ready else previous
+    keep = {ready, previous}
+    return replace(
+        base,
+        action=Action.FETCH,
+        files=answer.files,
+        revision=ready,
+        previous=previous,
+        retire=tuple(sorted(name for name in revisions if name not in keep)),
+        reason=f"revision {ready} is complete on the target already: only the pointer moves",
     )
 
 

@@ -82,22 +82,29 @@ def plan_run(
     return Plan(models=tuple(models + pruned), orphans=tuple(o for o in left if o.repo_id is None))
 
 
-def fitting(plans: Sequence[ModelPlan], free: int, target: str) -> tuple[list[ModelPlan], dict[str, str]]:
-    """The plans whose downloads fit in `free` bytes, and why each other one cannot start, by model name.
+def fitting(
+    plans: Sequence[ModelPlan], free: int, target: str, *, links: bool = True
+) -> tuple[list[ModelPlan], dict[str, str]]:
+    """The plans whose writes fit in `free` bytes, and why each other one cannot start, by model name.
 
-    Space is claimed in plan order before any starts, so that models running side by side never count
-    the same free bytes twice.
+    What is fetched takes space; what is linked takes none, unless `links` is False (the target
+    refuses hard links, so every link is a copy). Space is claimed in plan order before any starts,
+    so that models running side by side never count the same free bytes twice.
     """
     fit: list[ModelPlan] = []
     refused: dict[str, str] = {}
     for plan in plans:
-        if plan.fetch_bytes > free:
+        needed = plan.fetch_bytes + (0 if links else plan.link_bytes)
+        if needed > free:
+            copies = (
+                "" if links or not plan.link else f" (with {human_bytes(plan.link_bytes)} copied: no hard links here)"
+            )
             refused[plan.name] = (
-                f"not enough free space on {target}: needs {human_bytes(plan.fetch_bytes)}, {human_bytes(free)} free "
+                f"not enough free space on {target}: needs {human_bytes(needed)}{copies}, {human_bytes(free)} free "
                 "after the models before it; free some space or select fewer models"
             )
         else:
-            free -= plan.fetch_bytes
+            free -= needed
             fit.append(plan)
     return fit, refused
 
