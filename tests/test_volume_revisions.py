@@ -2,9 +2,10 @@
 
 Modal commits a mounted volume in the background every few seconds, so a reader in another
 container may see any prefix of what `apply_one` wrote. Here the container runs in-process on
-the stand-in volume (`tests.modal_stand_ins`), and the engine's steps inside `apply_model` (and the
-caller's pointer and retirement through the client API) are wrapped (never replaced): before and after each link, download, manifest, pointer and retirement,
-and at random points while bytes arrive, the volume is copied as such a commit would publish it.
+the stand-in volume (`tests.modal_stand_ins`), and the engine's steps inside `apply_model` and the
+caller's pointer and retirement through the client API are wrapped (never replaced): before and
+after each link, download, manifest, pointer and retirement, and at random points while bytes
+arrive, the volume is copied as such a commit would publish it.
 The reader (`modal_jobs.reader.model_path`) then loads each copy, and the files it is handed must
 be, byte for byte, the Hub's files of one commit: never an error, never a mix.
 """
