@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ from modal_jobs.model_list import ModelList, parse_model_list
 from modal_jobs.reader import ModelNotReady, model_path
 from modal_jobs.request import Request
 from modal_jobs.store import LocalStore
-from modal_jobs.summary import Operation, Summary
+from modal_jobs.summary import Operation, Summary, human_bytes
 from tests.conftest import MODEL_LIST, SMALL, TOKENIZER, Repos, assert_complete
 from tests.modal_stand_ins import VolumeRecorder
 from tests.test_revisions import new_revision, write_old_layout
@@ -294,3 +295,68 @@ def test_a_second_writer_planned_before_the_first_finished_writes_nothing_over_i
     assert small(summary) == "downloaded"
     assert old_then_new(prefixes.of(SMALL), "A", "B"), prefixes.seen
     assert_complete(twins.volume_root, SMALL, b_files)
+
+
+def test_a_revision_the_volume_does_not_show_whole_is_never_made_current(
+    twins: Twins, hub: LocalHub, repos: Repos, monkeypatch: pytest.MonkeyPatch
+):
+    """The barrier: the container committed its revision, but the caller's listing lacks a file (a commit that did
+    not carry it): the pointer stays on the old revision and the model fails with one line."""
+    download(twins)
+    move_to(twins, hub, new_revision(repos.files[SMALL]))
+    containers = twins.containers
+
+    def written_but_not_committed_whole(operation: str, jobs_: Any, cancel: threading.Event) -> Any:
+        rows = containers(operation, jobs_, cancel)
+        for staged in (twins.volume_root / SMALL_DIR / REVISIONS_DIR).iterdir():
+            if staged.name != pointer_of(twins)["revision"]:
+                (staged / "speech_tokenizer" / "model.safetensors").unlink()
+        return rows
+
+    backend = twins.backends()[1]
+    backend.start = written_but_not_committed_whole
+    from modal_jobs.operations import run
+
+    summary = run(Request(Operation.DOWNLOAD, repo_ids=(SMALL,)), twins.model_list, backend, twins.hub)
+    assert summary.exit_code == 1
+    assert small(summary) == "failed"
+    assert summary.models[0].error == (
+        f"revision {summary.models[0].commit} of {SMALL_DIR} is not complete on the target after it was written "
+        "(a file or its manifest is missing); the pointer was not moved: run download again to plan from what the "
+        "target holds now"
+    )
+    assert_complete(twins.volume_root, SMALL, dict(repos.files[SMALL]))
+    assert small(download(twins)) == "downloaded", "the next run finishes it"
+
+
+@pytest.mark.parametrize("refusal", [errno.EPERM, errno.EXDEV, errno.ENOTSUP], ids=errno.errorcode.get)
+def test_where_links_are_refused_unchanged_files_are_copied_and_need_their_space(
+    twins: Twins, hub: LocalHub, repos: Repos, monkeypatch: pytest.MonkeyPatch, refusal: int
+):
+    download(twins)
+    b_files = new_revision(repos.files[SMALL])
+    move_to(twins, hub, b_files)
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise OSError(refusal, os.strerror(refusal))
+
+    monkeypatch.setattr(os, "link", refused)
+    changed = len(b_files["model.safetensors"]) + len(b_files["tokenizer_config.json"])
+    copied = sum(
+        len(content) for path, content in b_files.items() if path not in ("model.safetensors", "tokenizer_config.json")
+    )
+    real_usage = shutil.disk_usage
+    free = changed + copied // 2  # room for what is fetched, not for the copies too
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real_usage(path)._replace(free=free))
+    summary = download(twins)
+    assert small(summary) == "failed"
+    assert f"(with {human_bytes(copied)} copied: no hard links here)" in (summary.models[0].error or "")
+
+    monkeypatch.setattr(shutil, "disk_usage", real_usage)
+    assert small(download(twins)) == "downloaded"
+    assert_complete(twins.volume_root, SMALL, b_files)
+    revision = twins.volume_root / SMALL_DIR / REVISIONS_DIR / pointer_of(twins)["revision"]
+    previous = twins.volume_root / SMALL_DIR / REVISIONS_DIR / pointer_of(twins)["previous"]
+    for path in ("config.json", "speech_tokenizer/model.safetensors"):
+        assert (revision / path).stat().st_nlink == 1
+        assert (revision / path).stat().st_ino != (previous / path).stat().st_ino
