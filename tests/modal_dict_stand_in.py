@@ -31,12 +31,12 @@ class DictServer:
     calls: list[tuple[str, str, Any]] = field(default_factory=list)  # (machine, method, key)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def open(self, machine: str = "here", before_call: Callable[[str], None] | None = None) -> DictHandle:
+    def open(self, machine: str = "here", before_call: Callable[[str, Any], None] | None = None) -> DictHandle:
         """`modal.Dict.from_name(...)` on one machine: a handle, and one lookup counted."""
         self.calls.append((machine, "lookup", None))
         return DictHandle(self, machine, before_call)
 
-    def opener(self, machine: str, before_call: Callable[[str], None] | None = None) -> Callable[[], DictHandle]:
+    def opener(self, machine: str, before_call: Callable[[str, Any], None] | None = None) -> Callable[[], DictHandle]:
         return lambda: self.open(machine, before_call)
 
     def value(self, key: Any) -> Any:
@@ -54,13 +54,13 @@ class DictHandle:
 
     server: DictServer
     machine: str
-    before_call: Callable[[str], None] | None = None
+    before_call: Callable[[str, Any], None] | None = None
     lose_next_answer: bool = False
 
     def _call(self, method: str, key: Any) -> None:
         self.server.calls.append((self.machine, method, key))
         if self.before_call is not None:
-            self.before_call(method)
+            self.before_call(method, key)
 
     def get(self, key: Any, default: Any | None = None) -> Any:
         self._call("get", key)

@@ -26,7 +26,7 @@ from modal_jobs.operations import run
 from modal_jobs.request import Request
 from modal_jobs.summary import Operation
 from modal_jobs.volume import VolumeStore
-from modal_jobs.volume_lease import LEASE_SECONDS, Lease, VolumeLease, break_lease, renewed_key
+from modal_jobs.volume_lease import LEASE_SECONDS, HeldLease, Lease, VolumeLease, break_lease, renewed_key
 from modal_jobs.writer_lock import Writer
 from tests.conftest import BIG, MODEL_LIST, ROOT, SMALL, TOKENIZER, Repos, assert_complete, tree
 from tests.modal_stand_ins import MOUNT, DirVolume
@@ -125,7 +125,7 @@ def test_list_plan_and_dry_runs_never_touch_the_lease(twins: Twins):
 def test_a_stop_during_the_wait_ends_it_with_130_and_nothing_changed(twins: Twins):
     holder = twins.lease("laptop").acquire(0, threading.Event(), "download")
     cancel = threading.Event()
-    lease = VolumeLease(VOLUME, twins.writers.opener("ci", lambda method: cancel.set() if method == "get" else None))
+    lease = VolumeLease(VOLUME, twins.writers.opener("ci", lambda method, _: cancel.set() if method == "get" else None))
     with pytest.raises(InterruptedRun) as caught:
         run(
             Request(Operation.DOWNLOAD, lock_wait=600),
@@ -167,6 +167,24 @@ def test_the_lease_of_a_killed_run_is_taken_over_once_it_expires(
     assert_complete(twins.volume_root, SMALL, repos.files[SMALL])
     assert any("took over the lease of a run that stopped renewing it" in r.getMessage() for r in caplog.records)
     assert twins.writers.value(VOLUME) is None
+
+
+def test_of_two_runs_taking_over_one_expired_lease_one_wins_and_keeps_it(twins: Twins):
+    """Both read the dead run's expired lease; the first to end it takes the volume. The other, late,
+    must not pop the winner's fresh lease (as a plain get-then-pop would): it waits, then is refused."""
+    clock = Clock()
+    twins.lease("dead", clock=clock).acquire(0, threading.Event(), "download")
+    clock.now += LEASE_SECONDS + 1
+    winner: list[HeldLease] = []
+
+    def first_taker_acts(method: str, key: object) -> None:
+        if not winner and method == "get" and str(key).startswith(f"{VOLUME}/renewed/"):
+            winner.append(twins.lease("ci", clock=clock).acquire(0, threading.Event(), "download"))
+
+    late = VolumeLease(VOLUME, twins.writers.opener("laptop", first_taker_acts), clock=clock, poll=0.01)
+    with pytest.raises(TargetError, match=r"another run \(.*, download\) is working on"):
+        late.acquire(0, threading.Event(), "verify")
+    assert twins.writers.value(VOLUME)["token"] == winner[0].mine.token
 
 
 def test_a_renewed_lease_is_not_taken_over(twins: Twins):
