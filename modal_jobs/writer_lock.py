@@ -55,7 +55,8 @@ class Writer:
             return None
         who, pid, operation = value.get("who"), value.get("pid"), value.get("operation")
         started, run_url = value.get("started"), value.get("run_url", "")
-        if not (isinstance(who, str) and isinstance(operation, str) and isinstance(run_url, str)):
+        texts = (who, operation, run_url)
+        if not all(isinstance(t, str) and t.isprintable() for t in texts):  # a message stays one line
             return None
         if type(pid) is not int or not is_time(started):
             return None

@@ -27,7 +27,7 @@ from modal_jobs.request import Request
 from modal_jobs.summary import Operation
 from modal_jobs.volume import VolumeStore
 from modal_jobs.volume_lease import LEASE_SECONDS, HeldLease, Lease, VolumeLease, break_lease, renewed_key
-from modal_jobs.writer_lock import Writer
+from modal_jobs.writer_lock import Writer, this_writer
 from tests.conftest import BIG, MODEL_LIST, ROOT, SMALL, TOKENIZER, Repos, assert_complete, tree
 from tests.modal_stand_ins import MOUNT, DirVolume
 from tests.twin_targets import Twins, stand_in
@@ -286,7 +286,14 @@ def test_a_lease_record_is_read_as_hostile_input():
     good = Lease("t" * 32, Writer("a@b", 1, "download", 1.0), 2.0).to_record()
     assert Lease.from_record(good) == Lease("t" * 32, Writer("a@b", 1, "download", 1.0), 2.0)
     bad: object
-    for bad in (None, [], {**good, "expires": float("nan")}, {**good, "pid": True}, {**good, "token": ""}):
+    for bad in (
+        None,
+        [],
+        {**good, "expires": float("nan")},
+        {**good, "pid": True},
+        {**good, "token": ""},
+        {**good, "who": "a@b\nerror: forged"},
+    ):
         assert Lease.from_record(bad) is None
 
 
@@ -301,3 +308,15 @@ def test_unlock_without_credentials_is_one_line(tmp_path: Path):
     assert result.stderr.strip() == (
         "error: no Modal credentials found; run `modal setup` (or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET)"
     )
+
+
+def test_a_writer_in_github_actions_names_its_run():
+    github = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "owner/repo",
+        "GITHUB_RUN_ID": "123",
+    }
+    writer = this_writer("download", 1.0, github)
+    assert writer.describe() == f"{ME}, download, https://github.com/owner/repo/actions/runs/123"
+    assert this_writer("download", 1.0, {}).describe() == f"{ME}, download"
