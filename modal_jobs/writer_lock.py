@@ -53,10 +53,9 @@ class Writer:
         """The writer a record names, or None when it is not one: it was read back from a shared store."""
         if not isinstance(value, Mapping):
             return None
-        who, pid, operation = value.get("who"), value.get("pid"), value.get("operation")
-        started, run_url = value.get("started"), value.get("run_url", "")
-        texts = (who, operation, run_url)
-        if not all(isinstance(t, str) and t.isprintable() for t in texts):  # a message stays one line
+        who, operation, run_url = (value.get(k, "") for k in ("who", "operation", "run_url"))
+        pid, started = value.get("pid"), value.get("started")
+        if not (is_line(who) and who and is_line(operation) and is_line(run_url)):
             return None
         if type(pid) is not int or not is_time(started):
             return None
@@ -66,6 +65,11 @@ class Writer:
 def unknown_writer() -> Writer:
     """A holder whose record cannot be read (not written yet, or damaged): who and since when are unknown."""
     return Writer("its record unreadable", 0, "", 0.0)
+
+
+def is_line(value: object) -> TypeGuard[str]:
+    """Text that keeps a message on one line: printable, no newline."""
+    return isinstance(value, str) and value.isprintable()
 
 
 def is_time(value: object) -> TypeGuard[int | float]:
