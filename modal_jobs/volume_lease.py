@@ -164,6 +164,8 @@ class VolumeLease:
         return max(held.expires, float(renewed)) if is_time(renewed) else held.expires
 
     def _fix(self, holder: Writer) -> str:
+        if holder.started <= 0:
+            return f"; a lease that cannot be read never expires: break it with `{UNLOCK_HINT}`"
         return (
             f"; if that run died, its lease expires at most {self.seconds:.0f}s after its last renewal, "
             f"or break it now with `{UNLOCK_HINT}`"
@@ -216,7 +218,7 @@ class HeldLease:
                         holder = current.writer.describe() if current else "no one"
                         return self._lost(f"it was taken over or broken; now held by {holder}")
                     self.writers.put(renewed_key(self.lease.volume, self.mine.token), now + self.lease.seconds)
-            except (TargetError, modal.exception.Error) as exc:
+            except Exception as exc:  # the thread's edge: a renewal that failed is tried again until the lease expires
                 log.warning("could not renew the writer lease on %s (%s); trying again", self.lease.where, exc)
                 return True
             self.expires, self.renewed = now + self.lease.seconds, True
@@ -241,7 +243,7 @@ class HeldLease:
                         self.writers.pop(volume, None)
                     if self.renewed:
                         self.writers.pop(renewed_key(volume, self.mine.token), None)
-            except (TargetError, modal.exception.Error) as exc:
+            except Exception as exc:  # never hides what ended the run; the lease expires by itself
                 log.warning(
                     "could not release the writer lease on %s (%s); it expires at %s",
                     self.lease.where, exc, utc(self.expires),

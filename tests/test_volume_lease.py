@@ -227,6 +227,24 @@ def test_a_lease_that_expired_before_its_renewal_stops_the_run(twins: Twins):
     assert cancel.is_set()
 
 
+def test_a_renewal_that_fails_is_tried_again_until_the_lease_expires(twins: Twins, caplog: pytest.LogCaptureFixture):
+    clock = Clock()
+    cancel = threading.Event()
+    unreachable = threading.Event()
+
+    def flaky(method: str, key: object) -> None:
+        if unreachable.is_set():
+            raise ConnectionError("Modal unreachable")
+
+    held = VolumeLease(VOLUME, twins.writers.opener("laptop", flaky), clock=clock).acquire(0, cancel, "download")
+    unreachable.set()
+    clock.now += 60
+    assert held.renew() and not cancel.is_set()
+    assert any("could not renew the writer lease" in r.getMessage() for r in caplog.records)
+    clock.now += LEASE_SECONDS
+    assert not held.renew() and cancel.is_set()
+
+
 def test_a_put_the_client_retried_after_it_was_stored_is_still_ours(twins: Twins):
     handle = twins.writers.open("laptop")
     handle.lose_next_answer = True
@@ -278,6 +296,7 @@ def test_an_unreadable_lease_is_refused_by_name_and_unlock_removes_it(twins: Twi
     assert str(caught.value).startswith(
         f"another run (its record unreadable) is working on the Modal Volume '{VOLUME}';"
     )
+    assert str(caught.value).endswith("never expires: break it with `python -m modal_jobs unlock --yes`")
     break_lease(twins.writers.open("admin"), VOLUME, yes=True)
     twins.lease("ci").acquire(0, threading.Event(), "download").release()
 
