@@ -36,8 +36,12 @@ class Backend(Protocol):
         """Raise TargetError when the target does not exist (verify)."""
         ...
 
-    def exclusive(self, wait_seconds: float, cancel: threading.Event) -> AbstractContextManager[None]:
-        """Held while a run writes, so that two runs never interleave writes on one target."""
+    def exclusive(self, wait_seconds: float, cancel: threading.Event, operation: str) -> AbstractContextManager[None]:
+        """Held while a run writes, so that two runs never interleave writes on one target.
+
+        A second writer waits up to `wait_seconds` (`modal_jobs.writer_lock.wait_for_writer`), then
+        refuses; the local target holds a flock, the volume a lease (`modal_jobs.volume_lease`).
+        """
         ...
 
     def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
@@ -66,10 +70,10 @@ class LocalBackend:
         if not self.target.is_dir():
             raise TargetError(f"{self.target} does not exist; check --local-dir (verify never creates a target)")
 
-    def exclusive(self, wait_seconds: float, cancel: threading.Event) -> AbstractContextManager[None]:
+    def exclusive(self, wait_seconds: float, cancel: threading.Event, operation: str) -> AbstractContextManager[None]:
         if self.target.exists() and not is_writable(self.target):
             return nullcontext()  # read-only: no writer can be working here through this mount
-        return target_lock(self.target, wait_seconds, cancel)
+        return target_lock(self.target, wait_seconds, cancel, operation)
 
     def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
         outcomes = apply_models(models, self.target, self.hub, cancel)

@@ -48,6 +48,8 @@ def main(argv: Sequence[str] | None = None, *, app_running: bool = False) -> int
     configure_logging()
     if args.operation == "path":
         return print_path(args)
+    if args.operation == "unlock":
+        return unlock_volume(args)
     try:
         summary = run_command(args, app_running=app_running)
     except InterruptedRun as exc:
@@ -136,6 +138,18 @@ def print_path(args: argparse.Namespace) -> int:
         log.error("error: %s", exc)
         return exc.exit_code
     sys.stdout.write(f"{found}\n")
+    return 0
+
+
+def unlock_volume(args: argparse.Namespace) -> int:
+    """`unlock`: break the volume's writer lease (`modal_jobs.volume_lease`); without --yes, say who holds it."""
+    from modal_jobs.volume_lease import unlock
+
+    try:
+        log.info("%s", unlock(load_model_list(args.model_list).volume.name, yes=args.yes))
+    except CacheError as exc:
+        log.error("error: %s", exc)
+        return exc.exit_code
     return 0
 
 

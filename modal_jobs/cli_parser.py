@@ -23,6 +23,7 @@ OPERATIONS = {
     "verify": "re-hash what is on the target against each manifest",
     "clear": "remove the selected models (everything, with no selection); needs --yes",
     "path": "print the directory to load a model from (what the inference service's reader returns)",
+    "unlock": "break the Modal Volume's writer lease when the run holding it died (shows it; needs --yes)",
 }
 
 # The flags of the script this cache grew from (`modal run download_models.py --model-size 0.6B`,
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "path":
             add_path_arguments(sub)
             continue
+        if name == "unlock":
+            add_unlock_arguments(sub)
+            continue
         target = _add_target_arguments(sub, name)
         _add_selection_arguments(sub)
         _add_command_options(sub, name)
@@ -58,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                 type=_seconds,
                 default=60.0,
                 metavar="SECONDS",
-                help="how long to wait for another run on the same local directory (default 60)",
+                help="how long to wait for another run writing the same target, directory or volume (default 60)",
             )
         output = sub.add_argument_group("output")
         output.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -173,6 +177,18 @@ def add_path_arguments(sub: argparse.ArgumentParser) -> None:
     expected = sub.add_mutually_exclusive_group()
     expected.add_argument("--commit", metavar="SHA", help="refuse any other commit than this one")
     expected.add_argument("--lock", type=Path, metavar="FILE", help="refuse any other commit than this lock names")
+
+
+def add_unlock_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--model-list",
+        "--catalog",
+        type=Path,
+        default=DEFAULT_MODEL_LIST,
+        metavar="FILE",
+        help="the model list, for the volume's name",
+    )
+    sub.add_argument("--yes", action="store_true", help="really break it (without it, unlock only says who holds it)")
 
 
 def seed_command_line(argv: Sequence[str]) -> list[str]:

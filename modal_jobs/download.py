@@ -43,7 +43,7 @@ def download(
     store = backend.store
     if not request.dry_run:
         backend.check_writable()
-    lock = nullcontext() if request.dry_run else backend.exclusive(request.lock_wait, cancel)
+    lock = nullcontext() if request.dry_run else backend.exclusive(request.lock_wait, cancel, request.operation)
     with lock:
         plan = make_plan(entries, model_list, store, hub, cancel, prune=request.prune, request=request)
         log_plan(plan)

@@ -7,6 +7,8 @@ VolumeStore ── 1 lookup, 1 root listing ─────►    Volume <name>
             ── per model: 1 listing, then ───►      └── <model>/…        list, clear, prune, plans:
                1 read per pointer, manifest                              no container
                or damage mark in it
+ModalBackend.exclusive ── put, renew, pop ──►    Dict <…>-writers[<name>]  download, verify, clear:
+                                                                         the writer lease (volume_lease)
 ModalBackend.apply(plan)
   FETCH / REPAIR ── app.run(), spawn ────────►    apply_one(plan)       one container per model,
   log lines ◄────── ephemeral queue ──────────      verify_one(model)     each writing only its dir
@@ -41,6 +43,7 @@ from modal_jobs.rows import applied_row, target_path, unchecked_row, unverifiabl
 from modal_jobs.store import Store
 from modal_jobs.summary import ModelRow, Status
 from modal_jobs.volume import VolumeStore, environment_name, modal_errors, require_credentials
+from modal_jobs.volume_lease import VolumeLease
 
 log = logging.getLogger("modal_jobs")
 
@@ -65,10 +68,11 @@ StartContainers = Callable[[str, Sequence[ContainerJob], threading.Event], list[
 class ModalBackend:
     """Applies plans made on this machine: prunes through the client API, starts containers for the rest."""
 
-    def __init__(self, store: VolumeStore, start: StartContainers) -> None:
+    def __init__(self, store: VolumeStore, start: StartContainers, lease: VolumeLease | None = None) -> None:
         self.store: Store = store  # what `operations` sees
         self.volume_store = store  # the same, with the volume's own checks
         self.start = start
+        self.lease = lease or VolumeLease(store.spec.name)  # in the Modal Dict; tests pass one over a stand-in
 
     def check_writable(self) -> None:
         return None  # containers mount the volume read-write; Modal refuses bad credentials before that
@@ -76,10 +80,10 @@ class ModalBackend:
     def check_exists(self) -> None:
         self.volume_store.require()
 
-    def exclusive(self, wait_seconds: float, cancel: threading.Event) -> AbstractContextManager[None]:
-        # No lock spans this machine and the containers: the workflow's concurrency group is the guard,
-        # and each container writes only its own model's directory.
-        return nullcontext()
+    def exclusive(self, wait_seconds: float, cancel: threading.Event, operation: str) -> AbstractContextManager[None]:
+        # The volume first: the run's first Modal call keeps its deadline (and a download creates the volume).
+        self.volume_store.exists()
+        return self.lease.held(wait_seconds, cancel, operation)
 
     def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
         target = self.store.target

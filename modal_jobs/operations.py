@@ -89,7 +89,7 @@ def verify(
 ) -> Summary:
     """Hash what the manifests name; a sound model not at the lock's commit fails too."""
     backend.check_exists()
-    with backend.exclusive(request.lock_wait, cancel):
+    with backend.exclusive(request.lock_wait, cancel, request.operation):
         top = waiting(backend.store.top, cancel)
         chosen = verify_selection(entries, set(top), selected=bool(request.sizes or request.repo_ids))
         held = waiting(partial(look_at, backend.store, top, {e.dirname for e in chosen}), cancel)
@@ -156,7 +156,7 @@ def clear(
         lock: AbstractContextManager[None] = nullcontext()
     else:
         backend.check_writable()
-        lock = backend.exclusive(request.lock_wait, cancel)
+        lock = backend.exclusive(request.lock_wait, cancel, request.operation)
     with lock:
         for name in names:
             stop_if(cancel)

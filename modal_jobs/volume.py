@@ -28,7 +28,8 @@ from modal_jobs.model_list import VolumeSpec
 
 # Modal's client retries a refused connection for about a minute; the first call gets this long.
 CONNECT_SECONDS = 10.0
-SETUP_HINT = "run `modal setup` (or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET), or pass --local-dir DIR"
+MODAL_SETUP = "run `modal setup` (or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET)"
+SETUP_HINT = f"{MODAL_SETUP}, or pass --local-dir DIR"
 
 
 class VolumeClient(Protocol):
@@ -48,12 +49,12 @@ class VolumeClient(Protocol):
 # -- credentials and errors ----------------------------------------------------------------
 
 
-def require_credentials(config: Any = modal.config.config) -> None:
+def require_credentials(config: Any = modal.config.config, hint: str = SETUP_HINT) -> None:
     """Refuse early, without a network call, when modal's config holds no way to authenticate."""
     tokens = config.get("token_id") and config.get("token_secret")
     oauth = config.get("oauth_refresh_token") and config.get("oauth_client_id")
     if not (tokens or oauth):
-        raise TargetError(f"no Modal credentials found; {SETUP_HINT}")
+        raise TargetError(f"no Modal credentials found; {hint}")
 
 
 def environment_name(config: Any = modal.config.config) -> str:

@@ -32,7 +32,9 @@ from modal_jobs.model_list import ModelList
 from modal_jobs.reader import ModelNotReady, model_path
 from modal_jobs.summary import ModelRow, Status
 from modal_jobs.volume import VolumeStore
+from modal_jobs.volume_lease import VolumeLease
 from tests.conftest import ROOT, Repos
+from tests.modal_dict_stand_in import DictServer
 
 MOUNT = "/vol/models"
 
@@ -326,10 +328,12 @@ class EntrypointTarget:
     started: list[str]
     opened_with: list[dict[str, Any]]
     failing: set[str]
+    writers: DictServer = field(default_factory=DictServer)
 
     def open(self, model_list: ModelList, **options: Any) -> ModalBackend:
         self.opened_with.append(options)
-        return ModalBackend(VolumeStore(DirVolume(self.root), model_list.volume), self.start)
+        lease = VolumeLease(model_list.volume.name, self.writers.opener("entrypoint"))
+        return ModalBackend(VolumeStore(DirVolume(self.root), model_list.volume), self.start, lease)
 
     def start(self, operation: str, jobs_: Sequence[ContainerJob], cancel: threading.Event) -> list[ModelRow]:
         """Verify containers answer `ok` unread; download containers run their real body here, on the stand-in."""

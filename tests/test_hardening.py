@@ -7,12 +7,14 @@ model is ever marked complete unless every file verified.
 from __future__ import annotations
 
 import errno
+import getpass
 import json
 import os
 import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -65,7 +67,8 @@ def test_second_writer_refuses_while_one_runs_and_waits_when_asked(cli: Cli, rep
     try:
         result = cli("download", "--model-size", "0.6B", "--lock-wait", "0")
         assert result.returncode == 2
-        assert f"another run (pid {first.pid}) is working on {target}" in result.stderr
+        assert f"another run ({getpass.getuser()}@{socket.gethostname()}, pid {first.pid}, download)" in result.stderr
+        assert f"is working on {target} since " in result.stderr
         assert "--lock-wait" in result.stderr
 
         result = cli("clear", "--yes", "--lock-wait", "0")
@@ -81,7 +84,7 @@ def test_second_writer_refuses_while_one_runs_and_waits_when_asked(cli: Cli, rep
         )
         assert waiter.stderr is not None
         first_line = waiter.stderr.readline()
-        assert f"another run (pid {first.pid}) is working on" in first_line
+        assert f"pid {first.pid}, download) is working on" in first_line
         assert "waiting up to 60s" in first_line
         cli.hub.throttle(None)
         stdout, _ = waiter.communicate(timeout=60)

@@ -276,7 +276,7 @@ def test_a_missing_volume_holds_nothing_and_only_verify_refuses_it(twins: Twins,
         started.extend(job.label for job in jobs_)
         return [replace(job.lost, status=Status.DOWNLOADED, error=None) for job in jobs_]
 
-    backend = ModalBackend(store, start)
+    backend = ModalBackend(store, start, twins.lease())
     run(Request(Operation.DOWNLOAD), twins.model_list, backend, twins.hub)
     assert started == [BIG, SMALL, TOKENIZER]  # everything needs work; the app created the volume
 
@@ -601,7 +601,7 @@ def test_modal_round_trips_are_one_lookup_one_root_listing_and_per_model_one_lis
         for ours in ([MANIFEST_NAME, DAMAGED_NAME] if repo_id == SMALL else [MANIFEST_NAME])
     ] + [f"{name}/{POINTER_NAME}" for name in models.values()]
     volume = DirVolume(twins.volume_root)
-    backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers)
+    backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers, twins.lease())
     run(Request(Operation.LIST), twins.model_list, backend, twins.hub)
     assert volume.calls.count(("hydrate", "")) == 1
     assert volume.calls.count(("listdir", "/")) == 1
@@ -610,7 +610,7 @@ def test_modal_round_trips_are_one_lookup_one_root_listing_and_per_model_one_lis
     assert len(volume.calls) == 2 + len(models) + len(small_files), volume.calls
 
     volume.calls.clear()
-    backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers)
+    backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers, twins.lease())
     summary = run(Request(Operation.DOWNLOAD), twins.model_list, backend, twins.hub)
     assert {row.repo_id: row.status for row in summary.models}[SMALL] == "repaired", "the mark was read"
     # The repaired model is published from here: 1 listing, its small files (now with the new manifest), 1 upload.
@@ -623,7 +623,7 @@ def test_modal_round_trips_are_one_lookup_one_root_listing_and_per_model_one_lis
     assert sorted(volume.calls[-len(publish) :]) == sorted(publish)
 
     volume.calls.clear()
-    backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers)
+    backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers, twins.lease())
     summary = run(Request(Operation.VERIFY), twins.model_list, backend, twins.hub)
     assert {row.status for row in summary.models} == {"ok"}
     assert volume.calls.count(("listdir", "/")) == 1

@@ -8,7 +8,7 @@ Every operation runs through `modal_jobs.operations.run` on both; their summarie
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ from modal_jobs.operations import run
 from modal_jobs.request import Request
 from modal_jobs.summary import Operation, Summary, render_text
 from modal_jobs.volume import VolumeStore
+from modal_jobs.volume_lease import VolumeLease
+from tests.modal_dict_stand_in import DictServer
 from tests.modal_stand_ins import MOUNT, DirVolume, InProcessContainers, VolumeRecorder
 
 
@@ -36,10 +38,15 @@ class Twins:
     hub: Hub
     containers: InProcessContainers
     model_list: ModelList
+    writers: DictServer = field(default_factory=DictServer)  # the Dict the volume's writer leases live in
 
     def backends(self) -> tuple[LocalBackend, ModalBackend]:
         store = VolumeStore(DirVolume(self.volume_root), VolumeSpec(mount=MOUNT))
-        return LocalBackend(self.local_root, self.hub), ModalBackend(store, self.containers)
+        return LocalBackend(self.local_root, self.hub), ModalBackend(store, self.containers, self.lease())
+
+    def lease(self, machine: str = "twins", **options: Any) -> VolumeLease:
+        """The volume's writer lease as `machine` takes it, in the Dict every machine of the test shares."""
+        return VolumeLease(VolumeSpec().name, self.writers.opener(machine), **{"poll": 0.01, **options})
 
     def run(self, operation: str, **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """Both summaries, normalized: target and paths as `<target>`, time left out."""
