@@ -31,14 +31,18 @@ import modal_jobs.modal_app as jobs
 from local_hub.server import LocalHub
 from modal_jobs.disk import walk_files
 from modal_jobs.download import make_plan
+from modal_jobs.modal_backend import ModalBackend
 from modal_jobs.model_dir import DAMAGED_NAME, LEGACY, POINTER_NAME, RESERVED_NAMES, REVISIONS_DIR
-from modal_jobs.model_list import ModelList, parse_model_list
+from modal_jobs.model_list import ModelList, VolumeSpec, parse_model_list
+from modal_jobs.operations import run
 from modal_jobs.reader import ModelNotReady, model_path
 from modal_jobs.request import Request
 from modal_jobs.store import LocalStore
 from modal_jobs.summary import Operation, Summary, human_bytes
+from modal_jobs.volume import VolumeStore
 from tests.conftest import MODEL_LIST, SMALL, TOKENIZER, Repos, assert_complete
-from tests.modal_stand_ins import VolumeRecorder
+from tests.modal_dict_stand_in import DictServer
+from tests.modal_stand_ins import MOUNT, DirVolume, VolumeRecorder
 from tests.test_revisions import new_revision, write_old_layout
 from tests.test_volume_revisions import SMALL_DIR, move_to, on_the_volume
 from tests.twin_targets import Twins, stand_in
@@ -141,8 +145,6 @@ def download(twins: Twins, model_list: ModelList | None = None, **options: Any) 
     request = Request(Operation.DOWNLOAD, **{"repo_ids": (SMALL,), **options})
     if model_list is None:
         return on_the_volume(twins, request)
-    from modal_jobs.operations import run
-
     return run(request, model_list, twins.backends()[1], twins.hub)
 
 
@@ -272,26 +274,27 @@ def test_a_retried_container_after_its_revision_was_made_current_writes_nothing(
 def test_a_second_writer_planned_before_the_first_finished_writes_nothing_over_its_revision(
     twins: Twins, hub: LocalHub, repos: Repos, monkeypatch: pytest.MonkeyPatch
 ):
-    """Two runs plan the same update; the first makes it current; the second's container, started later,
-    finds it done (its plan named the same revision) and the reader never notices the second writer."""
+    """Two runs plan the same update while the lease does not keep them apart (someone ran `unlock --yes` on the
+    one working); the other makes it current first. The later container, started after, finds it done (its plan
+    named the same revision) and no reader notices the second writer."""
     download(twins)
     b_files = new_revision(repos.files[SMALL])
     move_to(twins, hub, b_files)
-    second = twins.backends()[1]
     started: list[str] = []
 
-    def first_run_finishes_meanwhile() -> None:
-        started.append("first")
+    def other_run_finishes_meanwhile() -> None:
+        started.append("other")
         twins.containers.before_start = None
-        assert small(download(twins)) == "downloaded"
+        store = VolumeStore(DirVolume(twins.volume_root), VolumeSpec(mount=MOUNT))
+        other = ModalBackend(store, twins.containers, twins.lease("laptop", dict_server=DictServer()))
+        summary = run(Request(Operation.DOWNLOAD, repo_ids=(SMALL,)), twins.model_list, other, twins.hub)
+        assert small(summary) == "downloaded"
 
-    twins.containers.before_start = first_run_finishes_meanwhile
-    from modal_jobs.operations import run
-
+    twins.containers.before_start = other_run_finishes_meanwhile
     expected = {SMALL: {"A": repos.files[SMALL], "B": b_files}}
     with every_prefix(monkeypatch, twins.volume_root, expected) as prefixes:
-        summary = run(Request(Operation.DOWNLOAD, repo_ids=(SMALL,)), twins.model_list, second, twins.hub)
-    assert started == ["first"]
+        summary = run(Request(Operation.DOWNLOAD, repo_ids=(SMALL,)), twins.model_list, twins.backends()[1], twins.hub)
+    assert started == ["other"]
     assert small(summary) == "downloaded"
     assert old_then_new(prefixes.of(SMALL), "A", "B"), prefixes.seen
     assert_complete(twins.volume_root, SMALL, b_files)
@@ -315,8 +318,6 @@ def test_a_revision_the_volume_does_not_show_whole_is_never_made_current(
 
     backend = twins.backends()[1]
     backend.start = written_but_not_committed_whole
-    from modal_jobs.operations import run
-
     summary = run(Request(Operation.DOWNLOAD, repo_ids=(SMALL,)), twins.model_list, backend, twins.hub)
     assert summary.exit_code == 1
     assert small(summary) == "failed"
