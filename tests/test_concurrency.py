@@ -222,10 +222,10 @@ class GitHubActions:
 
 def test_one_shared_group_lets_a_dispatched_list_cancel_the_merges_download():
     """The layout before: every run in one group. The model reproduces the loss the issue reported."""
-    shared = {"group": f"model-cache-{VOLUME}", "queue": "single", "cancel_in_progress": False}
-    running = Run("a download", **shared)
-    merge = Run("the merge's download", **shared)
-    listing = Run("a dispatched list", **shared)
+    group = f"model-cache-{VOLUME}"
+    running = Run("a download", group, "single", cancel_in_progress=False)
+    merge = Run("the merge's download", group, "single", cancel_in_progress=False)
+    listing = Run("a dispatched list", group, "single", cancel_in_progress=False)
     github = GitHubActions()
 
     github.queue(running, merge, listing)
