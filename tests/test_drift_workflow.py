@@ -10,6 +10,8 @@ refresh job's `git push origin` lands where the test can read it.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import tomllib
 from collections.abc import Mapping
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 
 from local_hub.server import LocalHub
+from modal_jobs.model_list import load_model_list
 from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Cli, Repos, model_dir
 from tests.test_workflows import (
     MODEL_CACHE,
@@ -41,6 +44,7 @@ MODEL_DRIFT = ROOT / ".github" / "workflows" / "model-drift.yml"
 GH_STAND_IN = Path(__file__).parent / "resources" / "gh_stand_in.py"
 BRANCH = "model-drift/lock-refresh"
 PR_TITLE = "models.lock: the Hub moved"
+FIRST_LOCK_TITLE = "models.lock: the first lock"
 ISSUE_TITLE = "Model cache: the volume check failed"
 MAIN = {"ref": "refs/heads/main"}  # a workflow_dispatch on main, as the schedule runs
 TOKEN = {"GITHUB_TOKEN": "ghs_stand_in"}  # what act hands the workflow as `github.token`
@@ -101,6 +105,18 @@ def drift_act(job: str, runner_bin: Path, hub: LocalHub, tmp_path: Path, repo: P
     work.mkdir(exist_ok=True)
     env = {**act_step_env(hub, tmp_path), "GH_STUB_STATE": str(github.state_file)}
     return Act(runner_bin, work, env, repo=repo, workflow=MODEL_DRIFT, job=job, tools=github.tools)
+
+
+@pytest.fixture
+def fork(tmp_path: Path) -> Path:
+    """A new fork: this repository as it ships, without models.lock, and a bare `origin`."""
+    clone = tmp_path / "fork"
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)], check=True)
+    assert not (clone / "models.lock").exists()
+    bare = tmp_path / "fork-origin.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(bare)], check=True)
+    git(clone, "remote", "set-url", "origin", str(bare))
+    return clone
 
 
 @pytest.fixture
@@ -197,6 +213,32 @@ def test_nothing_moved_means_no_pull_request_and_a_summary_saying_so(
         assert f"| `{repo_id}` | • unchanged | `{repos.commits[repo_id][:7]}` |" in summaries["Upgrade the lock"]
 
 
+def test_a_fork_without_a_lock_gets_the_first_lock_as_a_pull_request_showing_every_model_added(
+    runner_python: Path, hub: LocalHub, repos: Repos, tmp_path: Path, fork: Path, github: GitHub
+):
+    """The first lock's pull request: every model added, with its commit, and all of its bytes to transfer."""
+    run = drift_act("lock-refresh", runner_python, hub, tmp_path, fork, github)(
+        "workflow_dispatch", MAIN, local_dir=None, secrets=TOKEN
+    )
+
+    assert run.succeeded, run.log
+    assert any("main has no models.lock yet" in notice for notice in run.annotations("notice"))
+    [pr] = github.pulls()
+    assert (pr["state"], pr["head"], pr["base"], pr["title"]) == ("open", BRANCH, "main", FIRST_LOCK_TITLE)
+    origin = Path(git(fork, "remote", "get-url", "origin").strip())
+    assert git(origin, "diff", "--name-status", f"{BRANCH}^", BRANCH).split() == ["A", "models.lock"]
+    pushed = locked_commits(pushed_lock(origin))
+    assert {repo_id: model["commit"] for repo_id, model in pushed.items()} == repos.commits
+    body = pr["body"]
+    assert body.startswith("main has no models.lock yet.")
+    for repo_id, commit in repos.commits.items():
+        assert f"| `{repo_id}` | ➕ added | `{commit[:7]}` |" in body
+    # Nothing is on the volume yet: the merge transfers every byte the plan counts.
+    total = re.search(r"\*\*Total:\*\* (.+) in 3 models\.", body)
+    at_most = re.search(r"\*\*At most:\*\* (.+)\.", body)
+    assert total and at_most and at_most[1] == total[1], body
+
+
 # -- volume check -----------------------------------------------------------------------------
 
 
@@ -258,6 +300,54 @@ def test_a_corrupted_file_fails_the_check_names_it_and_opens_one_issue_then_comm
     assert "**Commented** on issue #1." in "".join(content for _, content in run.summaries())
 
 
+def test_a_model_removed_from_the_volume_fails_the_check_and_keeps_the_issue_open_until_a_download_restores_it(
+    check: Act, cli: Cli, repos: Repos, target: Path, github: GitHub
+):
+    assert cli("download").returncode == 0
+    small = next(entry.dirname for entry in load_model_list(ROOT / "models.toml").models if entry.repo_id == SMALL)
+    shutil.rmtree(target / small)  # cleared by hand, or lost
+
+    run = check("workflow_dispatch", MAIN, local_dir=target, secrets=TOKEN)
+
+    assert not run.succeeded
+    assert run.step_results()["Check"] == "failure"
+    rows = verify_rows(run)
+    assert set(rows) == {BIG, SMALL, TOKENIZER}  # every model of the list, not only what is there
+    assert "missing" in f"{rows[SMALL]['status']} {rows[SMALL].get('error')}", rows[SMALL]
+    assert {rows[BIG]["status"], rows[TOKENIZER]["status"]} == {"ok"}
+    [issue] = github.issues()
+    assert (issue["state"], issue["title"]) == ("open", ISSUE_TITLE)
+    assert f"`{SMALL}`" in issue["body"]
+
+    assert cli("download").returncode == 0  # Actions > Model cache > download
+    run = check("workflow_dispatch", MAIN, local_dir=target, secrets=TOKEN)
+
+    assert run.succeeded, run.log
+    assert {row["status"] for row in verify_rows(run).values()} == {"ok"}
+    [issue] = github.issues()
+    assert issue["state"] == "closed"
+    assert "every model of models.toml is on the volume" in issue["comments"][-1]
+
+
+def test_before_set_up_the_check_ends_green_with_notices_and_opens_no_issue(
+    runner_python: Path, hub: LocalHub, tmp_path: Path, fork: Path, github: GitHub
+):
+    """A fork's first Monday: no lock, no Modal token. Nothing is wrong yet, so nothing is reported as wrong."""
+    run = drift_act("volume-check", runner_python, hub, tmp_path, fork, github)(
+        "schedule", MAIN, local_dir=None, secrets=TOKEN
+    )
+
+    assert run.succeeded, run.log
+    assert run.step_results() == {"Check out": "success", "Check the set-up": "success"}
+    lock, token = run.annotations("notice")
+    assert "models.lock is not on main yet" in lock
+    assert "the environment model-cache has no Modal token yet" in token
+    assert gh_calls(run) == []
+    assert github.issues() == []
+    [(step, summary)] = run.summaries()
+    assert step == "Check the set-up" and lock in summary and token in summary
+
+
 def test_a_stale_model_fails_the_check_naming_both_commits(
     check: Act, cli: Cli, hub: LocalHub, repos: Repos, target: Path, locked_repo: Path, tmp_path: Path, github: GitHub
 ):
@@ -272,7 +362,7 @@ def test_a_stale_model_fails_the_check_naming_both_commits(
     message = f"at commit {old[:12]}, models.lock names {moved[:12]}"
     assert message in verify_rows(run)[BIG]["error"]
     summaries = dict(run.summaries())
-    assert f"| `{BIG}` | ⚠️ stale | `{old[:7]}` |" in summaries["Check"]
+    assert f"- `{BIG}`: {message}" in summaries["Check"]
     [issue] = github.issues()
     assert message in issue["body"]
 
@@ -300,11 +390,12 @@ def test_the_check_job_never_gets_contents_write():
     assert job["environment"] == "model-cache"
 
 
-def test_the_check_queues_with_the_cache_and_only_its_check_step_holds_the_secrets():
+def test_the_check_has_a_group_of_its_own_and_only_its_check_step_holds_the_secrets():
+    """Its own group: never a queued download's pending slot (tests/test_concurrency.py runs the rule)."""
     workflow = load_workflow(MODEL_DRIFT)
     job = workflow["jobs"]["volume-check"]
     cache: Mapping[str, Any] = load_workflow(MODEL_CACHE)["concurrency"]
-    assert job["concurrency"] == cache
+    assert not job["concurrency"]["group"].startswith(cache["group"].split("${{")[0])
     assert not any("secrets." in text for text in strings_in({k: v for k, v in job.items() if k != "steps"}))
     holders = {
         step["name"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Offline stand-in for the GitHub CLI (`gh`) in tests/test_drift_workflow.py.
+"""Offline stand-in for the GitHub CLI (`gh`) in the workflow tests (tests/test_drift_workflow.py and others).
 
-The test links it as `gh` into a directory it puts first on PATH, so model-drift.yml runs unchanged.
+The test links it as `gh` into a directory it puts first on PATH, so a workflow runs unchanged.
 It answers the few commands the workflow uses from a JSON file, `$GH_STUB_STATE`, that outlives one
 run (so a second run finds the pull request or issue the first one opened), and appends each call
 to `$STUB_RECORD_DIR/gh.jsonl`: its arguments and whether GH_TOKEN was set (never its value).
@@ -12,7 +12,8 @@ to `$STUB_RECORD_DIR/gh.jsonl`: its arguments and whether GH_TOKEN was set (neve
             "title": "...", "body": "...", "edits": 0, "comments": [], "branch_deleted": false}],
  "issues": [{"number": 2, "state": "open", "title": "...", "labels": ["model-cache"], "body": "...",
              "comments": []}],
- "labels": ["model-cache"]}
+ "labels": ["model-cache"],
+ "dispatches": [{"workflow": "ci.yml", "ref": "dependabot/uv/python"}]}
 ```
 
 A command or a `--jq` filter it does not know fails (exit 1, naming it), so the workflow cannot
@@ -43,6 +44,7 @@ def main(argv: list[str]) -> int:
     state.setdefault("pulls", [])
     state.setdefault("issues", [])
     state.setdefault("labels", [])
+    state.setdefault("dispatches", [])
     code = run(argv, state)
     state_path.write_text(json.dumps(state, indent=2) + "\n")
     return code
@@ -59,10 +61,21 @@ def run(argv: list[str], state: dict[str, Any]) -> int:
     if argv[:2] == ["auth", "setup-git"]:
         return 0  # the test's remote is a local path: git needs no credential helper
     parser = argparse.ArgumentParser(prog="gh")
-    parser.add_argument("noun", choices=["pr", "issue", "label"])
+    parser.add_argument("noun", choices=["pr", "issue", "label", "workflow"])
     parser.add_argument("verb")
     parser.add_argument("target", nargs="?")
-    for flag in ["--head", "--base", "--state", "--json", "--jq", "--title", "--body-file", "--comment", "--label"]:
+    for flag in [
+        "--head",
+        "--base",
+        "--state",
+        "--json",
+        "--jq",
+        "--title",
+        "--body-file",
+        "--comment",
+        "--label",
+        "--ref",
+    ]:
         parser.add_argument(flag)
     parser.add_argument("--description")
     parser.add_argument("--color")
@@ -71,6 +84,11 @@ def run(argv: list[str], state: dict[str, Any]) -> int:
     args = parser.parse_args(argv)
     items: list[dict[str, Any]] = state["pulls" if args.noun == "pr" else "issues"]
     match args.noun, args.verb:
+        case "workflow", "run":
+            state["dispatches"].append({"workflow": args.target, "ref": args.ref})
+            return 0
+        case "workflow", _:
+            raise SystemExit(f"gh stand-in: `gh workflow {args.verb}` is not something it knows")
         case "label", "create":
             if args.target not in state["labels"]:
                 state["labels"].append(args.target)
