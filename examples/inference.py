@@ -128,9 +128,9 @@ def held_open(mount: str) -> list[str]:
     root = os.path.realpath(mount).rstrip(os.sep) + os.sep
     held: set[str] = set()
     fds = Path("/proc/self/fd")
-    for fd in os.listdir(fds) if fds.is_dir() else []:
+    for fd in fds.iterdir() if fds.is_dir() else []:
         try:
-            held.add(os.readlink(fds / fd))
+            held.add(str(fd.readlink()))
         except OSError:
             continue  # closed meanwhile (the listing's own descriptor)
     try:

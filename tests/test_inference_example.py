@@ -7,7 +7,6 @@ local hub, with test doubles for qwen-tts and torch that read the files as qwen-
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import mmap
 import os
@@ -137,14 +136,19 @@ class QwenTTS:
         return Torch("torch")
 
 
-@pytest.fixture
-def qwen_tts(monkeypatch: pytest.MonkeyPatch) -> QwenTTS:
+def stand_in_qwen_tts(monkeypatch: pytest.MonkeyPatch) -> QwenTTS:
+    """qwen-tts and torch as the example imports them, for the rest of the test."""
     stand_in = QwenTTS()
     package = ModuleType("qwen_tts")
     package.Qwen3TTSModel = types.SimpleNamespace(from_pretrained=stand_in.from_pretrained)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "qwen_tts", package)
     monkeypatch.setitem(sys.modules, "torch", stand_in.torch())
     return stand_in
+
+
+@pytest.fixture
+def qwen_tts(monkeypatch: pytest.MonkeyPatch) -> QwenTTS:
+    return stand_in_qwen_tts(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +217,7 @@ def watched() -> Iterator[Watch]:
 
 def options(cls: Any) -> dict[str, Any]:
     """The options modal 1.6 sends for the class's container, kept in its loader's closure (FunctionInfo has none)."""
-    function = synchronizer._translate_in(cls._get_class_service_function())
+    function = synchronizer._translate_in(cls._get_class_service_function())  # type: ignore[no-untyped-call]
     loader = function._load
     cells = dict(zip(loader.__code__.co_freevars, loader.__closure__ or (), strict=True))
     return {name: cells[name].cell_contents for name in ("enable_memory_snapshot", "experimental_options")}
