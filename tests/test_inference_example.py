@@ -186,7 +186,7 @@ class Watch:
         if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
             self.opened.append((os.fsdecode(args[0]), writes(args[1], args[2])))
         elif event.startswith("socket.") and event != "socket.__new__":
-            self.network.append(f"{event} {args[1:]!r}")
+            self.network.append(f"{event} {args!r}")
 
 
 def writes(mode: object, flags: object) -> str:
