@@ -31,6 +31,7 @@ was restored from a snapshot, and the total.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable
@@ -157,6 +158,7 @@ def load_to_cpu(
     found = clock()
     model = load(weights)
     loaded = clock()
+    gc.collect()  # a mapping only a reference cycle still holds would otherwise count as held
     held = held_open(mount)
     if held:
         raise VolumeStillOpen(
