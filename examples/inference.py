@@ -4,7 +4,7 @@
 
 The volume is mounted read-only. `modal_jobs.reader.model_path` (standard library only, shipped
 in the image with this package's source) returns the directory of the model's current revision,
-or stops the container with one line naming the fix ("run `python -m modal_jobs download`").
+or stops the container with one line naming the fix ("run `python3 tools/nox_locked.py -s download`").
 Pin `COMMIT` (or ship `models.lock` and pass `lock=`) to refuse any other weights than those.
 """
 

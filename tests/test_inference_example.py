@@ -51,7 +51,7 @@ def test_its_volume_mount_and_model_are_those_of_models_toml(example: ModuleType
 
 
 def test_it_finds_the_weights_the_cache_wrote(example: ModuleType, cli: Cli, repos: Repos, target: Path):
-    with pytest.raises(ModelNotReady, match="run `python -m modal_jobs download`"):
+    with pytest.raises(ModelNotReady, match=r"run `python3 tools/nox_locked\.py -s download`"):
         example.find_weights(str(target), SMALL)
     assert cli("download", "--model", SMALL).returncode == 0
     found = example.find_weights(str(target), SMALL)
