@@ -142,7 +142,7 @@ def test_every_file_path_goes_through_the_hub_listings_check(path: str):
     assert message.startswith("models.lock: model #1 (Qwen/Model): ") and said in message and repr(path) in message
 
 
-TEXT_EDITS = {
+TEXT_EDITS: dict[str, tuple[Callable[[str], str], str]] = {
     "a size written as a string": (lambda t: t.replace("size = 120", 'size = "120"'), "size '120' of 'config.json'"),
     "a size written as a boolean": (lambda t: t.replace("size = 120", "size = true"), "size True of 'config.json'"),
     "an unknown key": (lambda t: t.replace('revision = "main"', 'revision = "main"\nmirror = "x"'), "unknown key"),
