@@ -161,9 +161,8 @@ def parse_manifest(data: bytes, where: str) -> Manifest | None:
             repo_id=str(raw["repo_id"]),
             revision=str(raw["revision"]),
             commit=str(raw["commit"]),
-            files=tuple(
-                FileRecord(path=str(f["path"]), size=int(f["size"]), hash=str(f["hash"])) for f in raw["files"]
-            ),
+            # The paths, sizes and hashes a manifest read back must have, as the Hub's or the lock's must.
+            files=tuple(checked_record(f["path"], f["size"], f["hash"], source=where) for f in raw["files"]),
             include=tuple(raw["include"]) if raw.get("include") is not None else None,
             exclude=tuple(raw["exclude"]) if raw.get("exclude") is not None else None,
             completed_at=str(raw.get("completed_at", "")),
