@@ -344,7 +344,7 @@ LINES = st.one_of(
 )
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(st.lists(st.tuples(LINES, st.sampled_from(["\n", "\r\n", " ", "", " # c\n"])), max_size=8))
 def test_whatever_the_parser_takes_tomllib_reads_alike(lines: list[tuple[str, str]]):
     text = "".join(line + end for line, end in lines)
