@@ -4,7 +4,7 @@
 
 The volume is mounted read-only. `modal_jobs.reader.model_path` (standard library only, shipped
 in the image with this package's source) returns the directory of the model's current revision,
-or stops the container with one line naming the fix ("run `python -m modal_jobs download`").
+or stops the container with one line naming the fix ("run `python3 tools/nox_locked.py -s download`").
 Pin `COMMIT` (or ship `models.lock` and pass `lock=`) to refuse any other weights than those.
 qwen-tts loads a local directory as it is: the model's files, and its speech tokenizer from the
 model's own `speech_tokenizer/` folder (not from the separate Qwen3-TTS-Tokenizer-12Hz repo).

@@ -23,6 +23,7 @@ from modal_jobs.cli_parser import build_parser, seed_command_line
 from modal_jobs.deadlines import Deadlines, set_up_huggingface_hub
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError, UsageError
 from modal_jobs.hub import Hub
+from modal_jobs.locking import check_lock_first
 from modal_jobs.logs import configure_logging
 from modal_jobs.model_list import ModelList, load_model_list
 from modal_jobs.operations import run
@@ -79,6 +80,7 @@ def run_command(args: argparse.Namespace, *, app_running: bool) -> Summary:
     with stop_on_signals(cancel):
         model_list = load_model_list(args.model_list)
         request = request_from(args, operation)
+        check_lock_first(request, model_list)  # before a target is opened, let alone created
         hub = Hub(cancel=cancel, deadlines=deadlines_from(args))
         set_up_huggingface_hub(hub.deadlines)
         wants_target = operation is not Operation.LOCK and (

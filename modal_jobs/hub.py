@@ -33,8 +33,8 @@ from modal_jobs.hub_errors import (
     retry_wait,
     wire_error,
 )
-from modal_jobs.model_dir import FileRecord, safe_relative_path
-from modal_jobs.model_list import ModelEntry
+from modal_jobs.model_dir import FileRecord, checked_record
+from modal_jobs.model_list import ModelEntry, is_commit
 from modal_jobs.progress import ByteCallback, byte_counter
 
 if TYPE_CHECKING:
@@ -95,9 +95,11 @@ class Hub:
             f"{entry.repo_id}@{entry.revision}: resolve revision",
             entry,
         )
-        if not info.sha:
-            raise HubError(f"{entry.repo_id}: the Hub gave no commit for revision {entry.revision!r}")
-        return info.sha
+        if not is_commit(info.sha):
+            raise HubError(
+                f"{entry.repo_id}: the Hub gave {info.sha!r} for revision {entry.revision!r}, not a 40-hex commit"
+            )
+        return str(info.sha)
 
     def list_files(self, entry: ModelEntry, commit: str) -> list[FileRecord]:
         """The commit's files after the entry's include/exclude globs, with the hashes to check them by."""
@@ -118,11 +120,10 @@ class Hub:
         )
         records = []
         for item in chosen:
-            safe_relative_path(item.path)
             if item.lfs is not None:
-                records.append(FileRecord(item.path, item.lfs.size, f"sha256:{item.lfs.sha256}"))
+                records.append(checked_record(item.path, item.lfs.size, f"sha256:{item.lfs.sha256}"))
             else:
-                records.append(FileRecord(item.path, item.size, f"git-sha1:{item.blob_id}"))
+                records.append(checked_record(item.path, item.size, f"git-sha1:{item.blob_id}"))
         if not records:
             raise HubError(
                 f"{entry.repo_id}@{commit[:7]}: no files to download"

@@ -18,7 +18,7 @@ from modal_jobs.hub import Hub
 from modal_jobs.hub_answers import ask_hub
 from modal_jobs.messages import shorten
 from modal_jobs.model_list import ModelList
-from modal_jobs.models_lock import lock_path
+from modal_jobs.models_lock import LOCK_COMMAND, lock_path
 from modal_jobs.request import LockMode, Request
 from modal_jobs.rows import checked_lock_row, lock_row, unlisted_lock_row
 from modal_jobs.summary import Operation, Summary
@@ -44,7 +44,7 @@ def desired_state(
     path = lock_path(model_list)
     if request.lock_mode is not LockMode.UPDATE:
         pinned = require_lock(request, model_list)
-        missing = ModelFailed(f"not in {path.name}, which --frozen takes as it is; run `python -m modal_jobs lock`")
+        missing = ModelFailed(f"not in {path.name}, which --frozen takes as it is; run `{LOCK_COMMAND}`")
         return {e.repo_id: m.answer if (m := pinned.get(e.repo_id)) else missing for e in model_list.models}
     locked = models_lock.read(path)
     problems = models_lock.disagreements(locked, model_list)
@@ -67,6 +67,19 @@ def desired_state(
     return answers
 
 
+def check_lock_first(request: Request, model_list: ModelList) -> None:
+    """Before a target is opened: a lock that cannot be trusted, or that `--locked`/`--frozen` refuse, is exit 2.
+
+    `lock` writes the lock again and `clear` never reads it: neither is stopped by it.
+    """
+    if request.operation in (Operation.LOCK, Operation.CLEAR):
+        return
+    if request.lock_mode is LockMode.UPDATE:
+        models_lock.read(lock_path(model_list))
+    else:
+        require_lock(request, model_list)
+
+
 def require_lock(request: Request, model_list: ModelList) -> models_lock.ModelsLock:
     """The lock `--locked` (which must match the list) or `--frozen` (which must exist) runs on; else exit 2."""
     path = lock_path(model_list)
@@ -79,19 +92,13 @@ def require_lock(request: Request, model_list: ModelList) -> models_lock.ModelsL
 
 def stale_lock_message(path: Path, problems: Sequence[str]) -> str:
     if not path.exists():
-        return (
-            f"no {path.name} beside {path.with_suffix('.toml').name}; create it with `nox -s lock` "
-            f"(or `python -m modal_jobs lock`) and commit it"
-        )
-    return (
-        f"{path.name} is out of date ({shorten(problems, 2)}); run `nox -s lock` (or `python -m modal_jobs lock`) "
-        "and commit it"
-    )
+        return f"no {path.name} beside {path.with_suffix('.toml').name}; create it with `{LOCK_COMMAND}` and commit it"
+    return f"{path.name} is out of date ({shorten(problems, 2)}); run `{LOCK_COMMAND}` and commit it"
 
 
 def locked_answers(base: ModelList | None) -> dict[str, HubAnswer]:
     """What the lock beside the base list says of each base entry it still stands for."""
-    locked = models_lock.read(lock_path(base)) if base is not None else None
+    locked = models_lock.read(lock_path(base), earlier_versions=True) if base is not None else None
     if base is None or locked is None:
         return {}
     return {e.repo_id: m.answer for e in base.models if (m := locked.get(e.repo_id)) and m.disagreement(e) is None}
@@ -100,9 +107,9 @@ def locked_answers(base: ModelList | None) -> dict[str, HubAnswer]:
 def update_lock(model_list: ModelList, hub: Hub, request: Request, cancel: threading.Event) -> Summary:
     """Resolve what models.toml changed (or, with --upgrade, moved) and write models.lock; `--check` only compares."""
     path = lock_path(model_list)
-    locked = models_lock.read(path)
     if request.check:
-        return check_lock(model_list, locked, path)
+        return check_lock(model_list, models_lock.read(path), path)
+    locked = lock_to_rewrite(path)
     moving = request.repo_ids or tuple(e.repo_id for e in model_list.models) if request.upgrade else ()
     stale = models_lock.to_resolve(locked, model_list, moving)
     resolved = as_facts(ask_hub(stale, hub, {}, cancel)) if stale else {}
@@ -118,6 +125,19 @@ def update_lock(model_list: ModelList, hub: Hub, request: Request, cancel: threa
     return Summary(
         Operation.LOCK, str(path), tuple(rows), note=f"wrote {path.name}" if written else f"{path.name} is up to date"
     )
+
+
+def lock_to_rewrite(path: Path) -> models_lock.ModelsLock | None:
+    """What `lock` starts from: a lock of any version it can trust; one it cannot is resolved anew, with a warning.
+
+    A version-1 lock keeps its commits (rewriting it moves nothing). A lock refused as invalid holds
+    nothing to keep: `lock` is the command its error names, so it must not refuse it too.
+    """
+    try:
+        return models_lock.read(path, earlier_versions=True)
+    except models_lock.InvalidLock as exc:
+        log.warning("%s; resolving every model again", exc.problem)
+        return None
 
 
 def check_lock(model_list: ModelList, locked: models_lock.ModelsLock | None, path: Path) -> Summary:

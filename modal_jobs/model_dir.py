@@ -47,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -72,6 +73,8 @@ DOWNLOADER_STATE = ".cache"
 LEGACY = "."
 # The cache's own names, which no file of a repo may take.
 RESERVED_NAMES = frozenset({MANIFEST_NAME, DOWNLOADER_STATE, DAMAGED_NAME, POINTER_NAME, REVISIONS_DIR})
+# The two forms of a file's hash the Hub gives: an LFS object's sha256, or a git blob's id.
+_FILE_HASH = re.compile(r"sha256:[0-9a-f]{64}|git-sha1:[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -105,21 +108,38 @@ class Manifest:
         return json.dumps(data, indent=1) + "\n"
 
 
-class UnsafePathError(ModelFailed, ValueError):
-    """A path from the Hub that would land outside the model directory or on our own files."""
+class UntrustedRecord(ModelFailed, ValueError):
+    """A file record (the Hub's answer, or models.lock's) that cannot be right: nothing is written for it."""
 
 
-def safe_relative_path(path: str) -> PurePosixPath:
-    """Check a repo file path before it touches the disk; the Hub's answer is not trusted."""
-    if not path or "\\" in path or "\x00" in path or path.startswith("/"):
-        raise UnsafePathError(f"unsafe file path from the Hub: {path!r}")
+class UnsafePathError(UntrustedRecord):
+    """A path that would land outside the model directory or on our own files."""
+
+
+def safe_relative_path(path: object, source: str = "the Hub") -> PurePosixPath:
+    """Check a repo file path before it touches the disk; neither the Hub's answer nor the lock is trusted."""
+    if not isinstance(path, str) or not path or "\\" in path or "\x00" in path or path.startswith("/"):
+        raise UnsafePathError(f"unsafe file path from {source}: {path!r}")
     pure = PurePosixPath(path)
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
-        raise UnsafePathError(f"unsafe file path from the Hub: {path!r}")
+        raise UnsafePathError(f"unsafe file path from {source}: {path!r}")
     if parts[0] in RESERVED_NAMES:
-        raise UnsafePathError(f"file path from the Hub collides with the cache's own {parts[0]!r}: {path!r}")
+        raise UnsafePathError(f"file path from {source} collides with the cache's own {parts[0]!r}: {path!r}")
     return pure
+
+
+def checked_record(path: object, size: object, hash_: object, source: str = "the Hub") -> FileRecord:
+    """A file record whose every field has the shape the Hub gives: a safe path, a byte count, a known hash."""
+    safe_relative_path(path, source)
+    assert isinstance(path, str)  # safe_relative_path refused anything else
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise UntrustedRecord(f"size {size!r} of {path!r} from {source} is not a number of bytes")
+    if not isinstance(hash_, str) or _FILE_HASH.fullmatch(hash_) is None:
+        raise UntrustedRecord(
+            f"hash {hash_!r} of {path!r} from {source} is neither sha256:<64 hex> nor git-sha1:<40 hex>"
+        )
+    return FileRecord(path, size, hash_)
 
 
 def parse_manifest(data: bytes, where: str) -> Manifest | None:
@@ -141,9 +161,8 @@ def parse_manifest(data: bytes, where: str) -> Manifest | None:
             repo_id=str(raw["repo_id"]),
             revision=str(raw["revision"]),
             commit=str(raw["commit"]),
-            files=tuple(
-                FileRecord(path=str(f["path"]), size=int(f["size"]), hash=str(f["hash"])) for f in raw["files"]
-            ),
+            # The paths, sizes and hashes a manifest read back must have, as the Hub's or the lock's must.
+            files=tuple(checked_record(f["path"], f["size"], f["hash"], source=where) for f in raw["files"]),
             include=tuple(raw["include"]) if raw.get("include") is not None else None,
             exclude=tuple(raw["exclude"]) if raw.get("exclude") is not None else None,
             completed_at=str(raw.get("completed_at", "")),

@@ -60,7 +60,7 @@ class ModelEntry:
     @property
     def pinned_commit(self) -> str | None:
         """The commit when the revision is one already, so no Hub request is needed to resolve it."""
-        return self.revision if _COMMIT.fullmatch(self.revision) else None
+        return self.revision if is_commit(self.revision) else None
 
     def to_wire(self) -> dict[str, Any]:
         """Plain JSON-able values, for a container."""
@@ -173,7 +173,7 @@ def _parse_model(raw: dict[str, Any], index: int, path: Path) -> ModelEntry:
         if size.lower() in ALL_SIZES:
             raise ModelListError(f"{where}: size {size!r} is reserved (it selects every model); choose another label")
     revision = raw.get("revision", "main")
-    if not isinstance(revision, str) or not revision or any(c.isspace() or ord(c) < 32 for c in revision):
+    if not is_valid_revision(revision):
         raise ModelListError(f"{where}: revision must be a branch, tag or 40-hex commit, without spaces")
     return ModelEntry(
         repo_id=repo_id,
@@ -210,6 +210,16 @@ def _refuse_collisions(models: Iterable[ModelEntry], path: Path) -> None:
                 f"'{model.dirname}/'; keep one of them"
             )
         seen[key] = model
+
+
+def is_valid_revision(revision: object) -> bool:
+    """A branch, tag or commit as models.toml may name it: a non-empty string without spaces or control characters."""
+    return isinstance(revision, str) and bool(revision) and not any(c.isspace() or ord(c) < 32 for c in revision)
+
+
+def is_commit(value: object) -> bool:
+    """A full commit id as the Hub writes it: 40 lowercase hex characters, and nothing that could name a path."""
+    return isinstance(value, str) and _COMMIT.fullmatch(value) is not None
 
 
 def is_valid_repo_id(repo_id: str) -> bool:

@@ -28,9 +28,9 @@ from modal_jobs.download import download
 from modal_jobs.errors import Cancelled, InterruptedRun, ModelFailed, UsageError
 from modal_jobs.hub import Hub
 from modal_jobs.hub_answers import current_commit, hub_answer
-from modal_jobs.locking import desired_state, locked_answers, require_lock, update_lock
+from modal_jobs.locking import check_lock_first, desired_state, locked_answers, update_lock
 from modal_jobs.model_list import ModelEntry, ModelList, select_models
-from modal_jobs.request import LockMode, Request
+from modal_jobs.request import Request
 from modal_jobs.rows import against_lock, change_row, cleared_row, list_row, orphan_row, target_path
 from modal_jobs.store import Store, look_at, survey
 from modal_jobs.summary import ModelRow, Operation, Summary, human_bytes
@@ -49,8 +49,7 @@ def run(
     """Select the models, hold the target while writing, and run the operation."""
     entries = select_models(model_list, request.sizes, request.repo_ids)
     cancel = cancel or threading.Event()
-    if request.lock_mode is not LockMode.UPDATE:
-        require_lock(request, model_list)  # before anything touches the target
+    check_lock_first(request, model_list)  # before anything touches the target
     try:
         if request.operation is Operation.LOCK:
             return update_lock(model_list, hub, request, cancel)

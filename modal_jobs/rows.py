@@ -18,7 +18,7 @@ from modal_jobs.errors import ModelFailed
 from modal_jobs.messages import shorten
 from modal_jobs.model_dir import Manifest
 from modal_jobs.model_list import ModelEntry
-from modal_jobs.models_lock import LockedModel
+from modal_jobs.models_lock import LOCK_COMMAND, LockedModel
 from modal_jobs.outcome import Outcome
 from modal_jobs.summary import ModelRow, OrphanRow, Status
 
@@ -183,13 +183,13 @@ def checked_lock_row(entry: ModelEntry, model: LockedModel | None, path: str) ->
     """An entry as `lock --check` finds it: failing where the lock does not stand for it."""
     why = "not in the lock" if model is None else model.disagreement(entry)
     status = Status.UNCHANGED if why is None else Status.ADDED if model is None else Status.CHANGED
-    error = None if why is None else f"{why}; run `python -m modal_jobs lock`"
+    error = None if why is None else f"{why}; run `{LOCK_COMMAND}`"
     return ModelRow(entry.repo_id, path, status, model.commit if model else None, error=error)
 
 
 def unlisted_lock_row(gone: LockedModel, path: str, *, check: bool) -> ModelRow:
     """A model the lock has and the list no longer names: `lock` drops it, `lock --check` fails on it."""
     if check:
-        error = "no longer in models.toml; run `python -m modal_jobs lock`"
+        error = f"no longer in models.toml; run `{LOCK_COMMAND}`"
         return ModelRow(gone.repo_id, path, Status.DROPPED, gone.commit, error=error)
     return ModelRow(gone.repo_id, path, Status.DROPPED, gone.commit, len(gone.files), gone.total_bytes)

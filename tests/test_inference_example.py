@@ -255,7 +255,7 @@ def test_the_flag_turns_snapshots_off_and_both_phases_run_at_every_start():
 
 
 def test_it_finds_the_weights_the_cache_wrote(example: ModuleType, cli: Cli, repos: Repos, target: Path):
-    with pytest.raises(ModelNotReady, match="run `python -m modal_jobs download`"):
+    with pytest.raises(ModelNotReady, match=r"run `python3 tools/nox_locked\.py -s download`"):
         example.find_weights(str(target), SMALL)
     assert cli("download", "--model", SMALL).returncode == 0
     found = example.find_weights(str(target), SMALL)

@@ -278,7 +278,7 @@ assert "modal_jobs" not in sys.modules and "huggingface_hub" not in sys.modules
     assert result.returncode == 0, result.stderr
     found, absent, incomplete, wrong = result.stdout.splitlines()
     assert found == str(model_path(target, SMALL))
-    assert absent.startswith("Qwen/Absent: absent from ") and "run `python -m modal_jobs download`" in absent
+    assert absent.startswith("Qwen/Absent: absent from ") and "run `python3 tools/nox_locked.py -s download`" in absent
     assert incomplete.startswith("Qwen/Incomplete-Model: incomplete at ") and "to finish it" in incomplete
     assert wrong.startswith(f"{SMALL}: {target} holds commit {repos.commits[SMALL][:12]}, not {'0' * 12} as asked")
 
