@@ -65,9 +65,15 @@ def lint(session: nox.Session) -> None:
     session.run("check-jsonschema", "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml")
 
 
+# Ctrl-C reaches the command and nox alike (one process group). nox's default is to send SIGTERM 0.3 s later,
+# which the command takes as a second signal: it would end at once, before saying what it left. It stops
+# within a fraction of a second on its own; nox waits this long before insisting.
+STOP_SECONDS = 30.0
+
+
 def _cache_session(session: nox.Session, operation: str) -> None:
     install(session)
-    session.run("python", "-m", "modal_jobs", operation, *session.posargs)
+    session.run("python", "-m", "modal_jobs", operation, *session.posargs, interrupt_timeout=STOP_SECONDS)
 
 
 @nox.session(default=False)

@@ -122,8 +122,8 @@ def test_locked_refuses_a_lock_that_does_not_match_the_list(cli: Cli, repos: Rep
     missing = cli("download", "--locked")
     assert missing.returncode == 2
     assert missing.stderr == (
-        "error: no models.lock beside models.toml; create it with `nox -s lock` "
-        "(or `python -m modal_jobs lock`) and commit it\n"
+        "error: no models.lock beside models.toml; create it with `python3 tools/nox_locked.py -s lock` "
+        "and commit it\n"
     )
     assert not lock_file(cli).exists() and not target.exists()
 
@@ -132,7 +132,7 @@ def test_locked_refuses_a_lock_that_does_not_match_the_list(cli: Cli, repos: Rep
     for operation in ("download", "plan", "verify"):
         result = cli(operation, "--locked")
         assert result.returncode == 2, operation
-        assert "models.lock is out of date (" in result.stderr and "`nox -s lock`" in result.stderr
+        assert "models.lock is out of date (" in result.stderr and "`python3 tools/nox_locked.py -s lock`" in result.stderr
         assert result.stderr.count("\n") == 1
     assert not target.exists()
 

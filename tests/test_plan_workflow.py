@@ -82,7 +82,7 @@ def test_a_list_changed_without_its_lock_fails_naming_the_command(
     assert not run.succeeded
     assert run.step_results()["Check the lock"] == "failure"
     assert f"{NEW}: in models.toml, not in the lock" in run.log
-    assert "run `python -m modal_jobs lock`" in run.log
+    assert "run `python3 tools/nox_locked.py -s lock`" in run.log
     assert [step for step, _ in run.summaries()] == ["Check the lock"]
 
 
