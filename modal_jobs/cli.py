@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from modal_jobs.backend import Backend, LocalBackend
 from modal_jobs.cli_parser import build_parser, seed_command_line
@@ -33,6 +34,9 @@ from modal_jobs.reader import ModelNotReady, locked_commit, model_path
 from modal_jobs.reports import write_summaries
 from modal_jobs.request import LockMode, Request
 from modal_jobs.summary import Operation, Summary, render_json, render_text
+
+if TYPE_CHECKING:
+    from modal_jobs.volume import VolumeStore
 
 log = logging.getLogger("modal_jobs")
 
@@ -137,8 +141,10 @@ def print_path(args: argparse.Namespace) -> int:
         if args.local_dir is not None:
             found = str(model_path(args.local_dir, args.model, args.commit, lock=args.lock))
         else:
+            from modal_jobs.volume import open_volume_store
+
             commit = locked_commit(args.lock, args.model) if args.lock is not None else args.commit
-            found = volume_path(load_model_list(args.model_list), args.model, commit)
+            found = volume_path(open_volume_store(load_model_list(args.model_list).volume), args.model, commit)
     except ModelNotReady as exc:
         log.error("error: %s", exc)
         return 1
@@ -149,13 +155,10 @@ def print_path(args: argparse.Namespace) -> int:
     return 0
 
 
-def volume_path(model_list: ModelList, repo_id: str, commit: str | None) -> str:
+def volume_path(store: VolumeStore, repo_id: str, commit: str | None) -> str:
     """What `reader.model_path` would return in a container: the volume's pointer and manifest, read from here."""
     if not is_valid_repo_id(repo_id):
         raise UsageError(f"{repo_id!r} is not a repo id; pass owner/name, such as Qwen/Qwen3-TTS-12Hz-0.6B-Base")
-    from modal_jobs.volume import open_volume_store
-
-    store = open_volume_store(model_list.volume)
     name = repo_id.split("/")[1]
     where = f"{store.target}/{name}"
     absent = store.absent()
