@@ -79,13 +79,8 @@ def require_lock(request: Request, model_list: ModelList) -> models_lock.ModelsL
 
 def stale_lock_message(path: Path, problems: Sequence[str]) -> str:
     if not path.exists():
-        return (
-            f"no {path.name} beside {path.with_suffix('.toml').name}; create it with `{LOCK_COMMAND}` "
-            "and commit it"
-        )
-    return (
-        f"{path.name} is out of date ({shorten(problems, 2)}); run `{LOCK_COMMAND}` and commit it"
-    )
+        return f"no {path.name} beside {path.with_suffix('.toml').name}; create it with `{LOCK_COMMAND}` and commit it"
+    return f"{path.name} is out of date ({shorten(problems, 2)}); run `{LOCK_COMMAND}` and commit it"
 
 
 def locked_answers(base: ModelList | None) -> dict[str, HubAnswer]:

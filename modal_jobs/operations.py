@@ -29,14 +29,14 @@ from modal_jobs.errors import Cancelled, InterruptedRun, ModelFailed, UsageError
 from modal_jobs.hub import Hub
 from modal_jobs.hub_answers import current_commit, hub_answer
 from modal_jobs.locking import desired_state, locked_answers, require_lock, update_lock
-from modal_jobs.models_lock import lock_path
-from modal_jobs.model_list import ModelEntry, ModelList, select_models
-from modal_jobs.request import LockMode, Request
 from modal_jobs.messages import shorten
+from modal_jobs.model_list import ModelEntry, ModelList, select_models
+from modal_jobs.models_lock import lock_path
+from modal_jobs.request import LockMode, Request
 from modal_jobs.rows import against_lock, change_row, cleared_row, list_row, orphan_row, target_path, unverifiable_row
+from modal_jobs.stops import before_any_change, clear_stopped, verify_stopped
 from modal_jobs.store import Store, look_at, survey
 from modal_jobs.summary import ModelRow, Operation, Summary, human_bytes
-from modal_jobs.stops import before_any_change, clear_stopped, verify_stopped
 from modal_jobs.waits import gather, stop_if, waiting
 
 log = logging.getLogger("modal_jobs")
@@ -87,10 +87,11 @@ def verify(
     request: Request,
     cancel: threading.Event,
 ) -> Summary:
-    """The check's verdict on every selected model: `ok`, or why not (missing, incomplete, stale, damaged), each failing.
+    """The check's verdict on every selected model: `ok`, or why not (missing, incomplete, stale, damaged).
 
-    Hashes what the manifests name; models.lock, when there is one, says which commit each must be at.
-    A target that does not exist holds every model `missing`, and is not created.
+    Any row but `ok` fails the run. Hashes what the manifests name; models.lock, when there is one,
+    says which commit each must be at. A target that does not exist holds every model `missing`,
+    and is not created.
     """
     target = backend.store.target
     wanted = desired_state(request, model_list, hub, {}, cancel, write=False, ask=False)
@@ -99,8 +100,8 @@ def verify(
     absent = backend.absent()
     if absent is not None:
         log.warning("%s: every model is missing (verify creates nothing)", absent)
-        rows = tuple(unverifiable_row(e, target_path(target, e.dirname), None) for e in entries)
-        return Summary(Operation.VERIFY, target, rows, note=f"{absent}; verify created nothing")
+        missing = tuple(unverifiable_row(e, target_path(target, e.dirname), None) for e in entries)
+        return Summary(Operation.VERIFY, target, missing, note=f"{absent}; verify created nothing")
     with backend.exclusive(request.lock_wait, cancel):
         top = waiting(backend.store.top, cancel)
         held = waiting(partial(look_at, backend.store, top, {e.dirname for e in entries}), cancel)
@@ -108,8 +109,8 @@ def verify(
             checked = backend.verify(entries, held, cancel)
         except Cancelled as stop:
             hashed = [e.repo_id for e in entries if verifiable(e, held.get(e.dirname)) is not None]
-            rest = [repo_id for repo_id in hashed if repo_id not in stop.done]
-            raise InterruptedRun(verify_stopped([r for r in hashed if r in stop.done], rest)) from None
+            done = [repo_id for repo_id in hashed if repo_id in stop.done]
+            raise InterruptedRun(verify_stopped(done, [r for r in hashed if r not in done])) from None
     rows = [
         against_lock(row, entry, held.get(entry.dirname), wanted.get(entry.repo_id))
         for entry, row in zip(entries, checked, strict=True)

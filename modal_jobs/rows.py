@@ -75,7 +75,9 @@ def unverifiable_row(entry: ModelEntry, path: str, held: HeldModel | None, secon
         return ModelRow(entry.repo_id, path, Status.MISSING, seconds=seconds, error="missing: run download to fetch it")
     refused = not_writable(entry, held)
     status, error = (
-        (Status.FAILED, refused) if refused else (Status.INCOMPLETE, "incomplete (no manifest): run download to fetch it")
+        (Status.FAILED, refused)
+        if refused
+        else (Status.INCOMPLETE, "incomplete (no manifest): run download to fetch it")
     )
     return ModelRow(entry.repo_id, path, status, None, held.file_count, held.bytes, seconds, error)
 

@@ -118,7 +118,6 @@ def test_upgrade_moves_branches_and_leaves_pinned_commits(cli: Cli, repos: Repos
     assert rows[TOKENIZER]["status"] == "unchanged" and rows[TOKENIZER]["commit"] == repos.commits[TOKENIZER]
 
 
-
 def test_upgrade_of_one_model_moves_it_alone_as_uv_upgrade_package_does(cli: Cli, repos: Repos):
     """Two models moved on the Hub; `--upgrade --model` takes one of them, and asks the Hub about nothing else."""
     assert cli("lock").returncode == 0
@@ -163,19 +162,21 @@ def test_upgrade_of_a_size_moves_its_models_and_the_shared_ones(cli: Cli, repos:
         (("--check", "--model", SMALL), "lock --check compares the whole lock"),
     ],
 )
-def test_a_selection_lock_would_not_use_is_refused_not_ignored(cli: Cli, repos: Repos, argv: tuple[str, ...], said: str):
+def test_a_selection_lock_would_not_use_is_refused_not_ignored(
+    cli: Cli, repos: Repos, argv: tuple[str, ...], said: str
+):
     result = cli("lock", *argv)
     assert result.returncode == 2
     assert result.stdout == "" and result.stderr.count("\n") == 1 and said in result.stderr
     assert not lock_file(cli).exists()
     assert cli.hub.count() == 0
 
+
 def test_locked_refuses_a_lock_that_does_not_match_the_list(cli: Cli, repos: Repos, target: Path):
     missing = cli("download", "--locked")
     assert missing.returncode == 2
     assert missing.stderr == (
-        "error: no models.lock beside models.toml; create it with `python3 tools/nox_locked.py -s lock` "
-        "and commit it\n"
+        "error: no models.lock beside models.toml; create it with `python3 tools/nox_locked.py -s lock` and commit it\n"
     )
     assert not lock_file(cli).exists() and not target.exists()
 
@@ -184,7 +185,9 @@ def test_locked_refuses_a_lock_that_does_not_match_the_list(cli: Cli, repos: Rep
     for operation in ("download", "plan", "verify"):
         result = cli(operation, "--locked")
         assert result.returncode == 2, operation
-        assert "models.lock is out of date (" in result.stderr and "`python3 tools/nox_locked.py -s lock`" in result.stderr
+        assert (
+            "models.lock is out of date (" in result.stderr and "`python3 tools/nox_locked.py -s lock`" in result.stderr
+        )
         assert result.stderr.count("\n") == 1
     assert not target.exists()
 

@@ -15,7 +15,16 @@ import pytest
 
 from modal_jobs.model_dir import POINTER_NAME
 from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Cli, Repos, assert_complete, assert_not_loadable, model_dir
-from tests.test_field_failures import SIGNALS, catches_sigterm, held, many_files, said_at_the_stop, start, stop, wait_for
+from tests.test_field_failures import (
+    SIGNALS,
+    catches_sigterm,
+    held,
+    many_files,
+    said_at_the_stop,
+    start,
+    stop,
+    wait_for,
+)
 
 
 @pytest.mark.parametrize("sig", SIGNALS)
@@ -43,7 +52,17 @@ def test_ctrl_c_to_clear_run_through_nox_says_what_clear_removed_and_what_remain
     envdir.mkdir()
     (envdir / "clear").symlink_to(sys.prefix, target_is_directory=True)
     argv = [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "--envdir", str(envdir), "-R"]
-    argv += ["--no-install", "-s", "clear", "--", "--yes", "--model-list", str(cli.model_list), "--local-dir", str(target)]
+    argv += [
+        "--no-install",
+        "-s",
+        "clear",
+        "--",
+        "--yes",
+        "--model-list",
+        str(cli.model_list),
+        "--local-dir",
+        str(target),
+    ]
     process = subprocess.Popen(
         argv, env=cli.env, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -86,7 +86,10 @@ def test_verify_of_a_target_that_does_not_exist_fails_every_model_missing_and_cr
         [SMALL, "missing"],
         [TOKENIZER, "missing"],
     ]
-    assert result.stdout.splitlines()[-1] == f"note: {cli.target} does not exist (check --local-dir); verify created nothing"
+    assert (
+        result.stdout.splitlines()[-1]
+        == f"note: {cli.target} does not exist (check --local-dir); verify created nothing"
+    )
     assert f"{cli.target} does not exist" in result.stderr
     assert not cli.target.exists()
 

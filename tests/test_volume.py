@@ -287,9 +287,15 @@ def test_a_missing_volume_holds_nothing_and_verify_fails_every_model_missing(twi
     verified = run(Request(Operation.VERIFY), twins.model_list, backend, twins.hub)
     assert verified.exit_code == 1
     assert {row.repo_id: row.status for row in verified.models} == {
-        BIG: "missing", SMALL: "missing", TOKENIZER: "missing", EXTRA: "missing"
+        BIG: "missing",
+        SMALL: "missing",
+        TOKENIZER: "missing",
+        EXTRA: "missing",
     }
-    assert verified.note == "the Modal Volume 'qwen3-tts-models' does not exist (check MODAL_ENVIRONMENT); verify created nothing"
+    assert (
+        verified.note
+        == "the Modal Volume 'qwen3-tts-models' does not exist (check MODAL_ENVIRONMENT); verify created nothing"
+    )
     assert started == []
     assert not (tmp_path / "no-such-volume").exists()
 
@@ -619,7 +625,12 @@ def test_modal_round_trips_are_one_lookup_one_root_listing_and_per_model_one_lis
     volume.calls.clear()
     backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers)
     summary = run(Request(Operation.VERIFY), twins.model_list, backend, twins.hub)
-    assert {row.repo_id: row.status for row in summary.models} == {BIG: "ok", SMALL: "ok", TOKENIZER: "ok", EXTRA: "missing"}
+    assert {row.repo_id: row.status for row in summary.models} == {
+        BIG: "ok",
+        SMALL: "ok",
+        TOKENIZER: "ok",
+        EXTRA: "missing",
+    }
     assert volume.calls.count(("listdir", "/")) == 1
     assert sorted(path for call, path in volume.calls if call == "listdir" and path != "/") == sorted(models.values())
     # the repair wrote a new revision: one more manifest, and the old one kept with its mark

@@ -21,7 +21,6 @@ from modal_jobs.hub_errors import AccessDenied
 from modal_jobs.model_list import ModelEntry, ModelList
 from modal_jobs.summary import Status, human_bytes
 
-
 FIRST_LOCK = "first lock: the base has no models.lock, so the merge downloads it"
 
 

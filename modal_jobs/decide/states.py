@@ -9,9 +9,9 @@ from __future__ import annotations
 from modal_jobs.decide.facts import HeldModel, HeldRevision, HubAnswer, Kind, manifest_matches, missing_or_resized
 from modal_jobs.decide.model_plan import not_writable
 from modal_jobs.errors import ModelFailed
+from modal_jobs.messages import DOWNLOAD_COMMAND
 from modal_jobs.model_dir import LEGACY
 from modal_jobs.model_list import ModelEntry
-from modal_jobs.messages import DOWNLOAD_COMMAND
 from modal_jobs.summary import Status, human_bytes
 
 
