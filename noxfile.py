@@ -1,4 +1,5 @@
-"""Sessions: `nox -s lint tests` checks the project; `lock`, `download`, `list`, `verify`, `clear` run the cache.
+"""Sessions: `nox -s lint tests` checks the project; `lock`, `download`, `plan`, `list`, `verify`, `clear`, `path`
+run the cache.
 
 Pass options to the cache after `--`: `nox -s download -- --model-size 0.6B --local-dir models`.
 Without `--local-dir` they work on the Modal Volume named in models.toml. Without nox installed,
@@ -110,6 +111,12 @@ def verify(session: nox.Session) -> None:
 def clear(session: nox.Session) -> None:
     """Remove cached models; refuses without --yes."""
     _cache_session(session, "clear")
+
+
+@nox.session(default=False)
+def path(session: nox.Session) -> None:
+    """Print the directory a reader loads a model from: on the volume, or `-- REPO_ID --local-dir DIR`."""
+    _cache_session(session, "path")
 
 
 @nox.session(name="container-requirements", default=False)

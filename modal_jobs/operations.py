@@ -21,6 +21,7 @@ from functools import partial
 
 from modal_jobs.backend import Backend
 from modal_jobs.decide.changes import BaseFacts, dropped_bases, merge_changes, revised_bases
+from modal_jobs.decide.facts import HubAnswer
 from modal_jobs.decide.run_plan import orphans
 from modal_jobs.decide.selection import clear_selection, cleared_names, verifiable
 from modal_jobs.decide.states import complete_current, known_commit, model_state
@@ -95,7 +96,7 @@ def verify(
     """
     target = backend.store.target
     wanted = desired_state(request, model_list, hub, {}, cancel, write=False, ask=False)
-    unlocked = [e.repo_id for e in entries if e.repo_id not in wanted]
+    unlocked = [e.repo_id for e in entries if not isinstance(wanted.get(e.repo_id), HubAnswer)]
     note = f"not checked against {lock_path(model_list).name}, which does not name them: {shorten(unlocked)}"
     absent = backend.absent()
     if absent is not None:
