@@ -1,4 +1,5 @@
-"""Sessions: `nox -s lint tests` checks the project; `lock`, `download`, `list`, `verify`, `clear` run the cache.
+"""Sessions: `nox -s lint tests` checks the project; `lock`, `download`, `plan`, `list`, `verify`, `clear`, `path`
+run the cache.
 
 Pass options to the cache after `--`: `nox -s download -- --model-size 0.6B --local-dir models`.
 Without `--local-dir` they work on the Modal Volume named in models.toml. Without nox installed,
@@ -65,9 +66,15 @@ def lint(session: nox.Session) -> None:
     session.run("check-jsonschema", "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml")
 
 
+# Ctrl-C reaches the command and nox alike (one process group). nox's default is to send SIGTERM 0.3 s later,
+# which the command takes as a second signal: it would end at once, before saying what it left. It stops
+# within a fraction of a second on its own; nox waits this long before insisting.
+STOP_SECONDS = 30.0
+
+
 def _cache_session(session: nox.Session, operation: str) -> None:
     install(session)
-    session.run("python", "-m", "modal_jobs", operation, *session.posargs)
+    session.run("python", "-m", "modal_jobs", operation, *session.posargs, interrupt_timeout=STOP_SECONDS)
 
 
 @nox.session(default=False)
@@ -104,6 +111,12 @@ def verify(session: nox.Session) -> None:
 def clear(session: nox.Session) -> None:
     """Remove cached models; refuses without --yes."""
     _cache_session(session, "clear")
+
+
+@nox.session(default=False)
+def path(session: nox.Session) -> None:
+    """Print the directory a reader loads a model from: on the volume, or `-- REPO_ID --local-dir DIR`."""
+    _cache_session(session, "path")
 
 
 @nox.session(name="container-requirements", default=False)

@@ -15,7 +15,6 @@ from typing import Protocol
 from modal_jobs.decide.facts import HeldModel
 from modal_jobs.decide.model_plan import ModelPlan
 from modal_jobs.engine import apply_models
-from modal_jobs.errors import TargetError
 from modal_jobs.hub import Hub
 from modal_jobs.model_list import ModelEntry
 from modal_jobs.rows import applied_row
@@ -32,8 +31,8 @@ class Backend(Protocol):
         """Raise TargetError when the target cannot be written (download, clear)."""
         ...
 
-    def check_exists(self) -> None:
-        """Raise TargetError when the target does not exist (verify)."""
+    def absent(self) -> str | None:
+        """Why the target does not exist (a sentence naming it), or None when it does: verify never creates one."""
         ...
 
     def exclusive(self, wait_seconds: float, cancel: threading.Event, operation: str) -> AbstractContextManager[None]:
@@ -66,9 +65,8 @@ class LocalBackend:
     def check_writable(self) -> None:
         require_writable(self.target)
 
-    def check_exists(self) -> None:
-        if not self.target.is_dir():
-            raise TargetError(f"{self.target} does not exist; check --local-dir (verify never creates a target)")
+    def absent(self) -> str | None:
+        return None if self.target.is_dir() else f"{self.target} does not exist (check --local-dir)"
 
     def exclusive(self, wait_seconds: float, cancel: threading.Event, operation: str) -> AbstractContextManager[None]:
         if self.target.exists() and not is_writable(self.target):

@@ -17,20 +17,27 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from modal_jobs.backend import Backend, LocalBackend
 from modal_jobs.cli_parser import build_parser, seed_command_line
 from modal_jobs.deadlines import Deadlines, set_up_huggingface_hub
+from modal_jobs.decide.states import loadable
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError, UsageError
 from modal_jobs.hub import Hub
 from modal_jobs.locking import check_lock_first
 from modal_jobs.logs import configure_logging
-from modal_jobs.model_list import ModelList, load_model_list
+from modal_jobs.messages import DOWNLOAD_COMMAND
+from modal_jobs.model_dir import revision_dir
+from modal_jobs.model_list import ModelList, is_valid_repo_id, load_model_list
 from modal_jobs.operations import run
-from modal_jobs.reader import ModelNotReady, model_path
+from modal_jobs.reader import ModelNotReady, locked_commit, model_path
 from modal_jobs.reports import write_summaries
 from modal_jobs.request import LockMode, Request
 from modal_jobs.summary import Operation, Summary, render_json, render_text
+
+if TYPE_CHECKING:
+    from modal_jobs.volume import VolumeStore
 
 log = logging.getLogger("modal_jobs")
 
@@ -129,10 +136,19 @@ def deadlines_from(args: argparse.Namespace) -> Deadlines:
 
 
 def print_path(args: argparse.Namespace) -> int:
-    """`path`: the reader's answer on stdout, or its one-line error (exit 1). Reads a few small files, nothing else."""
+    """`path`: the directory a reader loads, or its one-line refusal (exit 1). Reads a few small files, nothing else.
+
+    With `--local-dir`, the reader itself answers; without, the volume is read through Modal's API, as
+    `list` reads it, and the answer is the path a container would load.
+    """
     try:
-        target = args.local_dir if args.local_dir is not None else Path(load_model_list(args.model_list).volume.mount)
-        found = model_path(target, args.model, args.commit, lock=args.lock)
+        if args.local_dir is not None:
+            found = str(model_path(args.local_dir, args.model, args.commit, lock=args.lock))
+        else:
+            from modal_jobs.volume import open_volume_store
+
+            commit = locked_commit(args.lock, args.model) if args.lock is not None else args.commit
+            found = volume_path(open_volume_store(load_model_list(args.model_list).volume), args.model, commit)
     except ModelNotReady as exc:
         log.error("error: %s", exc)
         return 1
@@ -153,6 +169,22 @@ def unlock_volume(args: argparse.Namespace) -> int:
         log.error("error: %s", exc)
         return exc.exit_code
     return 0
+
+
+def volume_path(store: VolumeStore, repo_id: str, commit: str | None) -> str:
+    """What `reader.model_path` would return in a container: the volume's pointer and manifest, read from here."""
+    if not is_valid_repo_id(repo_id):
+        raise UsageError(f"{repo_id!r} is not a repo id; pass owner/name, such as Qwen/Qwen3-TTS-12Hz-0.6B-Base")
+    name = repo_id.split("/")[1]
+    where = f"{store.target}/{name}"
+    absent = store.absent()
+    if absent is not None:
+        raise ModelNotReady(f"{repo_id}: absent: {absent}; run `{DOWNLOAD_COMMAND}` to cache it")
+    kind = store.top().get(name)
+    found = loadable(store.held(name, kind) if kind is not None else None, repo_id, commit, where)
+    if isinstance(found, str):
+        raise ModelNotReady(found)
+    return str(revision_dir(Path(where), found.name))
 
 
 def open_backend(
@@ -225,7 +257,12 @@ def _watch_signals(read_end: int, cancel: threading.Event) -> None:
         if not data or data == b"\xff":  # closed, or our own "stop watching"
             return
         signum = data[0]
-        if cancel.is_set():
-            os._exit(128 + signum)  # a second signal: stop now, the next run cleans up
+        if cancel.is_set():  # a second signal (or nox's SIGTERM after its SIGINT): stop now, the next run cleans up
+            log.error(
+                "interrupted: a second %s ended the run at once; what was complete stays complete, and the next "
+                "run cleans up the rest",
+                signal.Signals(signum).name,
+            )
+            os._exit(128 + signum)
         log.warning("received %s; stopping and cleaning up", signal.Signals(signum).name)
         cancel.set()

@@ -20,9 +20,9 @@ OPERATIONS = {
     "lock": "resolve what models.toml changed and write models.lock (--upgrade moves branches; --check compares)",
     "plan": "check the model list against the Hub and say what merging it would change (no target needed)",
     "list": "show every model of the list with its state on the target, and directories no entry owns",
-    "verify": "re-hash what is on the target against each manifest",
+    "verify": "re-hash every selected model against its manifest and models.lock; exit 1 if any is not ok",
     "clear": "remove the selected models (everything, with no selection); needs --yes",
-    "path": "print the directory to load a model from (what the inference service's reader returns)",
+    "path": "print the directory a reader loads a model from (on the volume, or --local-dir); exit 1 if not ready",
     "unlock": "break the Modal Volume's writer lease when the run holding it died (shows it; needs --yes)",
 }
 
@@ -132,7 +132,7 @@ def _add_command_options(sub: argparse.ArgumentParser, name: str) -> None:
         sub.add_argument(
             "--upgrade",
             action="store_true",
-            help="move branches and tags to their current commits (of --model, or all)",
+            help="move branches and tags to their current commits: of the models --model-size/--model select, or all",
         )
         sub.add_argument(
             "--check",
@@ -165,7 +165,12 @@ def _add_hub_arguments(sub: argparse.ArgumentParser) -> None:
 
 def add_path_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("model", metavar="REPO_ID", help="a repo id, such as Qwen/Qwen3-TTS-12Hz-0.6B-Base")
-    sub.add_argument("--local-dir", type=Path, metavar="DIR", help="the target (default: the volume's mount)")
+    sub.add_argument(
+        "--local-dir",
+        type=Path,
+        metavar="DIR",
+        help="read this directory (default: the Modal Volume, through Modal's API: the path a container loads)",
+    )
     sub.add_argument(
         "--model-list",
         "--catalog",

@@ -18,15 +18,17 @@ from modal_jobs.backend import Backend
 from modal_jobs.decide.facts import as_facts
 from modal_jobs.decide.model_plan import Action, ModelPlan
 from modal_jobs.decide.run_plan import Orphan, Plan, plan_run, prune_refused_after
+from modal_jobs.errors import Cancelled, InterruptedRun
 from modal_jobs.hub import Hub
 from modal_jobs.locking import desired_state
 from modal_jobs.messages import shorten
 from modal_jobs.model_list import ModelEntry, ModelList
 from modal_jobs.request import Request
 from modal_jobs.rows import PLANNED_STATUS, orphan_row, row_for
+from modal_jobs.stops import download_stopped, prune_stopped
 from modal_jobs.store import Store, survey
 from modal_jobs.summary import ModelRow, Operation, Status, Summary, human_bytes
-from modal_jobs.waits import stop_if, waiting
+from modal_jobs.waits import waiting
 
 log = logging.getLogger("modal_jobs")
 
@@ -55,7 +57,7 @@ def download(
             rows = [row_for(m, store.target, PLANNED_STATUS[m.action]) for m in plan.models]
             left = []
         else:
-            rows = backend.apply(work, cancel)
+            rows = apply(backend, work, cancel)
             refused = prune_refused_after([row.repo_id for row in rows if row.failed]) if pruned else None
             if refused is not None:
                 note = refused
@@ -85,11 +87,21 @@ def make_plan(
     return plan_run(entries, answers, held, model_list, prune=prune)
 
 
+def apply(backend: Backend, work: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
+    """Carry out the plans; a stop names the models that were being fetched, which the next run resumes."""
+    try:
+        return backend.apply(work, cancel)
+    except Cancelled:
+        fetching = [m.repo_id for m in work if m.action in (Action.FETCH, Action.REPAIR)]
+        raise InterruptedRun(download_stopped(fetching)) from None
+
+
 def prune(models: Sequence[ModelPlan], store: Store, cancel: threading.Event) -> list[ModelRow]:
     """Remove the model directories the list dropped (the plan checked that each holds our manifest)."""
     rows = []
-    for model in models:
-        stop_if(cancel)
+    for done, model in enumerate(models):
+        if cancel.is_set():
+            raise InterruptedRun(prune_stopped([m.name for m in models[:done]], [m.name for m in models[done:]]))
         store.remove(model.name)
         log.info("%s: pruned %s/ (%s)", model.repo_id, model.name, human_bytes(model.held_bytes))
         rows.append(row_for(model, store.target, Status.PRUNED))

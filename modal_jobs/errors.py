@@ -5,6 +5,10 @@ Exit codes: 0 success; 1 an operation failed (a model failed, verify found damag
 Messages are one line: what is wrong, then what to do about it.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+
 
 class CacheError(Exception):
     """A fatal error with its own exit code."""
@@ -31,7 +35,14 @@ class ModelFailed(Exception):
 
 
 class Cancelled(Exception):
-    """Raised where work notices that the run was asked to stop; the engine turns it into InterruptedRun."""
+    """Raised where work notices that the run was asked to stop; the operation turns it into InterruptedRun.
+
+    `done`: what the interrupted step had finished (repo ids), when it knows, for the line that says what the stop left.
+    """
+
+    def __init__(self, done: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.done = tuple(done)
 
 
 class InterruptedRun(CacheError):

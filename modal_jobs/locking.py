@@ -16,9 +16,9 @@ from modal_jobs.decide.facts import HeldModel, HubAnswer, as_facts
 from modal_jobs.errors import ModelFailed, UsageError
 from modal_jobs.hub import Hub
 from modal_jobs.hub_answers import ask_hub
-from modal_jobs.messages import shorten
-from modal_jobs.model_list import ModelList
-from modal_jobs.models_lock import LOCK_COMMAND, lock_path
+from modal_jobs.messages import LOCK_COMMAND, shorten
+from modal_jobs.model_list import ModelEntry, ModelList
+from modal_jobs.models_lock import lock_path
 from modal_jobs.request import LockMode, Request
 from modal_jobs.rows import checked_lock_row, lock_row, unlisted_lock_row
 from modal_jobs.summary import Operation, Summary
@@ -104,13 +104,26 @@ def locked_answers(base: ModelList | None) -> dict[str, HubAnswer]:
     return {e.repo_id: m.answer for e in base.models if (m := locked.get(e.repo_id)) and m.disagreement(e) is None}
 
 
-def update_lock(model_list: ModelList, hub: Hub, request: Request, cancel: threading.Event) -> Summary:
-    """Resolve what models.toml changed (or, with --upgrade, moved) and write models.lock; `--check` only compares."""
+def update_lock(
+    model_list: ModelList, hub: Hub, request: Request, cancel: threading.Event, selected: Sequence[ModelEntry]
+) -> Summary:
+    """Resolve what models.toml changed and write models.lock; `--check` only compares.
+
+    `--upgrade` also moves the branches and tags of the `selected` models (all of them without a
+    selection), as `uv lock --upgrade-package` moves one package: the others keep their commits.
+    """
+    if (request.sizes or request.repo_ids) and request.check:
+        raise UsageError("lock --check compares the whole lock with models.toml; drop --model-size and --model")
+    if (request.sizes or request.repo_ids) and not request.upgrade:
+        raise UsageError(
+            "lock --model-size and --model choose what --upgrade moves (without it, lock resolves what "
+            "models.toml changed, for every model): add --upgrade, or drop the selection"
+        )
     path = lock_path(model_list)
     if request.check:
         return check_lock(model_list, models_lock.read(path), path)
     locked = lock_to_rewrite(path)
-    moving = request.repo_ids or tuple(e.repo_id for e in model_list.models) if request.upgrade else ()
+    moving = [e.repo_id for e in selected] if request.upgrade else []
     stale = models_lock.to_resolve(locked, model_list, moving)
     resolved = as_facts(ask_hub(stale, hub, {}, cancel)) if stale else {}
     fresh = {k: v for k, v in resolved.items() if isinstance(v, HubAnswer)}

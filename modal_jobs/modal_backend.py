@@ -35,14 +35,14 @@ import modal.exception
 from modal_jobs.decide.facts import HeldModel
 from modal_jobs.decide.model_plan import Action, ModelPlan
 from modal_jobs.decide.selection import verifiable
-from modal_jobs.errors import InterruptedRun, ModelFailed
+from modal_jobs.errors import Cancelled, ModelFailed
 from modal_jobs.model_list import ModelEntry, ModelList
 from modal_jobs.outcome import Outcome
 from modal_jobs.publish import publish_model
 from modal_jobs.rows import applied_row, target_path, unchecked_row, unverifiable_row
 from modal_jobs.store import Store
 from modal_jobs.summary import ModelRow, Status
-from modal_jobs.volume import VolumeStore, environment_name, modal_errors, require_credentials
+from modal_jobs.volume import VolumeStore, modal_errors, open_volume_store
 from modal_jobs.volume_lease import VolumeLease
 
 log = logging.getLogger("modal_jobs")
@@ -77,8 +77,8 @@ class ModalBackend:
     def check_writable(self) -> None:
         return None  # containers mount the volume read-write; Modal refuses bad credentials before that
 
-    def check_exists(self) -> None:
-        self.volume_store.require()
+    def absent(self) -> str | None:
+        return self.volume_store.absent()
 
     def exclusive(self, wait_seconds: float, cancel: threading.Event, operation: str) -> AbstractContextManager[None]:
         # The volume first: the run's first Modal call keeps its deadline (and a download creates the volume).
@@ -124,7 +124,7 @@ class ModalBackend:
                 work.append(entry)
                 jobs.append(ContainerJob(entry.repo_id, entry.to_wire(), lost))
                 continue
-            rows[entry.repo_id] = unverifiable_row(entry.repo_id, path, model)
+            rows[entry.repo_id] = unverifiable_row(entry, path, model)
         if work:
             log.info("starting %d container(s) to verify: %s", len(work), ", ".join(e.repo_id for e in work))
             for entry, row in zip(work, self.start("verify", jobs, cancel), strict=True):
@@ -182,7 +182,7 @@ def collect(
     """Each call's row, in job order, printing the containers' log lines as they arrive.
 
     A container that raised becomes one `failed` row, not a crash. A stop request cancels every
-    call still running, and terminates its container.
+    call still running, terminates its container, and raises Cancelled naming the jobs that had answered.
     """
     results: dict[int, ModelRow] = {}
     started = time.monotonic()
@@ -191,10 +191,8 @@ def collect(
             for j, other in enumerate(calls):
                 if j not in results:
                     other.cancel(terminate_containers=True)
-            raise InterruptedRun(
-                "interrupted; the containers still running were stopped and what they wrote is not "
-                "marked complete: run the same command again to resume"
-            )
+            log.warning("stopped the %d container(s) still running", len(calls) - len(results))
+            raise Cancelled(jobs[i].label for i in results)  # the operation's line says what the stop left
         _print_lines(lines)
         for i, call in enumerate(calls):
             if i in results:
@@ -280,8 +278,6 @@ def open_volume_backend(
     `create`: a download that writes makes the volume when it does not exist; nothing else does.
     `env`: set in every container, so that its engine talks to the same Hub within the same limits.
     """
-    require_credentials()
-    volume = modal.Volume.from_name(model_list.volume.name, create_if_missing=create)
-    store = VolumeStore(volume, model_list.volume, environment_name())
-    containers = ModalContainers(model_list, volume, app_running=app_running, env=dict(env or {}))
+    store = open_volume_store(model_list.volume, create=create)
+    containers = ModalContainers(model_list, store.volume, app_running=app_running, env=dict(env or {}))
     return ModalBackend(store, containers)

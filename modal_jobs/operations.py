@@ -6,7 +6,7 @@ Each one gathers facts, decides (`modal_jobs.decide`), acts, and reports (`modal
 download: survey the target ─► ask the Hub ─► plan_run() ─► show (--dry-run) or apply, prune last ─► summary
 plan:     ask the Hub for the list and its base ─► changes (+ the target's plan, if one is given)
 list:     survey the target ─► ask the Hub about complete models only ─► states
-verify:   hash what the manifests name (locally, or one container per model)
+verify:   survey ─► hash what the manifests name (locally, or one container per model) ─► against models.lock
 clear:    survey ─► refuse without --yes ─► remove
 ```
 """
@@ -21,17 +21,21 @@ from functools import partial
 
 from modal_jobs.backend import Backend
 from modal_jobs.decide.changes import BaseFacts, dropped_bases, merge_changes, revised_bases
+from modal_jobs.decide.facts import HubAnswer
 from modal_jobs.decide.run_plan import orphans
-from modal_jobs.decide.selection import clear_selection, cleared_names, verify_selection
+from modal_jobs.decide.selection import clear_selection, cleared_names, verifiable
 from modal_jobs.decide.states import complete_current, known_commit, model_state
 from modal_jobs.download import download
 from modal_jobs.errors import Cancelled, InterruptedRun, ModelFailed, UsageError
 from modal_jobs.hub import Hub
 from modal_jobs.hub_answers import current_commit, hub_answer
 from modal_jobs.locking import check_lock_first, desired_state, locked_answers, update_lock
+from modal_jobs.messages import shorten
 from modal_jobs.model_list import ModelEntry, ModelList, select_models
+from modal_jobs.models_lock import lock_path
 from modal_jobs.request import Request
-from modal_jobs.rows import against_lock, change_row, cleared_row, list_row, orphan_row, target_path
+from modal_jobs.rows import against_lock, change_row, cleared_row, list_row, orphan_row, target_path, unverifiable_row
+from modal_jobs.stops import before_any_change, clear_stopped, verify_stopped
 from modal_jobs.store import Store, look_at, survey
 from modal_jobs.summary import ModelRow, Operation, Summary, human_bytes
 from modal_jobs.waits import gather, stop_if, waiting
@@ -52,7 +56,7 @@ def run(
     check_lock_first(request, model_list)  # before anything touches the target
     try:
         if request.operation is Operation.LOCK:
-            return update_lock(model_list, hub, request, cancel)
+            return update_lock(model_list, hub, request, cancel, entries)
         if request.operation is Operation.PLAN:
             return plan_changes(
                 entries, model_list, request.base_model_list, backend, hub, cancel, request, hub.has_token
@@ -70,11 +74,8 @@ def run(
             rows = clear(selection, model_list, backend, request, cancel)
             return Summary(Operation.CLEAR, backend.store.target, tuple(rows))
     except Cancelled:
-        if request.operation in (Operation.LIST, Operation.PLAN):
-            raise InterruptedRun(
-                f"{request.operation} stopped before it had every answer; nothing was changed"
-            ) from None
-        raise InterruptedRun("interrupted; nothing was marked complete: run the same command again to resume") from None
+        # The steps that change something say what they left (`modal_jobs.stops`); a stop before them lands here.
+        raise InterruptedRun(before_any_change(request.operation)) from None
     raise UsageError(f"unknown operation {request.operation!r}; use download, plan, list, verify or clear")
 
 
@@ -86,15 +87,35 @@ def verify(
     request: Request,
     cancel: threading.Event,
 ) -> Summary:
-    """Hash what the manifests name; a sound model not at the lock's commit fails too."""
-    backend.check_exists()
+    """The check's verdict on every selected model: `ok`, or why not (missing, incomplete, stale, damaged).
+
+    Any row but `ok` fails the run. Hashes what the manifests name; models.lock, when there is one,
+    says which commit each must be at. A target that does not exist holds every model `missing`,
+    and is not created.
+    """
+    target = backend.store.target
+    wanted = desired_state(request, model_list, hub, {}, cancel, write=False, ask=False)
+    unlocked = [e.repo_id for e in entries if not isinstance(wanted.get(e.repo_id), HubAnswer)]
+    note = f"not checked against {lock_path(model_list).name}, which does not name them: {shorten(unlocked)}"
+    absent = backend.absent()
+    if absent is not None:
+        log.warning("%s: every model is missing (verify creates nothing)", absent)
+        missing = tuple(unverifiable_row(e, target_path(target, e.dirname), None) for e in entries)
+        return Summary(Operation.VERIFY, target, missing, note=f"{absent}; verify created nothing")
     with backend.exclusive(request.lock_wait, cancel, request.operation):
         top = waiting(backend.store.top, cancel)
-        chosen = verify_selection(entries, set(top), selected=bool(request.sizes or request.repo_ids))
-        held = waiting(partial(look_at, backend.store, top, {e.dirname for e in chosen}), cancel)
-        wanted = desired_state(request, model_list, hub, {}, cancel, write=False, ask=False)
-        rows = [against_lock(row, wanted.get(row.repo_id)) for row in backend.verify(chosen, held, cancel)]
-        return Summary(Operation.VERIFY, backend.store.target, tuple(rows))
+        held = waiting(partial(look_at, backend.store, top, {e.dirname for e in entries}), cancel)
+        try:
+            checked = backend.verify(entries, held, cancel)
+        except Cancelled as stop:
+            hashed = [e.repo_id for e in entries if verifiable(e, held.get(e.dirname)) is not None]
+            done = [repo_id for repo_id in hashed if repo_id in stop.done]
+            raise InterruptedRun(verify_stopped(done, [r for r in hashed if r not in done])) from None
+    rows = [
+        against_lock(row, entry, held.get(entry.dirname), wanted.get(entry.repo_id))
+        for entry, row in zip(entries, checked, strict=True)
+    ]
+    return Summary(Operation.VERIFY, target, tuple(rows), note=note if unlocked else None)
 
 
 def list_models(
@@ -157,7 +178,9 @@ def clear(
         backend.check_writable()
         lock = backend.exclusive(request.lock_wait, cancel, request.operation)
     with lock:
-        for name in names:
+        for done, name in enumerate(names):
+            if cancel.is_set() and not request.dry_run:
+                raise InterruptedRun(clear_stopped(names[:done], names[done:], store.target))
             stop_if(cancel)
             item = held[name]
             if not request.dry_run:
@@ -193,7 +216,8 @@ def plan_changes(
     was_at = gather({old.repo_id: partial(current_commit, old, hub) for old in revised}, cancel)
     unlocked = {old.repo_id: partial(hub_answer, old, hub, held) for old in dropped if old.repo_id not in base_locked}
     leaving = {**base_locked, **gather(unlocked, cancel)}
-    facts = BaseFacts(base_entries, base_locked, was_at, leaving)
+    first_lock = base is not None and not lock_path(base).is_file() and lock_path(model_list).is_file()
+    facts = BaseFacts(base_entries, base_locked, was_at, leaving, first_lock)
     changes = merge_changes(
         entries, model_list, answers, facts, held if backend is not None else None, has_token=has_token
     )

@@ -10,15 +10,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from modal_jobs.decide.changes import Change
-from modal_jobs.decide.facts import HeldModel, HubAnswer
+from modal_jobs.decide.facts import HeldModel, HubAnswer, manifest_matches
 from modal_jobs.decide.model_plan import Action, ModelPlan, not_writable
 from modal_jobs.decide.run_plan import Orphan
 from modal_jobs.decide.states import listed_current, revisions_note
 from modal_jobs.errors import ModelFailed
-from modal_jobs.messages import shorten
+from modal_jobs.messages import LOCK_COMMAND, shorten
 from modal_jobs.model_dir import Manifest
 from modal_jobs.model_list import ModelEntry
-from modal_jobs.models_lock import LOCK_COMMAND, LockedModel
+from modal_jobs.models_lock import LockedModel
 from modal_jobs.outcome import Outcome
 from modal_jobs.summary import ModelRow, OrphanRow, Status
 
@@ -68,11 +68,18 @@ def applied_row(plan: ModelPlan, target: str, outcome: Outcome | None) -> ModelR
     return row_for(plan, target, status, outcome.seconds, outcome.error)
 
 
-def unverifiable_row(repo_id: str, path: str, held: HeldModel | None, seconds: float = 0.0) -> ModelRow:
-    """The verify row of a model with nothing to check against: absent, or without the cache's manifest."""
-    state = "incomplete (no manifest)" if held is not None else "missing"
-    files, size = (held.file_count, held.bytes) if held is not None else (0, 0)
-    return ModelRow(repo_id, path, Status.DAMAGED, None, files, size, seconds, f"{state}: run download to fetch it")
+def unverifiable_row(entry: ModelEntry, path: str, held: HeldModel | None, seconds: float = 0.0) -> ModelRow:
+    """The verify row of a model with nothing to hash: `missing`, `incomplete` (no manifest of its repo), or
+    `failed` (a file or link stands at its name, which download refuses too)."""
+    if held is None:
+        return ModelRow(entry.repo_id, path, Status.MISSING, seconds=seconds, error="missing: run download to fetch it")
+    refused = not_writable(entry, held)
+    status, error = (
+        (Status.FAILED, refused)
+        if refused
+        else (Status.INCOMPLETE, "incomplete (no manifest): run download to fetch it")
+    )
+    return ModelRow(entry.repo_id, path, status, None, held.file_count, held.bytes, seconds, error)
 
 
 def verified_row(
@@ -157,12 +164,21 @@ def change_row(change: Change, target: str) -> ModelRow:
     )
 
 
-def against_lock(row: ModelRow, wanted: HubAnswer | ModelFailed | None) -> ModelRow:
-    """A verified model that is sound but not at the lock's commit is stale: that fails verify too."""
-    if row.status is not Status.OK or not isinstance(wanted, HubAnswer) or row.commit == wanted.commit:
+def against_lock(
+    row: ModelRow, entry: ModelEntry, held: HeldModel | None, wanted: HubAnswer | ModelFailed | None
+) -> ModelRow:
+    """A verified model that is sound but not what models.lock names (its commit, or the list's globs) is `stale`:
+    that fails verify too. Without the lock's answer only the globs are compared."""
+    current = listed_current(held, entry)
+    manifest = current.manifest if current is not None else None
+    commit = wanted.commit if isinstance(wanted, HubAnswer) else None
+    if row.status is not Status.OK or manifest is None or manifest_matches(manifest, entry, commit):
         return row
-    error = f"at commit {(row.commit or '')[:12]}, models.lock names {wanted.commit[:12]}; run download"
-    return replace(row, error=error)
+    if commit is not None and manifest.commit != commit:
+        error = f"at commit {manifest.commit[:12]}, models.lock names {commit[:12]}; run download"
+    else:
+        error = "its files were chosen with other include/exclude globs than models.toml names; run download"
+    return replace(row, status=Status.STALE, error=error)
 
 
 def lock_row(entry: ModelEntry, before: LockedModel | None, answer: HubAnswer | str | None, path: str) -> ModelRow:

@@ -76,7 +76,11 @@ STATUSES: dict[Operation, frozenset[Status]] = {
         }
     ),
     Operation.LIST: frozenset({Status.COMPLETE, Status.INCOMPLETE, Status.MISSING, Status.STALE, Status.FAILED}),
-    Operation.VERIFY: frozenset({Status.OK, Status.DAMAGED, Status.FAILED}),  # failed: a container lost
+    # The weekly check's verdict: every status but `ok` fails it (the rows say why); `failed`: a container lost,
+    # or a file where the model's directory should be.
+    Operation.VERIFY: frozenset(
+        {Status.OK, Status.MISSING, Status.INCOMPLETE, Status.STALE, Status.DAMAGED, Status.FAILED}
+    ),
     Operation.CLEAR: frozenset({Status.REMOVED, Status.WOULD_REMOVE}),
     Operation.LOCK: frozenset({Status.ADDED, Status.CHANGED, Status.UNCHANGED, Status.DROPPED, Status.FAILED}),
     Operation.PLAN: frozenset(
@@ -194,7 +198,7 @@ def render_markdown(summary: Summary) -> str:
         "| --- | --- | --- | ---: | ---: | ---: |",
     ]
     for row in summary.models:
-        icon = _ICONS.get(row.status, "•")
+        icon = "❌" if row.failed else _ICONS.get(row.status, "•")  # a row that fails the run says so
         commit = f"`{row.commit[:7]}`" if row.commit else "–"
         seconds = f"{row.seconds:.1f} s" if row.seconds else "–"
         lines.append(

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from modal_jobs.decide.facts import HeldModel, HeldRevision
@@ -88,7 +88,9 @@ def _hash_files(
         while pending:
             _done, pending = wait(pending, timeout=0.2)
             if stop.is_set():
-                raise Cancelled
+                # The models every file of which was hashed before the stop: the stop's line names them.
+                unfinished = {job[0].repo_id for job, f in zip(jobs, futures, strict=True) if not _hashed(f)}
+                raise Cancelled(e.repo_id for e in entries if current.get(e.repo_id) and e.repo_id not in unfinished)
         for (entry, record), future in zip(jobs, futures, strict=True):
             problem = future.result()
             if problem is not None:
@@ -96,6 +98,10 @@ def _hash_files(
     finally:
         pool.shutdown(wait=not stop.is_set(), cancel_futures=True)
     return problems
+
+
+def _hashed(future: Future[str | None]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 def _verify_row(
@@ -110,7 +116,7 @@ def _verify_row(
     """One model's verify row; damage found is marked beside its revision when the target can be written."""
     path = str(target / entry.dirname)
     if revision is None or revision.manifest is None:
-        return unverifiable_row(entry.repo_id, path, model, seconds)
+        return unverifiable_row(entry, path, model, seconds)
     unmarked = None
     if bad and writable:
         mark_damaged(revision_dir(target / entry.dirname, revision.name), [rel for rel, _ in bad])

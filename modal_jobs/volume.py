@@ -4,8 +4,9 @@ One lookup and one root listing per run; per model, one recursive listing and on
 pointer, manifest or damage mark in it. No container starts for any of it; what containers do
 is `modal_jobs.modal_backend`.
 
-Every Modal problem that can be seen before anything starts (no credentials, Modal unreachable,
-no volume where one must exist) is a one-line `TargetError` (exit 2), within `CONNECT_SECONDS`.
+Every Modal problem that can be seen before anything starts (no credentials, Modal unreachable)
+is a one-line `TargetError` (exit 2), within `CONNECT_SECONDS`. A volume that does not exist holds
+nothing, and only a download that writes creates it.
 """
 
 from __future__ import annotations
@@ -99,6 +100,12 @@ def within(seconds: float, call: Callable[[], Any], doing: str) -> Any:
 # -- the store -----------------------------------------------------------------------------
 
 
+def open_volume_store(spec: VolumeSpec, *, create: bool = False) -> VolumeStore:
+    """The volume the model list names, once credentials are known to be there; created only when `create`."""
+    require_credentials()
+    return VolumeStore(modal.Volume.from_name(spec.name, create_if_missing=create), spec, environment_name())
+
+
 class VolumeStore:
     """The volume through the client API: what planning, `list` and `clear` see, with no container."""
 
@@ -121,13 +128,12 @@ class VolumeStore:
                     self._exists = False
         return self._exists
 
-    def require(self) -> None:
-        if not self.exists():
-            where = f" in {self.environment}" if self.environment else ""
-            raise TargetError(
-                f"the Modal Volume {self.spec.name!r} does not exist{where}; run `python -m modal_jobs "
-                "download` to create it, or check MODAL_ENVIRONMENT"
-            )
+    def absent(self) -> str | None:
+        """Why there is nothing to read (the volume does not exist, where), or None; looks it up without creating it."""
+        if self.exists():
+            return None
+        where = f" in {self.environment}" if self.environment else ""
+        return f"the Modal Volume {self.spec.name!r} does not exist{where} (check MODAL_ENVIRONMENT)"
 
     def top(self) -> dict[str, Kind]:
         """Top-level names, hidden ones excluded: one root listing per run; a missing volume holds nothing."""

@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 
 from local_hub.server import LocalHub
+from modal_jobs.cli_parser import OPERATIONS
 from modal_jobs.model_list import parse_model_list
 from modal_jobs.operations import run
 from modal_jobs.reader import ModelNotReady, model_path
 from modal_jobs.request import Request
 from modal_jobs.summary import Operation, Status
 from tests.conftest import BIG, MODEL_LIST, ROOT, SMALL, Cli, Repos, model_dir
-from tests.test_docs import BLOCK, PAGES
+from tests.test_docs import BLOCK, NOX_SESSIONS, PAGES
 from tests.test_inference_example import load_example, stand_in_qwen_tts
 from tests.twin_targets import stand_in
 
@@ -32,7 +33,7 @@ DOCS = ROOT / "docs"
 
 # (page, kind, how the block starts): the samples this module checks, each by one test below.
 SAMPLES = {
-    ("commands.md", "text", "python -m modal_jobs <command> [options]"),
+    ("commands.md", "text", "python3 tools/nox_locked.py -s <command> -- [options]"),
     ("commands.md", "json", '{"operation": "download"'),
     ("modal.md", "text", "Qwen/Qwen3-TTS-12Hz-0.6B-Base: fetch at"),
     ("workflows.md", "text", "Error: the secret MODAL_TOKEN_SECRET is missing"),
@@ -76,11 +77,14 @@ def test_every_block_of_the_docs_is_checked():
 
 
 def test_the_synopsis_names_commands_the_docs_describe():
-    synopsis = sample("commands.md", "text", "python -m modal_jobs <command>")
+    synopsis = sample("commands.md", "text", "python3 tools/nox_locked.py -s <command>")
     assert [line.split("#")[0].split() for line in synopsis.splitlines()] == [
-        ["python", "-m", "modal_jobs", "<command>", "[options]"],
+        ["python3", "tools/nox_locked.py", "-s", "<command>", "--", "[options]"],
         ["nox", "-s", "<command>", "--", "[options]"],
+        ["python", "-m", "modal_jobs", "<command>", "[options]"],
     ]
+    # Each command is a nox session of the same name: the first form runs every one of them.
+    assert set(OPERATIONS) <= NOX_SESSIONS
 
 
 def test_the_summary_sample_has_the_fields_a_run_writes_and_every_status(cli: Cli, repos: Repos):

@@ -126,7 +126,7 @@ def test_signal_stops_promptly_cleans_up_and_rerun_resumes(cli: Cli, repos: Repo
     cli.hub.throttle(None)
     result = cli("download", "--model-size", "0.6B")
     assert result.returncode == 0, result.stderr
-    assert cli("verify").returncode == 0
+    assert cli("verify", "--model-size", "0.6B").returncode == 0
     assert not list(target.rglob(".cache"))
 
 
@@ -324,14 +324,14 @@ def test_verify_reports_a_folder_replaced_by_a_file_and_remembers_it(cli: Cli, r
     assert cli("download", "--model", SMALL).returncode == 0
     shutil.rmtree(model_dir(target, SMALL) / "speech_tokenizer")
     (model_dir(target, SMALL) / "speech_tokenizer").write_text("junk")
-    summary = cli.json("verify")
+    summary = cli.json("verify", "--model", SMALL)
     assert summary["exit_code"] == 1
     row = rows_by_repo(summary)[SMALL]
     assert row["status"] == "damaged"
     assert "speech_tokenizer/model.safetensors (unreadable" in row["error"]
     assert rows_by_repo(cli.json("list"))[SMALL]["status"] == "incomplete"
     assert cli("download", "--model", SMALL).returncode == 0
-    assert cli("verify").returncode == 0
+    assert cli("verify", "--model", SMALL).returncode == 0
 
 
 def test_verify_does_not_vouch_for_files_behind_a_symlinked_folder(

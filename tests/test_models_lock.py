@@ -118,6 +118,60 @@ def test_upgrade_moves_branches_and_leaves_pinned_commits(cli: Cli, repos: Repos
     assert rows[TOKENIZER]["status"] == "unchanged" and rows[TOKENIZER]["commit"] == repos.commits[TOKENIZER]
 
 
+def test_upgrade_of_one_model_moves_it_alone_as_uv_upgrade_package_does(cli: Cli, repos: Repos):
+    """Two models moved on the Hub; `--upgrade --model` takes one of them, and asks the Hub about nothing else."""
+    assert cli("lock").returncode == 0
+    small = cli.hub.commit(SMALL, {**repos.files[SMALL], "config.json": b'{"v": 2}'})
+    cli.hub.commit(BIG, {**repos.files[BIG], "config.json": b'{"v": 2}'})
+    cli.hub.reset_counts()
+
+    rows = rows_by_repo(cli.json("lock", "--upgrade", "--model", SMALL))
+
+    assert {repo_id: (row["status"], row["commit"]) for repo_id, row in rows.items()} == {
+        BIG: ("unchanged", repos.commits[BIG]),
+        SMALL: ("changed", small),
+        TOKENIZER: ("unchanged", repos.commits[TOKENIZER]),
+    }
+    locked = models_lock.read(lock_file(cli))
+    assert locked is not None
+    assert {m.repo_id: m.commit for m in locked.models} == {**repos.commits, SMALL: small}
+    assert {r.repo_id for r in cli.hub.requests} == {SMALL}
+
+
+def test_upgrade_of_a_size_moves_its_models_and_the_shared_ones(cli: Cli, repos: Repos):
+    """`--model-size` selects as for every command: the size's models and the shared ones (the tokenizer)."""
+    assert cli("lock").returncode == 0
+    moved = {
+        repo_id: cli.hub.commit(repo_id, {**repos.files[repo_id], "config.json": b'{"v": 2}'})
+        for repo_id in (BIG, SMALL, TOKENIZER)
+    }
+    rows = rows_by_repo(cli.json("lock", "--upgrade", "--model-size", "0.6B"))
+    assert {repo_id: row["commit"] for repo_id, row in rows.items()} == {
+        BIG: repos.commits[BIG],
+        SMALL: moved[SMALL],
+        TOKENIZER: moved[TOKENIZER],
+    }
+    assert rows[BIG]["status"] == "unchanged"
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (("--model-size", "0.6B"), "add --upgrade, or drop the selection"),
+        (("--model", SMALL), "add --upgrade, or drop the selection"),
+        (("--check", "--model", SMALL), "lock --check compares the whole lock"),
+    ],
+)
+def test_a_selection_lock_would_not_use_is_refused_not_ignored(
+    cli: Cli, repos: Repos, argv: tuple[str, ...], said: str
+):
+    result = cli("lock", *argv)
+    assert result.returncode == 2
+    assert result.stdout == "" and result.stderr.count("\n") == 1 and said in result.stderr
+    assert not lock_file(cli).exists()
+    assert cli.hub.count() == 0
+
+
 def test_locked_refuses_a_lock_that_does_not_match_the_list(cli: Cli, repos: Repos, target: Path):
     missing = cli("download", "--locked")
     assert missing.returncode == 2

@@ -157,3 +157,23 @@ def test_given_a_target_the_plan_says_what_is_already_there(cli: Cli, repos: Rep
     assert rows[SMALL]["note"] == "on the target: up-to-date"
     assert rows[BIG]["note"] == "on the target: fetch"
     assert summary["fetch_bytes"] == rows[BIG]["bytes"]
+
+
+def test_against_a_base_without_a_lock_every_model_is_added_with_all_its_bytes(cli: Cli, repos: Repos, tmp_path: Path):
+    """A fork's first lock: the base has models.toml alone, and the cache has downloaded nothing under it."""
+    (tmp_path / "base").mkdir()
+    base = write(tmp_path / "base" / "models.toml", MODEL_LIST)
+    assert cli("lock", local=False).returncode == 0  # the pull request adds models.lock
+
+    result = cli("plan", "--locked", "--base-model-list", str(base), "--json", local=False)
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    rows = rows_by_repo(summary)
+    for repo_id, files in repos.files.items():
+        size = sum(len(b) for b in files.values())
+        row = rows[repo_id]
+        assert (row["status"], row["commit"], row["files"], row["bytes"]) == ("added", repos.commits[repo_id], 5, size)
+        assert row["fetch_bytes"] == size
+        assert row["note"] == "first lock: the base has no models.lock, so the merge downloads it"
+    assert summary["fetch_bytes"] == sum(len(b) for files in repos.files.values() for b in files.values())

@@ -96,7 +96,9 @@ def test_a_repair_never_shows_a_reader_a_missing_or_partial_file(cli: Cli, repos
     content[100] ^= 0xFF
     damaged_path.write_bytes(bytes(content))
     as_damaged = {**repos.files[SMALL], "model.safetensors": bytes(content)}
-    assert cli("verify").returncode == 1  # marks it for repair; readers keep what they have until then
+    assert (
+        cli("verify", "--model", SMALL).returncode == 1
+    )  # marks it for repair; readers keep what they have until then
     cli.hub.throttle(1_000_000)
     cli.hub.reset_counts()
     with reader_polling(
@@ -108,7 +110,7 @@ def test_a_repair_never_shows_a_reader_a_missing_or_partial_file(cli: Cli, repos
     assert set(rounds) == {"before", "repaired"}, [r for r in rounds if r not in ("before", "repaired")][:3]
     assert_complete(target, SMALL, repos.files[SMALL])
     assert cli.hub.transfers(SMALL, "model.safetensors") == 1 and cli.hub.transfers(SMALL, "config.json") == 0
-    assert cli("verify").returncode == 0
+    assert cli("verify", "--model", SMALL).returncode == 0
 
 
 @pytest.mark.parametrize("after", [0.4, 1.2, 2.5])

@@ -110,5 +110,7 @@ def test_human_bytes():
 
 
 def test_each_operation_has_its_own_statuses():
-    with pytest.raises(ValueError, match="verify rows may say damaged, failed, ok, not downloaded"):
+    with pytest.raises(
+        ValueError, match="verify rows may say damaged, failed, incomplete, missing, ok, stale, not downloaded"
+    ):
         Summary(Operation.VERIFY, "/x", (ModelRow("Qwen/A", "/x/A", Status.DOWNLOADED),))

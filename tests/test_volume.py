@@ -33,7 +33,7 @@ from modal_jobs.deadlines import Deadlines
 from modal_jobs.decide.facts import Kind
 from modal_jobs.decide.model_plan import Action
 from modal_jobs.download import make_plan
-from modal_jobs.errors import InterruptedRun, TargetError
+from modal_jobs.errors import Cancelled, TargetError
 from modal_jobs.hub import Hub
 from modal_jobs.modal_backend import ContainerJob, ModalBackend, ModalContainers, collect, hf_secrets
 from modal_jobs.model_dir import DAMAGED_NAME, LOCK_NAME, MANIFEST_NAME, POINTER_NAME, REVISIONS_DIR
@@ -163,7 +163,7 @@ def test_a_container_that_crashes_fails_its_model_only_with_its_numbers(
     assert rows[SMALL].fetch_bytes == (size if operation == "download" else 0)
 
 
-def test_verify_agrees_and_reports_missing_models_without_a_container(twins: Twins):
+def test_verify_judges_every_model_of_the_list_and_reports_missing_ones_without_a_container(twins: Twins):
     twins.run("download", sizes=("0.6B",))
 
     def corrupt(root: Path) -> None:
@@ -176,13 +176,14 @@ def test_verify_agrees_and_reports_missing_models_without_a_container(twins: Twi
     before = twins.containers.count("verify")
     local, volume = twins.run("verify", sizes=("1.7B",))
     assert volume == local
-    assert statuses(volume) == {BIG: "damaged", TOKENIZER: "ok", EXTRA: "damaged"}
+    assert statuses(volume) == {BIG: "missing", TOKENIZER: "ok", EXTRA: "missing"}
     assert twins.containers.count("verify") == before + 1  # only the tokenizer has a manifest to check
+    assert volume["models"][0]["error"] == "missing: run download to fetch it"
 
-    local, volume = twins.run("verify")
+    local, volume = twins.run("verify")  # no selection: every model of the list, present or not
     assert volume == local
-    assert statuses(volume) == {SMALL: "damaged", TOKENIZER: "ok"}
-    assert "model.safetensors (sha256 mismatch)" in volume["models"][0]["error"]
+    assert statuses(volume) == {BIG: "missing", SMALL: "damaged", TOKENIZER: "ok", EXTRA: "missing"}
+    assert "model.safetensors (sha256 mismatch)" in volume["models"][1]["error"]
     # The damage is marked for the next download; readers keep the revision they have until then.
     for root in (twins.local_root, twins.volume_root):
         marked = json.loads((model_dir(root, SMALL) / DAMAGED_NAME).read_bytes())
@@ -268,7 +269,7 @@ def test_a_link_standing_for_the_manifest_is_not_read(twins: Twins, tmp_path: Pa
 # -- planning without the volume --------------------------------------------------------------
 
 
-def test_a_missing_volume_holds_nothing_and_only_verify_refuses_it(twins: Twins, tmp_path: Path):
+def test_a_missing_volume_holds_nothing_and_verify_fails_every_model_missing(twins: Twins, tmp_path: Path):
     store = VolumeStore(DirVolume(tmp_path / "no-such-volume"), VolumeSpec(name="qwen3-tts-models", mount=MOUNT))
     started: list[str] = []
 
@@ -283,10 +284,21 @@ def test_a_missing_volume_holds_nothing_and_only_verify_refuses_it(twins: Twins,
     listed = run(Request(Operation.LIST), twins.model_list, backend, twins.hub)
     assert {row.status for row in listed.models} == {"missing"}
     assert run(Request(Operation.CLEAR, yes=True), twins.model_list, backend, twins.hub).models == ()
-    with pytest.raises(TargetError, match="the Modal Volume 'qwen3-tts-models' does not exist") as caught:
-        run(Request(Operation.VERIFY), twins.model_list, backend, twins.hub)
-    assert "run `python -m modal_jobs download`" in str(caught.value)
-    assert "\n" not in str(caught.value)
+    started.clear()
+    verified = run(Request(Operation.VERIFY), twins.model_list, backend, twins.hub)
+    assert verified.exit_code == 1
+    assert {row.repo_id: row.status for row in verified.models} == {
+        BIG: "missing",
+        SMALL: "missing",
+        TOKENIZER: "missing",
+        EXTRA: "missing",
+    }
+    assert (
+        verified.note
+        == "the Modal Volume 'qwen3-tts-models' does not exist (check MODAL_ENVIRONMENT); verify created nothing"
+    )
+    assert started == []
+    assert not (tmp_path / "no-such-volume").exists()
 
 
 @pytest.mark.parametrize(
@@ -355,9 +367,10 @@ def test_cancel_stops_the_containers_still_running():
     calls = [SlowCall(ModelRow(BIG, "", Status.DOWNLOADED), pending=1_000)]
     cancel = threading.Event()
     cancel.set()
-    with pytest.raises(InterruptedRun, match="run the same command again"):
+    with pytest.raises(Cancelled) as stopped:
         collect(calls, container_jobs(BIG), cancel)
     assert calls[0].cancelled
+    assert stopped.value.done == ()  # no container had answered: the operation's line says so
 
 
 # -- the real starter, with the app and functions stood in --------------------------------------
@@ -625,7 +638,12 @@ def test_modal_round_trips_are_one_lookup_one_root_listing_and_per_model_one_lis
     volume.calls.clear()
     backend = ModalBackend(VolumeStore(volume, VolumeSpec(mount=MOUNT)), twins.containers, twins.lease())
     summary = run(Request(Operation.VERIFY), twins.model_list, backend, twins.hub)
-    assert {row.status for row in summary.models} == {"ok"}
+    assert {row.repo_id: row.status for row in summary.models} == {
+        BIG: "ok",
+        SMALL: "ok",
+        TOKENIZER: "ok",
+        EXTRA: "missing",
+    }
     assert volume.calls.count(("listdir", "/")) == 1
     assert sorted(path for call, path in volume.calls if call == "listdir" and path != "/") == sorted(models.values())
     # the repair wrote a new revision: one more manifest, and the old one kept with its mark

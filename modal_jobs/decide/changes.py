@@ -1,7 +1,9 @@
 """What merging a changed model list would do, against its base: the decision behind `plan`.
 
 The new side is what models.lock (or the Hub, for entries the lock lacks) says of each entry; the
-base side is the lock beside the base list when there is one, else the Hub. Both are gathered
+base side is the lock beside the base list when there is one, else the Hub. A base without a lock
+beside a list with one is a fork's first lock: the cache has downloaded nothing yet (it refuses to
+run without a lock), so every model is `added`, with all its bytes. Both are gathered
 before anything here runs, and so is whether a Hub token is set: a fork's pull request has none,
 and a repo the Hub refuses for that reason is `not-checked`, not failed.
 """
@@ -19,6 +21,8 @@ from modal_jobs.hub_errors import AccessDenied
 from modal_jobs.model_list import ModelEntry, ModelList
 from modal_jobs.summary import Status, human_bytes
 
+FIRST_LOCK = "first lock: the base has no models.lock, so the merge downloads it"
+
 
 @dataclass(frozen=True)
 class BaseFacts:
@@ -28,6 +32,8 @@ class BaseFacts:
     locked: Mapping[str, HubAnswer]  # the base lock's answer for each entry it still stands for
     was_at: Mapping[str, str | ModelFailed]  # the commit a revised entry the lock does not cover resolved to
     leaving: Mapping[str, HubAnswer | ModelFailed]  # what each entry the list removes resolves to
+    # The base has no models.lock and the list has one: its first lock, whose merge downloads every model.
+    first_lock: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,13 +122,15 @@ def entry_change(
         )
     old = base.entries.get(entry.repo_id)
     changes = _entry_changes(old, entry) if old is not None else []
+    if base.first_lock:
+        changes.insert(0, FIRST_LOCK)
     before = base.locked.get(entry.repo_id)
     if before is not None and before.commit != answer.commit:
         moved = {f.path for f in set(before.files) ^ set(answer.files)}
         changes.append(f"commit {before.commit[:12]} → {answer.commit[:12]}, {len(moved)} file(s) changed")
     elif entry.repo_id in base.was_at:
         changes.append(_was_at(base.was_at[entry.repo_id]))
-    status = Status.ADDED if old is None else Status.CHANGED if changes else Status.UNCHANGED
+    status = Status.ADDED if old is None or base.first_lock else Status.CHANGED if changes else Status.UNCHANGED
     if on_target:
         fetch = plan.fetch_bytes
     elif status is Status.UNCHANGED:

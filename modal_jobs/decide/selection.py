@@ -1,4 +1,8 @@
-"""What `verify` and `clear` take from the target: the models a person selected, or what is there."""
+"""What `verify` hashes of a selected model, and what `clear` removes: the selection, or everything there.
+
+`verify` judges every selected model of the list (all of them without a selection), present or not;
+`clear` without a selection removes whatever stands on the target.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,6 @@ from collections.abc import Collection, Sequence
 
 from modal_jobs.decide.facts import HeldModel, HeldRevision, Kind
 from modal_jobs.model_list import ALL_SIZES, ModelEntry
-
-
-def verify_selection(entries: Sequence[ModelEntry], present: Collection[str], *, selected: bool) -> list[ModelEntry]:
-    """The selected models (a missing one is reported), or, with no selection, the list's models the target holds."""
-    return list(entries) if selected else [e for e in entries if e.dirname in present]
 
 
 def verifiable(entry: ModelEntry, held: HeldModel | None) -> HeldRevision | None:

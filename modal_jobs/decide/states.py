@@ -1,4 +1,4 @@
-"""The state `list` shows of each model, from what the target holds and the commit it should be at.
+"""The state `list` shows of each model, and what a reader would load, from what the target holds.
 
 `plan_model` and `model_state` read the same facts the same way: one table of target states in
 tests/test_plan.py drives both, so `list` and `download` cannot disagree about a model.
@@ -6,9 +6,10 @@ tests/test_plan.py drives both, so `list` and `download` cannot disagree about a
 
 from __future__ import annotations
 
-from modal_jobs.decide.facts import HeldModel, HeldRevision, HubAnswer, Kind, manifest_matches
+from modal_jobs.decide.facts import HeldModel, HeldRevision, HubAnswer, Kind, manifest_matches, missing_or_resized
 from modal_jobs.decide.model_plan import not_writable
 from modal_jobs.errors import ModelFailed
+from modal_jobs.messages import DOWNLOAD_COMMAND
 from modal_jobs.model_dir import LEGACY
 from modal_jobs.model_list import ModelEntry
 from modal_jobs.summary import Status, human_bytes
@@ -64,3 +65,28 @@ def revisions_note(held: HeldModel) -> str | None:
         where = " in place" if kept.name == LEGACY else ""
         parts.append(f"kept {kept.manifest.commit[:7]}{where} ({human_bytes(kept.bytes)})")
     return ", ".join(parts)
+
+
+def loadable(held: HeldModel | None, repo_id: str, commit: str | None, where: str) -> HeldRevision | str:
+    """The revision `reader.model_path` would return for `repo_id`, or its refusal as one line naming the fix.
+
+    Decided from the facts `list` reads (the pointer, the manifest, file sizes), so that `path` can
+    answer for the volume from this machine, with no container. `where`: the model's directory as
+    readers see it, for the message.
+    """
+    fix = f"run `{DOWNLOAD_COMMAND}`"
+    if held is None or held.kind is not Kind.DIRECTORY:
+        return f"{repo_id}: absent ({where} is not a model directory); {fix} to cache it"
+    current = held.current
+    manifest = current.manifest if current is not None else None
+    if current is None or manifest is None or manifest.repo_id != repo_id:
+        return f"{repo_id}: incomplete at {where} (no manifest for it); {fix} to finish it"
+    if commit is not None and manifest.commit != commit:
+        return (
+            f"{repo_id}: {where} holds commit {manifest.commit[:12]}, not {commit[:12]} as asked; "
+            f"{fix} with the lock that names {commit[:12]}, or ask for {manifest.commit[:12]}"
+        )
+    bad = missing_or_resized(manifest, current.files)
+    if bad:
+        return f"{repo_id}: incomplete at {where}: {bad[0].path} is missing or resized; {fix} to repair it"
+    return current
