@@ -119,6 +119,12 @@ def path(session: nox.Session) -> None:
     _cache_session(session, "path")
 
 
+@nox.session(default=False)
+def unlock(session: nox.Session) -> None:
+    """Say who holds the Modal Volume's writer lease; `-- --yes` breaks it when the run holding it died."""
+    _cache_session(session, "unlock")
+
+
 @nox.session(name="container-requirements", default=False)
 def container_requirements(session: nox.Session) -> None:
     """Write modal_jobs/container-requirements.txt from uv.lock: what the Modal image installs, hashes included."""

@@ -87,15 +87,13 @@ def _add_target_arguments(sub: argparse.ArgumentParser, name: str) -> argparse._
             metavar="FILE",
             help="the model list before the change (a pull request's base branch); rows say what changed",
         )
-    target.add_argument(
-        "--model-list",
-        "--catalog",
-        type=Path,
-        default=DEFAULT_MODEL_LIST,
-        metavar="FILE",
-        help="the model list (default: ./models.toml)",
-    )
+    add_model_list(target, "the model list (default: ./models.toml)")
     return target
+
+
+def add_model_list(group: argparse.ArgumentParser | argparse._ArgumentGroup, why: str) -> None:
+    """`--model-list FILE` (`--catalog`, its older spelling), which every command reads."""
+    group.add_argument("--model-list", "--catalog", type=Path, default=DEFAULT_MODEL_LIST, metavar="FILE", help=why)
 
 
 def _add_selection_arguments(sub: argparse.ArgumentParser) -> None:
@@ -171,28 +169,14 @@ def add_path_arguments(sub: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="read this directory (default: the Modal Volume, through Modal's API: the path a container loads)",
     )
-    sub.add_argument(
-        "--model-list",
-        "--catalog",
-        type=Path,
-        default=DEFAULT_MODEL_LIST,
-        metavar="FILE",
-        help="the model list, for the mount",
-    )
+    add_model_list(sub, "the model list, for the mount")
     expected = sub.add_mutually_exclusive_group()
     expected.add_argument("--commit", metavar="SHA", help="refuse any other commit than this one")
     expected.add_argument("--lock", type=Path, metavar="FILE", help="refuse any other commit than this lock names")
 
 
 def add_unlock_arguments(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "--model-list",
-        "--catalog",
-        type=Path,
-        default=DEFAULT_MODEL_LIST,
-        metavar="FILE",
-        help="the model list, for the volume's name",
-    )
+    add_model_list(sub, "the model list, for the volume's name")
     sub.add_argument("--yes", action="store_true", help="really break it (without it, unlock only says who holds it)")
 
 

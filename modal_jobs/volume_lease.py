@@ -52,7 +52,7 @@ RENEW_SECONDS = 60.0
 POLL_SECONDS = 5.0
 # Looks at once before waiting a poll: each one that does not return found an expired lease and ended it.
 TAKE_TRIES = 4
-UNLOCK_HINT = "python -m modal_jobs unlock --yes"
+UNLOCK_HINT = "python3 tools/nox_locked.py -s unlock -- --yes"
 
 
 class LeaseDict(Protocol):

@@ -93,7 +93,7 @@ def test_a_second_writer_waits_then_is_refused_and_the_first_finishes_intact(
     assert "\n" not in message
     assert message.startswith(f"another run ({ME}, download) is working on the Modal Volume '{VOLUME}' since ")
     assert "pass a longer --lock-wait" in message
-    assert "break it now with `python -m modal_jobs unlock --yes`" in message
+    assert "break it now with `python3 tools/nox_locked.py -s unlock -- --yes`" in message
     assert len(waiting_lines(caplog)) == 1, "the wait is announced once"
     assert second_volume.calls == [("hydrate", "")], "the second run never surveyed the volume"
     assert twins.writers.value(VOLUME) is None, "the first run released its lease"
@@ -296,7 +296,7 @@ def test_an_unreadable_lease_is_refused_by_name_and_unlock_removes_it(twins: Twi
     assert str(caught.value).startswith(
         f"another run (its record unreadable) is working on the Modal Volume '{VOLUME}';"
     )
-    assert str(caught.value).endswith("never expires: break it with `python -m modal_jobs unlock --yes`")
+    assert str(caught.value).endswith("never expires: break it with `python3 tools/nox_locked.py -s unlock -- --yes`")
     break_lease(twins.writers.open("admin"), VOLUME, yes=True)
     twins.lease("ci").acquire(0, threading.Event(), "download").release()
 
