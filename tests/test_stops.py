@@ -149,7 +149,7 @@ def test_a_stop_on_modal_says_which_containers_had_answered(
         running.append(StopAskedMeanwhile(cancel))
         return collect([FinishedCall(asdict(answered)), running[0]], jobs, cancel)
 
-    backend = ModalBackend(VolumeStore(DirVolume(twins.volume_root), VolumeSpec(mount=MOUNT)), start)
+    backend = ModalBackend(VolumeStore(DirVolume(twins.volume_root), VolumeSpec(mount=MOUNT)), start, twins.lease())
     with pytest.raises(InterruptedRun) as stopped:
         run(Request(Operation(operation), sizes=("0.6B",)), twins.model_list, backend, twins.hub)
     assert str(stopped.value).startswith(said)
