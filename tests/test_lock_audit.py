@@ -16,6 +16,7 @@ from modal_jobs import models_lock
 from modal_jobs.model_dir import FileRecord
 from modal_jobs.models_lock import LockedModel
 from tests.conftest import BIG, MODEL_LIST, SMALL, TOKENIZER, Cli, Repos, rows_by_repo
+from tests.test_docs_samples import normalized, sample
 
 
 def locked_base(cli: Cli, tmp_path: Path) -> Path:
@@ -74,6 +75,7 @@ def test_a_lock_naming_a_hub_pull_requests_commit_fails_the_check_naming_the_ent
     assert f"its head is {repos.commits[BIG][:12]}" in str(rows[BIG]["error"])
     assert {rows[SMALL]["status"], rows[TOKENIZER]["status"]} == {"unchanged"}
     assert f"{BIG}: models.lock names commit {forged[:12]}" in stderr
+    assert normalized(sample("models.md", "text", f"{BIG}: models.lock")) == normalized(stderr)  # the page's sample
     # Only the changed entry was asked about: one history, and no tree for a commit the revision never reached.
     assert cli.hub.count(kind="commits") == 1 and cli.hub.count(kind="tree") == 0
 
