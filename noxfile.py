@@ -19,11 +19,16 @@ nox.options.error_on_external_run = True
 
 
 def install(session: nox.Session, *groups: str) -> None:
-    """Install the locked dependencies (and this package) into the session's environment."""
+    """Install the locked dependencies into the session's environment, not this package.
+
+    The sessions run the checkout itself (`python -m modal_jobs` from the repository's root), so
+    nothing is built: the build backend (hatchling), which uv.lock does not pin, never runs here.
+    """
     session.run_install(
         "uv",
         "sync",
         "--locked",
+        "--no-install-project",
         "--no-default-groups",
         *(f"--group={group}" for group in groups),
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
