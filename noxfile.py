@@ -7,6 +7,7 @@ Without `--local-dir` they work on the Modal Volume named in models.toml. Withou
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -68,6 +69,16 @@ def lint(session: nox.Session) -> None:
     session.run("actionlint", f"-shellcheck={shellcheck}", *workflows)
     session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *workflows)
     session.run("check-jsonschema", "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml")
+
+
+@nox.session(name="workflow-audit", default=False)
+def workflow_audit(session: nox.Session) -> None:
+    """zizmor with its online audits (impostor commits, ref-version mismatch): needs GH_TOKEN, as the weekly run has."""
+    install(session, "workflow-lint")
+    if not (os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN")):
+        session.error("the online audits ask GitHub's API: set GH_TOKEN (any read-only token, e.g. `gh auth token`)")
+    # No --offline: the online audits run, and any finding fails the session.
+    session.run("zizmor", "--persona", "auditor", "--quiet", ".github")
 
 
 def _cache_session(session: nox.Session, operation: str) -> None:

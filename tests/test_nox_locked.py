@@ -131,7 +131,7 @@ def test_dash_r_installs_nothing_once_noxs_environment_exists(
     python.parent.mkdir(parents=True)
     python.write_text("#!/bin/sh\n")
     started: list[list[str]] = []
-    monkeypatch.setattr(nox_locked.os, "execve", lambda path, args, env: started.append([str(path), *args]))
+    monkeypatch.setattr("tools.nox_locked.os.execve", lambda path, args, env: started.append([str(path), *args]))
     empty_lock = tmp_path / "uv.lock"
     empty_lock.write_text("version = 1\n")  # pins no uv: anything that installs would stop on it
     monkeypatch.setattr(nox_locked, "LOCK", empty_lock)
