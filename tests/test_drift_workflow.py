@@ -499,7 +499,7 @@ def test_a_stale_model_fails_the_check_naming_both_commits(
     message = f"at commit {old[:12]}, models.lock names {moved[:12]}"
     assert message in verify_rows(run)[BIG]["error"]
     summaries = dict(run.summaries())
-    assert f"- `{BIG}`: {message}" in summaries["Check"]
+    assert f"- `{BIG}`: `{message}" in summaries["Check"]
     [issue] = github.issues()
     assert message in issue["body"]
 
