@@ -226,7 +226,8 @@ def render_markdown(summary: Summary) -> str:
     if dropped:
         lines += ["", "**Dropped from the model list** (`download --prune` removes them):", ""]
         lines += [
-            f"- {code(o.name + '/')} ({code(o.repo_id)}): {o.files} files, {human_bytes(o.bytes)}" for o in dropped
+            f"- {code(o.name + '/')} ({code(o.repo_id or '')}): {o.files} files, {human_bytes(o.bytes)}"
+            for o in dropped
         ]
     if unknown:
         lines += ["", "**Not written by the cache** (never pruned; remove by hand or with `clear`):", ""]
