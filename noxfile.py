@@ -8,6 +8,7 @@ Without `--local-dir` they work on the Modal Volume named in models.toml. Withou
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -20,11 +21,16 @@ nox.options.error_on_external_run = True
 
 
 def install(session: nox.Session, *groups: str) -> None:
-    """Install the locked dependencies (and this package) into the session's environment."""
+    """Install the locked dependencies into the session's environment, not this package.
+
+    The sessions run the checkout itself (`python -m modal_jobs` from the repository's root), so
+    nothing is built: the build backend (hatchling), which uv.lock does not pin, never runs here.
+    """
     session.run_install(
         "uv",
         "sync",
         "--locked",
+        "--no-install-project",
         "--no-default-groups",
         *(f"--group={group}" for group in groups),
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
@@ -64,6 +70,16 @@ def lint(session: nox.Session) -> None:
     session.run("actionlint", f"-shellcheck={shellcheck}", *workflows)
     session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *workflows)
     session.run("check-jsonschema", "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml")
+
+
+@nox.session(name="workflow-audit", default=False)
+def workflow_audit(session: nox.Session) -> None:
+    """zizmor with its online audits (impostor commits, ref-version mismatch): needs GH_TOKEN, as the weekly run has."""
+    install(session, "workflow-lint")
+    if not (os.environ.get("GH_TOKEN") or os.environ.get("GITHUB_TOKEN")):
+        session.error("the online audits ask GitHub's API: set GH_TOKEN (any read-only token, e.g. `gh auth token`)")
+    # No --offline: the online audits run, and any finding fails the session.
+    session.run("zizmor", "--persona", "auditor", "--quiet", ".github")
 
 
 # Ctrl-C reaches the command and nox alike (one process group). nox's default is to send SIGTERM 0.3 s later,

@@ -57,6 +57,7 @@ class Blob:
 class Repo:
     commits: dict[str, dict[str, Blob]] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
+    parents: dict[str, str] = field(default_factory=dict)  # commit -> its parent ("" for the first)
 
 
 class RepoStore:
@@ -70,11 +71,19 @@ class RepoStore:
         self._lock = threading.Lock()
 
     def stage(
-        self, repo_id: str, files: Mapping[str, bytes | Path], branch: str, lfs: Callable[[str, int], bool]
+        self,
+        repo_id: str,
+        files: Mapping[str, bytes | Path],
+        branch: str,
+        lfs: Callable[[str, int], bool],
+        parent: str | None = None,
     ) -> tuple[str, dict[str, Blob]]:
-        """Store a commit's blobs and name it; nothing points at it until `publish`."""
+        """Store a commit's blobs and name it; nothing points at it until `publish`.
+
+        Its parent is `parent`, else the head of `branch` (none for a new branch).
+        """
         repo = self.repos.setdefault(repo_id, Repo())
-        parent = repo.refs.get(branch, "")
+        parent = repo.refs.get(branch, "") if parent is None else parent
         tree: dict[str, Blob] = {}
         for path, content in sorted(files.items()):
             tree[path] = store_blob(self.blobs, path, content, lfs)
@@ -87,6 +96,7 @@ class RepoStore:
                 owners = self._owners.setdefault(blob.sha256, [])
                 if (repo_id, path) not in owners:
                     owners.append((repo_id, path))
+            repo.parents[digest.hexdigest()] = parent
         return digest.hexdigest(), tree
 
     def publish(self, repo_id: str, branch: str, sha: str, tree: dict[str, Blob]) -> None:
@@ -95,6 +105,17 @@ class RepoStore:
         with self._lock:
             repo.commits[sha] = tree
             repo.refs[branch] = sha
+
+    def history(self, repo_id: str, rev: str) -> list[str] | None:
+        """The commits a branch, tag or commit sha reaches, newest first, as `git log` lists them."""
+        resolved = self.resolve_ref(repo_id, rev)
+        if resolved is None:
+            return None
+        parents = self.repos[repo_id].parents
+        shas = [resolved[0]]
+        while parent := parents.get(shas[-1], ""):
+            shas.append(parent)
+        return shas
 
     def tag(self, repo_id: str, name: str, sha: str) -> None:
         self.repos[repo_id].refs[name] = sha
@@ -161,3 +182,17 @@ def tree_entries(tree: Mapping[str, Blob], prefix: str, recursive: bool) -> list
             entry["lfs"] = {"oid": blob.sha256, "size": blob.size, "pointerSize": 134}
         entries.append(entry)
     return entries
+
+
+def commit_entries(shas: list[str]) -> list[dict[str, object]]:
+    """Commits as the Hub's commit history lists them (what `HfApi.list_repo_commits` reads)."""
+    return [
+        {
+            "id": sha,
+            "title": f"commit {sha[:7]}",
+            "message": "",
+            "authors": [{"user": "local-hub"}],
+            "date": "2026-01-01T00:00:00.000Z",
+        }
+        for sha in shas
+    ]

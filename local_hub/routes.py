@@ -2,6 +2,8 @@
 
 - `GET /api/models/{id}/revision/{rev}` -> `{"id", "sha"}`
 - `GET /api/models/{id}/tree/{rev}?recursive=true` -> entries with `type, path, size, oid` (+ `lfs`)
+- `GET /api/models/{id}/commits/{rev}?p=N` -> the commits `rev` reaches, newest first, with `id, title,
+  message, authors, date`; a page at a time, the next one named by `Link: <…>; rel="next"`
 - `HEAD`/`GET /{id}/resolve/{rev}/{path}` with `X-Repo-Commit`, `ETag`, `X-Linked-Etag`,
   `X-Linked-Size`, `Content-Length` and `Range`; for a Xet repo's LFS file, `X-Xet-Hash` and
   `Link: <…/xet-read-token/{rev}>; rel="xet-auth"`
@@ -20,14 +22,14 @@ import re
 import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from local_hub.bodies import keep_open, send_body, send_stalled
-from local_hub.repos import Blob, tree_entries
+from local_hub.repos import Blob, commit_entries, tree_entries
 from local_hub.state import HubState
 from local_hub.xet import XetFile, reconstruction
 
-_API = re.compile(r"^/api/models/([^/]+/[^/]+)/(revision|tree|xet-read-token)/(.+)$")
+_API = re.compile(r"^/api/models/([^/]+/[^/]+)/(revision|tree|commits|xet-read-token)/(.+)$")
 _RESOLVE = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
 _RECONSTRUCTION = re.compile(r"^/v([12])/reconstructions/([0-9a-f]{64})$")
 _XORB = re.compile(r"^/xorbs/([0-9a-f]{64})$")
@@ -105,7 +107,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             return
         if self._fault(method, kind, repo_id, rest):
             return
-        rev, _, sub = rest.partition("/")
+        # A commit history's revision may hold slashes (`refs/pr/1`, sent as `refs%2Fpr%2F1`).
+        rev, _, sub = (rest, "", "") if kind == "commits" else rest.partition("/")
         if repo_id not in self.hub.repos:
             self._record(method, kind, repo_id, rest, 404)
             self._json(404, {"error": "Repository not found"}, method, {"X-Error-Code": "RepoNotFound"})
@@ -119,12 +122,23 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self._record(method, kind, repo_id, rest, 200)
         if kind == "xet-read-token":
             self._xet_token(method, repo_id)
+        elif kind == "commits":
+            self._commits(method, repo_id, rev, query)
         elif kind == "revision":
             siblings = [{"rfilename": p} for p in tree]
             self._json(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "siblings": siblings}, method)
         else:
             recursive = query.get("recursive", ["false"])[0].lower() == "true"
             self._json(200, self._tree(repo_id, tree, sub.strip("/"), recursive), method)
+
+    def _commits(self, method: str, repo_id: str, rev: str, query: dict[str, list[str]]) -> None:
+        page, size = int(query.get("p", ["0"])[0]), self.hub.commits_per_page
+        shas = self.hub.store.history(repo_id, rev) or []
+        headers = {}
+        if (page + 1) * size < len(shas):
+            url = f"{self.hub.url}/api/models/{repo_id}/commits/{quote(rev, safe='')}?p={page + 1}"
+            headers["Link"] = f'<{url}>; rel="next"'
+        self._json(200, commit_entries(shas[page * size : (page + 1) * size]), method, headers)
 
     def _tree(self, repo_id: str, tree: Mapping[str, Blob], prefix: str, recursive: bool) -> list[dict[str, object]]:
         entries = tree_entries(tree, prefix, recursive)

@@ -43,6 +43,7 @@ class HubState(FaultInjection):
         self.stopping = threading.Event()  # lets go of stalled bodies and held requests
         self._lock = threading.Lock()
         self.port: int | None = None  # set while the server runs
+        self.commits_per_page = 50  # the commit history is paged like the Hub's (`?p=N`, a `Link: rel="next"`)
 
     @property
     def url(self) -> str:
@@ -61,9 +62,13 @@ class HubState(FaultInjection):
         *,
         branch: str = "main",
         lfs: Callable[[str, int], bool] = default_lfs,
+        parent: str | None = None,
     ) -> str:
-        """Make a commit holding exactly `files`, move `branch` to it, return its sha."""
-        sha, tree = self.store.stage(repo_id, files, branch, lfs)
+        """Make a commit holding exactly `files`, move `branch` to it, return its sha.
+
+        Its parent is `parent` when given, else the head of `branch`: a new branch starts a history of its own.
+        """
+        sha, tree = self.store.stage(repo_id, files, branch, lfs, parent)
         if self.uses_xet(repo_id):
             self.cas.index(tree.values())  # before the commit is seen: its LFS files are on the CAS from the start
         self.store.publish(repo_id, branch, sha, tree)
@@ -71,6 +76,15 @@ class HubState(FaultInjection):
 
     def tag(self, repo_id: str, name: str, sha: str) -> None:
         self.store.tag(repo_id, name, sha)
+
+    def open_pr(self, repo_id: str, files: Mapping[str, bytes | Path], *, base: str = "main") -> str:
+        """A commit on the Hub pull request `refs/pr/N`, on top of `base`, as anyone may open: outside `base`'s history.
+
+        The Hub serves it by its sha like any commit; only its ref says where it came from.
+        """
+        repo = self.repos[repo_id]
+        number = 1 + sum(1 for ref in repo.refs if ref.startswith("refs/pr/"))
+        return self.commit(repo_id, files, branch=f"refs/pr/{number}", parent=repo.refs[base])
 
     # -- Xet -------------------------------------------------------------------------------
     def enable_xet(self, repo_id: str | None = None) -> None:

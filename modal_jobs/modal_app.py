@@ -11,7 +11,7 @@ The whole cloud footprint:
   `container-requirements.txt` (exported from `uv.lock`, hashes included), and this package;
 - per container: 2 CPUs, 4 GiB (hf_xet's buffers set to fit), no extra disk (the weights go to
   the volume, hf_xet keeps no chunk cache for downloads), 1 hour, 2 retries;
-- secrets: HF_TOKEN, attached per call only when there is one.
+- secrets: HF_TOKEN, attached per call to `apply_one` only (it calls the Hub), and only when there is one.
 """
 
 from __future__ import annotations

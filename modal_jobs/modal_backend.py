@@ -169,7 +169,9 @@ class ModalContainers:
         running: AbstractContextManager[object] = nullcontext() if self.app_running else app_module.app.run()
         with modal_errors("starting the Modal app"), running, self.open_lines() as events:
             function = app_module.apply_one if operation == "download" else app_module.verify_one
+            # Only a download's containers call the Hub: a verify container gets no token at all.
             secrets = self.secrets if self.secrets is not None else hf_secrets(os.environ, app_module.HF_SECRET_NAME)
+            secrets = secrets if function is app_module.apply_one else []
             # with_options replaces volumes and secrets as a whole: both are given every time.
             function = function.with_options(volumes={mount: self.volume}, secrets=secrets, env=dict(self.env))
             calls = [function.spawn(job.payload, mount, self.volume, events) for job in jobs]

@@ -4,7 +4,7 @@ Each one gathers facts, decides (`modal_jobs.decide`), acts, and reports (`modal
 
 ```
 download: survey the target ─► ask the Hub ─► plan_run() ─► show (--dry-run) or apply, prune last ─► summary
-plan:     ask the Hub for the list and its base ─► changes (+ the target's plan, if one is given)
+plan:     ask the Hub for the list and its base, audit the lock's changes ─► changes (+ the target's plan)
 list:     survey the target ─► ask the Hub about complete models only ─► states
 verify:   survey ─► hash what the manifests name (locally, or one container per model) ─► against models.lock
 clear:    survey ─► refuse without --yes ─► remove
@@ -29,6 +29,7 @@ from modal_jobs.download import download
 from modal_jobs.errors import Cancelled, InterruptedRun, ModelFailed, UsageError
 from modal_jobs.hub import Hub
 from modal_jobs.hub_answers import current_commit, hub_answer
+from modal_jobs.lock_audit import audit_lock
 from modal_jobs.locking import check_lock_first, desired_state, locked_answers, update_lock
 from modal_jobs.messages import shorten
 from modal_jobs.model_list import ModelEntry, ModelList, select_models
@@ -211,6 +212,8 @@ def plan_changes(
     answers = desired_state(request, model_list, hub, held, cancel, write=False)
     base_entries = {m.repo_id: m for m in (base.models if base else ())}
     base_locked = locked_answers(base)
+    # An entry the lock changes that the Hub does not back (not in its revision's history, other files) fails.
+    answers = {**answers, **audit_lock(entries, answers, base_locked, hub, cancel)}
     revised = revised_bases(entries, base_entries, base_locked)
     dropped = dropped_bases(model_list, base_entries)
     was_at = gather({old.repo_id: partial(current_commit, old, hub) for old in revised}, cancel)

@@ -21,6 +21,7 @@ without is a directory the cache did not write, which it never removes on its ow
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -191,8 +192,9 @@ def render_json(summary: Summary) -> str:
 
 
 def render_markdown(summary: Summary) -> str:
+    """The Markdown of a job summary, pull request or issue: what the cache did not write is quoted as `code`."""
     lines = [
-        f"### Model cache: {summary.operation} on `{summary.target}`",
+        f"### Model cache: {summary.operation} on {code(summary.target)}",
         "",
         "| Model | Status | Commit | Files | Size | Time |",
         "| --- | --- | --- | ---: | ---: | ---: |",
@@ -202,7 +204,8 @@ def render_markdown(summary: Summary) -> str:
         commit = f"`{row.commit[:7]}`" if row.commit else "–"
         seconds = f"{row.seconds:.1f} s" if row.seconds else "–"
         lines.append(
-            f"| `{row.repo_id}` | {icon} {row.status} | {commit} | {row.files} | {human_bytes(row.bytes)} | {seconds} |"
+            f"| {cell(row.repo_id)} | {icon} {row.status} | {commit} | {row.files} "
+            f"| {human_bytes(row.bytes)} | {seconds} |"
         )
     count = len(summary.models)
     lines += ["", f"**Total:** {human_bytes(summary.total_bytes)} in {count} {_models(count)}."]
@@ -217,21 +220,24 @@ def render_markdown(summary: Summary) -> str:
     notes = [row for row in summary.models if row.note and not row.error]
     if notes:
         lines += ["", "**Details:**", ""]
-        lines += [f"- `{row.repo_id}`: {_one_line(row.note or '')}" for row in notes]
+        lines += [f"- {code(row.repo_id)}: {code(row.note or '')}" for row in notes]
     failures = [row for row in summary.models if row.error]
     if failures:
         lines += ["", "**Problems:**", ""]
-        lines += [f"- `{row.repo_id}`: {_one_line(row.error or '')}" for row in failures]
+        lines += [f"- {code(row.repo_id)}: {code(row.error or '')}" for row in failures]
     dropped = [o for o in summary.orphans if o.repo_id]
     unknown = [o for o in summary.orphans if not o.repo_id]
     if dropped:
         lines += ["", "**Dropped from the model list** (`download --prune` removes them):", ""]
-        lines += [f"- `{o.name}/` (`{o.repo_id}`): {o.files} files, {human_bytes(o.bytes)}" for o in dropped]
+        lines += [
+            f"- {code(o.name + '/')} ({code(o.repo_id or '')}): {o.files} files, {human_bytes(o.bytes)}"
+            for o in dropped
+        ]
     if unknown:
         lines += ["", "**Not written by the cache** (never pruned; remove by hand or with `clear`):", ""]
-        lines += [f"- `{o.name}/`: {o.files} files, {human_bytes(o.bytes)}" for o in unknown]
+        lines += [f"- {code(o.name + '/')}: {o.files} files, {human_bytes(o.bytes)}" for o in unknown]
     if summary.note:
-        lines += ["", f"**Note:** {_one_line(summary.note)}"]
+        lines += ["", f"**Note:** {code(summary.note)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -280,6 +286,23 @@ def _freed(summary: Summary) -> str:
 
 def _models(count: int) -> str:
     return "model" if count == 1 else "models"
+
+
+def code(text: str) -> str:
+    """`text` on one line as one Markdown code span, whatever it holds: nothing in it renders as markup.
+
+    The span's fence is one backtick longer than the longest run of backticks inside, so none of them
+    closes it (CommonMark), and a space pads a text that starts or ends with a backtick.
+    """
+    flat = _one_line(text)
+    fence = "`" * (1 + max((len(run) for run in re.findall(r"`+", flat)), default=0))
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+def cell(text: str) -> str:
+    """A code span in a table cell: GitHub splits cells at `|` even inside one, unless it is escaped."""
+    return code(text).replace("|", "\\|")
 
 
 def _one_line(text: str) -> str:

@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 
 from local_hub.server import LocalHub
+from modal_jobs.model_dir import FileRecord
 from modal_jobs.model_list import load_model_list
+from modal_jobs.models_lock import LockedModel, ModelsLock, render
 from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Cli, Repos, model_dir
 from tests.test_workflows import (
     MODEL_CACHE,
@@ -43,6 +45,8 @@ __all__ = ["locked_repo", "runner_python"]  # fixtures, used by name
 MODEL_DRIFT = ROOT / ".github" / "workflows" / "model-drift.yml"
 GH_STAND_IN = Path(__file__).parent / "resources" / "gh_stand_in.py"
 BRANCH = "model-drift/lock-refresh"
+# The job that opens the pull request; act runs the job it needs (lock-refresh, which computes the lock) first.
+REFRESH = "lock-pull-request"
 PR_TITLE = "models.lock: the Hub moved"
 FIRST_LOCK_TITLE = "models.lock: the first lock"
 ISSUE_TITLE = "Model cache: the volume check failed"
@@ -121,7 +125,7 @@ def fork(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def refresh(runner_python: Path, hub: LocalHub, tmp_path: Path, locked_repo: Path, origin: Path, github: GitHub) -> Act:
-    return drift_act("lock-refresh", runner_python, hub, tmp_path, locked_repo, github)
+    return drift_act(REFRESH, runner_python, hub, tmp_path, locked_repo, github)
 
 
 @pytest.fixture
@@ -204,7 +208,7 @@ def test_nothing_moved_means_no_pull_request_and_a_summary_saying_so(
 
     assert run.succeeded, run.log
     assert github.pulls() == []
-    assert [call["argv"][:2] for call in gh_calls(run)] == [["pr", "list"]]  # only asked for one to close
+    assert [call["argv"][:2] for call in gh_calls(run)] == [["pr", "list"]] * 2  # only asked for one to close
     assert git(origin, "branch", "--list").strip() == ""  # nothing pushed
     assert {"Plan the change", "Push the branch", "Open or update the pull request"}.isdisjoint(run.step_results())
     summaries = dict(run.summaries())
@@ -217,7 +221,7 @@ def test_a_fork_without_a_lock_gets_the_first_lock_as_a_pull_request_showing_eve
     runner_python: Path, hub: LocalHub, repos: Repos, tmp_path: Path, fork: Path, github: GitHub
 ):
     """The first lock's pull request: every model added, with its commit, and all of its bytes to transfer."""
-    run = drift_act("lock-refresh", runner_python, hub, tmp_path, fork, github)(
+    run = drift_act(REFRESH, runner_python, hub, tmp_path, fork, github)(
         "workflow_dispatch", MAIN, local_dir=None, secrets=TOKEN
     )
 
@@ -237,6 +241,139 @@ def test_a_fork_without_a_lock_gets_the_first_lock_as_a_pull_request_showing_eve
     total = re.search(r"\*\*Total:\*\* (.+) in 3 models\.", body)
     at_most = re.search(r"\*\*At most:\*\* (.+)\.", body)
     assert total and at_most and at_most[1] == total[1], body
+
+
+def test_a_forks_branch_named_like_the_drift_branch_is_neither_edited_nor_closed(
+    refresh: Act, hub: LocalHub, repos: Repos, github: GitHub
+):
+    """`gh pr list --head` matches a branch of that name in any fork: only the workflow's own pull request is its."""
+    strangers = [
+        {"number": 1, "head_owner": "mallory", "cross_repository": True, "author": "mallory"},  # a fork's
+        {"number": 2, "head_owner": "owner", "cross_repository": False, "author": "someone"},  # a person's, here
+    ]
+    pulls = [
+        {"state": "open", "head": BRANCH, "base": "main", "title": "Fix a typo", "body": "code changes", "edits": 0}
+        | {"comments": [], "branch_deleted": False}
+        | stranger
+        for stranger in strangers
+    ]
+    github.state_file.write_text(json.dumps({"next": 3, "pulls": pulls}))
+    hub.commit(BIG, moved_files(repos, BIG, b'{"model_type": "qwen3_tts", "fixed": 1}'))
+
+    run = refresh("workflow_dispatch", MAIN, local_dir=None, secrets=TOKEN)
+
+    assert run.succeeded, run.log
+    first, second, ours = github.pulls()
+    assert [first, second] == pulls  # untouched: not edited, not commented on, not closed
+    assert (ours["number"], ours["title"], ours["author"]) == (3, PR_TITLE, "app/github-actions")
+    warnings = run.annotations("warning")
+    assert any("#1 (from mallory, by mallory)" in w and "not this workflow's: left alone" in w for w in warnings)
+    assert any("#2 (from owner, by someone)" in w for w in warnings)
+
+    hub.tag(BIG, "main", repos.commits[BIG])  # the Hub moves back: only the workflow's own pull request is closed
+    run = refresh("workflow_dispatch", MAIN, local_dir=None, secrets=TOKEN)
+
+    assert run.succeeded, run.log
+    assert [pr["state"] for pr in github.pulls()] == ["open", "open", "closed"]
+    assert github.pulls()[:2] == pulls
+    assert [call["argv"][2] for call in gh_calls(run) if call["argv"][:2] == ["pr", "close"]] == ["3"]
+
+
+def test_a_branch_holding_a_commit_the_job_did_not_push_is_not_overwritten(
+    refresh: Act, hub: LocalHub, repos: Repos, locked_repo: Path, origin: Path, github: GitHub, tmp_path: Path
+):
+    hub.commit(BIG, moved_files(repos, BIG, b'{"model_type": "qwen3_tts", "fixed": 1}'))
+    assert refresh("workflow_dispatch", MAIN, local_dir=None, secrets=TOKEN).succeeded
+    # A person adds a commit to the drift branch (say, a note for reviewers).
+    work = tmp_path / "person"
+    git(tmp_path, "clone", "--quiet", "--branch", BRANCH, str(origin), str(work))
+    (work / "NOTES.md").write_text("checked the new config by hand\n")
+    git(work, "add", "NOTES.md")
+    git(work, "commit", "--quiet", "-m", "A note")
+    git(work, "push", "--quiet", "origin", BRANCH)
+    theirs = git(origin, "rev-parse", BRANCH).strip()
+    newer = hub.commit(BIG, moved_files(repos, BIG, b'{"model_type": "qwen3_tts", "fixed": 2}'))
+
+    run = refresh("workflow_dispatch", MAIN, local_dir=None, secrets=TOKEN)
+
+    assert not run.succeeded
+    assert run.step_results()["Push the branch"] == "failure"
+    [error] = run.annotations("error")
+    assert f"the branch {BRANCH} holds commits this workflow did not push" in error and "not overwritten" in error
+    assert git(origin, "rev-parse", BRANCH).strip() == theirs  # their commit is still there
+    [pr] = github.pulls()
+    assert pr["edits"] == 0 and newer[:7] not in pr["body"]
+
+
+def test_the_job_with_the_write_token_runs_no_project_code_and_no_installed_package():
+    """Installed packages could put a fake git or gh first on PATH: they run only in the job without a write token."""
+    jobs = load_workflow(MODEL_DRIFT)["jobs"]
+    writer, computer = jobs["lock-pull-request"], jobs["lock-refresh"]
+    assert computer["permissions"] == {"contents": "read"}
+    assert writer["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert writer["needs"] == "lock-refresh"
+    used = [step["uses"].split("@")[0] for step in writer["steps"] if "uses" in step]
+    assert used == ["actions/checkout", "actions/download-artifact"]
+    scripts = "\n".join(step.get("run", "") for step in writer["steps"])
+    assert re.search(r"\b(python3?|nox|nox_locked|pip3?|uv|uvx|pipx|npm|npx|node|modal_jobs|tools/)\b", scripts) is None
+    assert "gh " in scripts and "git " in scripts
+    # The upload is made where the lock is computed; what the writer commits is checked before it is used.
+    [upload] = [step for step in computer["steps"] if step.get("uses", "").startswith("actions/upload-artifact@")]
+    assert (
+        upload["with"]["name"]
+        == next(s for s in writer["steps"] if "uses" in s and "download" in s["uses"])["with"]["name"]
+    )
+    names = [step["name"] for step in writer["steps"]]
+    assert names.index("Check the proposal") < names.index("Push the branch")
+
+
+def check_proposal(tmp_path: Path, files: Mapping[str, bytes | str]) -> subprocess.CompletedProcess[str]:
+    """The write job's own check, run on a proposal directory as the artifact would hold it."""
+    script = next(s for _, s in steps(load_workflow(MODEL_DRIFT)) if s.get("name") == "Check the proposal")["run"]
+    work = tmp_path / "runner"
+    (work / "proposal").mkdir(parents=True)
+    for name, content in files.items():
+        path = work / "proposal" / name
+        if isinstance(content, str):
+            path.symlink_to(content)
+        else:
+            path.write_bytes(content)
+    return subprocess.run(["bash", "-c", script], cwd=work, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({}, None),
+        ({"extra.yml": b"on: push"}, "it holds: f extra.yml f models.lock f pr-body.md"),
+        ({"pr-body.md": "/etc/passwd"}, "it holds: f models.lock l pr-body.md"),
+        ({"pr-body.md": b"x" * 60001}, "pr-body.md is over 60000 bytes"),
+        ({"models.lock": b"version = 1\n"}, "models.lock names no model"),
+        ({"models.lock": b"[[model]]\n[tool.evil]\n"}, "models.lock has lines lock never writes, first: 2:[tool.evil]"),
+        (
+            {"models.lock": b'[[model]]\nrepo_id = "a/b"\ncommit = "refs/pr/1"\n'},
+            'models.lock has lines lock never writes, first: 3:commit = "refs/pr/1"',
+        ),
+    ],
+)
+def test_the_write_job_refuses_a_proposal_of_another_shape(
+    tmp_path: Path, change: dict[str, bytes | str], said: str | None
+):
+    files = (
+        FileRecord("config.json", 2, "git-sha1:" + "b" * 40),
+        FileRecord("w/model.safetensors", 3, "sha256:" + "c" * 64),
+    )
+    lock = ModelsLock((LockedModel("Qwen/X-1.7B", "v1.0", ("*.json", "w/*"), ("*.bin",), "a" * 40, files),))
+    proposal: dict[str, bytes | str] = {"models.lock": render(lock).encode(), "pr-body.md": b"# Plan\n"}
+    result = check_proposal(tmp_path, proposal | change)
+    if said is None:
+        assert result.returncode == 0, result.stdout + result.stderr
+    else:
+        assert result.returncode == 1
+        assert (
+            f"::error::the artifact model-drift-proposal is not what refresh models.lock writes ({said}"
+            in result.stdout
+        )
 
 
 # -- volume check -----------------------------------------------------------------------------
@@ -362,7 +499,7 @@ def test_a_stale_model_fails_the_check_naming_both_commits(
     message = f"at commit {old[:12]}, models.lock names {moved[:12]}"
     assert message in verify_rows(run)[BIG]["error"]
     summaries = dict(run.summaries())
-    assert f"- `{BIG}`: {message}" in summaries["Check"]
+    assert f"- `{BIG}`: `{message}" in summaries["Check"]
     [issue] = github.issues()
     assert message in issue["body"]
 

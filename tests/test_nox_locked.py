@@ -91,7 +91,7 @@ def test_the_locked_wheel_is_unpacked_once_its_hash_matches(pypi: str, isolated:
 
     assert binary == isolated / f"uv-{VERSION}" / "uv"
     assert subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout == f"uv {VERSION}\n"
-    assert sorted(p.name for p in binary.parent.iterdir()) == ["uv"]  # no download or scratch left behind
+    assert sorted(p.name for p in binary.parent.iterdir()) == ["uv", "uv.whl"]  # the wheel it came from, no scratch
 
 
 def test_a_wheel_whose_hash_differs_from_the_lock_is_refused_and_not_kept(pypi: str, isolated: Path):
@@ -101,3 +101,56 @@ def test_a_wheel_whose_hash_differs_from_the_lock_is_refused_and_not_kept(pypi: 
         nox_locked.installed_uv(VERSION, [wheel])
 
     assert list((isolated / f"uv-{VERSION}").iterdir()) == []
+
+
+def test_a_kept_binary_that_is_not_the_locked_wheels_is_fetched_again_not_run(pypi: str, isolated: Path):
+    """An earlier step (or a restored cache) swaps the unpacked uv: checked against its wheel and the lock, not run."""
+    wheel = Wheel(pypi, hashlib.sha256(uv_wheel()).hexdigest())
+    binary = nox_locked.installed_uv(VERSION, [wheel])
+    binary.write_text("#!/bin/sh\necho uv 9.9.9 but not really\n")
+
+    assert nox_locked.installed_uv(VERSION, [wheel]) == binary
+    assert subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout == f"uv {VERSION}\n"
+
+    # A wheel swapped with its binary is no better: the wheel must still have the lock's hash.
+    forged = io.BytesIO()
+    with zipfile.ZipFile(forged, "w") as archive:
+        archive.writestr(f"uv-{VERSION}.data/scripts/uv", "#!/bin/sh\necho forged\n")
+    binary.with_name("uv.whl").write_bytes(forged.getvalue())
+    binary.write_text("#!/bin/sh\necho forged\n")
+
+    assert nox_locked.installed_uv(VERSION, [wheel]) == binary
+    assert subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout == f"uv {VERSION}\n"
+
+
+def test_dash_r_installs_nothing_once_noxs_environment_exists(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """The workflows' secret-holding steps run `-R`: no uv fetched, no `uv sync`, nox started as it is."""
+    python = isolated / "nox" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("#!/bin/sh\n")
+    started: list[list[str]] = []
+    monkeypatch.setattr("tools.nox_locked.os.execve", lambda path, args, env: started.append([str(path), *args]))
+    empty_lock = tmp_path / "uv.lock"
+    empty_lock.write_text("version = 1\n")  # pins no uv: anything that installs would stop on it
+    monkeypatch.setattr(nox_locked, "LOCK", empty_lock)
+    monkeypatch.chdir(tmp_path)  # main() moves to the repository's root; put the test's directory back after
+
+    nox_locked.main(["-R", "-s", "verify"])
+
+    assert started == [[str(python), str(python), "-m", "nox", "-R", "-s", "verify"]]
+
+    # Without -R the bootstrap syncs, and so needs uv from the lock.
+    started.clear()
+    assert nox_locked.main(["-s", "verify"]) == 2
+    assert started == []
+
+
+def test_sessions_run_the_checkout_without_building_it():
+    """The sessions install uv.lock's packages and not the project: hatchling, which the lock does not pin, never runs.
+
+    This test runs inside such a session (`nox -s tests`).
+    """
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.distribution("qwen3-tts-model-cache")

@@ -70,7 +70,40 @@ def test_a_changed_list_gets_its_plan_as_the_job_summary(
     assert f"| `{TOKENIZER}` | • unchanged | `{repos.commits[TOKENIZER][:7]}` |" in summary
     assert moved[:7] not in summary
     assert "**At most:** 2.9 KiB." in summary
-    assert hub.count() == 0, "both locks answer: the plan asks the Hub nothing"
+    # Both locks answer; only the entry the lock adds is checked on the Hub: its history and its tree.
+    assert {(r.kind, r.repo_id) for r in hub.requests} == {("commits", NEW), ("tree", NEW)}
+
+
+def test_a_lock_naming_a_hub_pull_requests_commit_fails_the_check_naming_the_entry(
+    pull_request: Path, runner_python: Path, hub: LocalHub, repos: Repos, tmp_path: Path
+):
+    """A pull request that changes models.lock alone, to a commit the Hub serves only on its own pull request."""
+    forged = hub.open_pr(BIG, {**repos.files[BIG], "model.safetensors": b"someone else's weights"})
+    lock = (pull_request / "models.lock").read_text()
+    pinned = (
+        (pull_request / "models.toml")
+        .read_text()
+        .replace(f'"{BIG}"\nsize = "1.7B"\nrevision = "main"', f'"{BIG}"\nsize = "1.7B"\nrevision = "{forged}"')
+    )
+    (pull_request / "models.toml").write_text(pinned)
+    lock_against(hub, pull_request, tmp_path)  # the forger's lock of that commit, as `lock` writes it ...
+    forged_lock = (pull_request / "models.lock").read_text().replace(f'revision = "{forged}"', 'revision = "main"')
+    git(pull_request, "reset", "--quiet", "--hard", "HEAD^")
+    (pull_request / "models.lock").write_text(forged_lock)  # ... then presented as main's
+    assert forged_lock != lock
+    git(pull_request, "commit", "--quiet", "-am", "models.lock: the Hub moved")
+
+    run = run_plan(pull_request, runner_python, hub, tmp_path)
+
+    assert not run.succeeded
+    assert run.step_results()["Check the lock"] == "success"  # the lock says what the list says
+    assert run.step_results()["Plan"] == "failure"
+    summary = dict(run.summaries())["Plan"]
+    assert f"| `{BIG}` | ❌ failed |" in summary
+    assert (
+        f"which is not in the history of revision 'main' on the Hub (its head is {repos.commits[BIG][:12]})" in summary
+    )
+    assert f"{BIG}: models.lock names commit {forged[:12]}" in run.log
 
 
 def test_a_list_changed_without_its_lock_fails_naming_the_command(

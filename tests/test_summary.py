@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -68,7 +69,7 @@ def test_markdown_is_a_table_with_human_sizes_short_commits_and_reasons():
     assert "| `Qwen/A` | ✅ downloaded | `3f2a9c1` | 12 | 2.5 GiB | 41.2 s |" in markdown
     assert "| `Qwen/B` | ❌ failed | – | 0 | 0 B | 0.5 s |" in markdown
     assert "**Total:** 2.5 GiB in 2 models." in markdown
-    assert "- `Qwen/B`: access denied (HTTP 401): set HF_TOKEN" in markdown
+    assert "- `Qwen/B`: `access denied (HTTP 401): set HF_TOKEN" in markdown
     assert "- `old/`: 3 files, 2.0 KiB" in markdown
 
 
@@ -114,3 +115,34 @@ def test_each_operation_has_its_own_statuses():
         ValueError, match="verify rows may say damaged, failed, incomplete, missing, ok, stale, not downloaded"
     ):
         Summary(Operation.VERIFY, "/x", (ModelRow("Qwen/A", "/x/A", Status.DOWNLOADED),))
+
+
+def outside_code_spans(markdown: str) -> str:
+    """What a CommonMark reader renders as markup: the text with every code span taken out (equal backtick runs)."""
+    return re.sub(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)", "", markdown)
+
+
+HOSTILE = "config`.json @someone ](http://x) ``x`` [click](http://evil.example) **bold** | cell"
+
+
+def test_what_the_cache_did_not_write_is_quoted_so_it_mentions_no_one_and_links_nowhere():
+    summary = Summary(
+        Operation.PLAN,
+        "(no target)",
+        (
+            ModelRow("Qwen/A", "(no target)/A", Status.FAILED, error=f"{HOSTILE}: not found (HTTP 404)"),
+            ModelRow("Qwen/B", "(no target)/B", Status.CHANGED, COMMIT, 1, 10, note=f"1 file(s) changed: {HOSTILE}"),
+            ModelRow("evil/`x` @a|b", "(no target)/x", Status.DROPPED, COMMIT, 1, 10),
+        ),
+        (OrphanRow(f"{HOSTILE}\nnext line", "/vol/models/x", 1, 10, f"@{HOSTILE}"),),
+        note=HOSTILE,
+    )
+    markdown = render_markdown(summary)
+
+    rendered = outside_code_spans(markdown)
+    for markup in ("@someone", "@a", "](http", "[click]", "**bold**", "config"):
+        assert markup not in rendered, (markup, rendered)
+    # Each quote holds the text itself, whole and on one line: a reader still sees what the Hub said.
+    assert f"- `Qwen/A`: ```{HOSTILE}: not found (HTTP 404)```" in markdown
+    assert "| ``evil/`x` @a\\|b`` | ➖ removed-from-list |" in markdown
+    assert "\nnext line" not in markdown and f"```{HOSTILE} next line/```" in markdown

@@ -120,7 +120,7 @@ def test_runs_queue_per_volume_and_clear_is_confirmed_with_its_name():
 
 # Jobs that may write, and exactly what; every other job reads the repository and nothing more.
 WRITERS = {
-    ("model-drift.yml", "lock-refresh"): {"contents": "write", "pull-requests": "write"},
+    ("model-drift.yml", "lock-pull-request"): {"contents": "write", "pull-requests": "write"},
     ("model-drift.yml", "volume-check"): {"contents": "read", "issues": "write"},
     ("container-requirements.yml", "regenerate"): {"contents": "write", "actions": "write"},
 }

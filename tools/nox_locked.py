@@ -5,10 +5,13 @@ and may lack venv's pip (ensurepip). This script needs none of them, only the st
 
 1. uv: the version uv.lock pins. A `uv` on PATH of exactly that version is used as it is; otherwise
    the wheel uv.lock lists for this platform is fetched from PyPI, checked against the lock's sha256,
-   and its binary kept in `.nox/.bootstrap/uv-<version>/uv`.
+   and kept with its binary in `.nox/.bootstrap/uv-<version>/` (both checked again before each use).
 2. nox: `uv sync --locked --only-group nox` into `.nox/.bootstrap/nox` (a venv uv creates itself),
    on this interpreter when it is 3.11 or newer, else on a Python 3.11 that uv finds or installs.
 3. `python -m nox <arguments>` in that environment, in place of this process.
+
+With `-R` (nox's "reuse the environments, install nothing") steps 1 and 2 are skipped once that
+environment exists: the step of a workflow that holds the secrets installs nothing at all.
 
 So every tool comes from uv.lock, which Dependabot updates; nothing is installed unpinned or unhashed.
 It runs on Python 3.9+ (macOS's own python3), so it keeps to syntax and modules 3.9 has.
@@ -27,7 +30,7 @@ import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "uv.lock"
@@ -104,25 +107,52 @@ def fetch_verified(wheel: Wheel, destination: Path) -> None:
 
 
 def installed_uv(version: str, wheels: list[Wheel]) -> Path:
-    """A uv binary of the locked version: on PATH, kept from an earlier run, or fetched now."""
+    """A uv binary of the locked version: on PATH, kept from an earlier run (checked again), or fetched now.
+
+    The kept binary sits beside the wheel it came from. Before it runs, the wheel must still have
+    the lock's sha256 and the binary the wheel's bytes: a file swapped in the workspace since (by an
+    earlier step, a restored cache) is fetched again, never run.
+    """
     on_path = shutil.which("uv")
     if on_path is not None and uv_version(Path(on_path)) == version:
         return Path(on_path)
     binary = BOOTSTRAP / f"uv-{version}" / "uv"
-    if binary.is_file():
-        return binary
     wheel = wheel_for(wheels, platform.system(), platform.machine(), platform.libc_ver())
+    member = f"uv-{version}.data/scripts/uv"
+    if binary.is_file():
+        if unpacked_from(binary, binary.with_name("uv.whl"), wheel, member):
+            return binary
+        print(f"tools/nox_locked.py: {binary} is not the binary of uv.lock's wheel: fetching it again", file=sys.stderr)
     binary.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=binary.parent) as scratch:
         archive = Path(scratch) / "uv.whl"
         print(f"tools/nox_locked.py: fetching uv {version} (sha256 from uv.lock)", file=sys.stderr)
         fetch_verified(wheel, archive)
         with zipfile.ZipFile(archive) as zipped:
-            member = f"uv-{version}.data/scripts/uv"
             unpacked = Path(zipped.extract(member, scratch))
         unpacked.chmod(0o755)
+        archive.replace(binary.with_name("uv.whl"))
         unpacked.replace(binary)  # last, so a binary that is there is a whole, verified one
     return binary
+
+
+def unpacked_from(binary: Path, archive: Path, wheel: Wheel, member: str) -> bool:
+    """Whether `archive` is the wheel uv.lock names (by sha256) and `binary` is its `member`, byte for byte."""
+    try:
+        if sha256_of(archive.open("rb")) != wheel.sha256:
+            return False
+        with zipfile.ZipFile(archive) as zipped:
+            return sha256_of(zipped.open(member)) == sha256_of(binary.open("rb"))
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return False
+
+
+def sha256_of(stream: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    with stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def uv_version(uv: Path) -> str | None:
@@ -152,9 +182,13 @@ def main(argv: list[str]) -> int:
     # uv trusts its bundled Mozilla roots; this script (and pip) trust the platform's store. Make uv
     # trust the same, so that where python3 reached PyPI (through a proxy with its own root too), uv does.
     environ.setdefault("UV_SYSTEM_CERTS", "1")
+    python = BOOTSTRAP / "nox" / "bin" / "python"
     try:
-        version, wheels = locked_uv(LOCK.read_text(encoding="utf-8"))
-        python = synced_nox(installed_uv(version, wheels), environ)
+        # -R (reuse the environments, install nothing): the step that runs with the secrets installs nothing,
+        # not even nox's own environment, once an earlier step made it.
+        if "-R" not in argv or not python.is_file():
+            version, wheels = locked_uv(LOCK.read_text(encoding="utf-8"))
+            python = synced_nox(installed_uv(version, wheels), environ)
     except BootstrapError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

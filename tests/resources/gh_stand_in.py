@@ -6,10 +6,17 @@ It answers the few commands the workflow uses from a JSON file, `$GH_STUB_STATE`
 run (so a second run finds the pull request or issue the first one opened), and appends each call
 to `$STUB_RECORD_DIR/gh.jsonl`: its arguments and whether GH_TOKEN was set (never its value).
 
+A pull request's head is matched by branch name alone, as `gh pr list --head` does, so a fork's
+branch of the same name is listed too; `--json` gives what gh gives for the fields asked
+(`isCrossRepository`, `headRepositoryOwner`, `author`: a fork's pull request has `cross_repository`,
+its `head_owner` and its `author` in the state), and only those. What the stand-in creates is the
+workflow's own: this repository's branch, by `app/github-actions` (GITHUB_TOKEN's identity).
+
 ```json
 {"next": 3,
  "pulls": [{"number": 1, "state": "open", "head": "model-drift/lock-refresh", "base": "main",
-            "title": "...", "body": "...", "edits": 0, "comments": [], "branch_deleted": false}],
+            "title": "...", "body": "...", "edits": 0, "comments": [], "branch_deleted": false,
+            "cross_repository": false, "head_owner": "owner", "author": "app/github-actions"}],
  "issues": [{"number": 2, "state": "open", "title": "...", "labels": ["model-cache"], "body": "...",
              "comments": []}],
  "labels": ["model-cache"],
@@ -31,9 +38,20 @@ from pathlib import Path
 from typing import Any
 
 URL = "https://github.com/owner/repo"
-# The `--jq` filters the workflow uses: all numbers, or the numbers of the items with one exact title.
+OWNER = "owner"
+WORKFLOW_IDENTITY = "app/github-actions"  # how gh names the author of what GITHUB_TOKEN opened
+# The `--jq` filters the workflows use: all numbers; the numbers of the items with one exact title; the
+# pull requests of this repository by one author (and, for the log, every other one).
 ALL_NUMBERS = ".[].number"
 BY_TITLE = re.compile(r'^\.\[\] \| select\(\.title == "(?P<title>[^"\\]*)"\) \| \.number$')
+OURS = re.compile(
+    r'^\.\[\] \| select\(\(\.isCrossRepository \| not\) and \.author\.login == "(?P<author>[^"\\]+)"\) \| \.number$'
+)
+NOT_OURS = re.compile(
+    r'^\.\[\] \| select\(\.isCrossRepository or \.author\.login != "(?P<author>[^"\\]+)"\) \| '
+    r'"#\\\(\.number\) \(from \\\(\.headRepositoryOwner\.login\), by \\\(\.author\.login\)\)"$'
+)
+FIELDS = {"number", "title", "isCrossRepository", "headRepositoryOwner", "author"}
 
 
 def main(argv: list[str]) -> int:
@@ -101,13 +119,14 @@ def run(argv: list[str], state: dict[str, Any]) -> int:
                 and (args.head is None or item["head"] == args.head)
                 and (args.label is None or args.label in item["labels"])
             ]
-            for number in jq_numbers(args.jq, found):
-                print(number)
+            for line in jq_lines(args.jq, [as_json(item, args.json) for item in found]):
+                print(line)
             return 0
         case _, "create":
             item = {"number": state["next"], "state": "open", "title": args.title, "body": body(args), "comments": []}
             if args.noun == "pr":
                 item.update(head=args.head, base=args.base, edits=0, branch_deleted=False)
+                item.update(cross_repository=False, head_owner=OWNER, author=WORKFLOW_IDENTITY)
             else:
                 if args.label not in state["labels"]:
                     print(f"could not add label: '{args.label}' not found", file=sys.stderr)
@@ -134,12 +153,46 @@ def run(argv: list[str], state: dict[str, Any]) -> int:
     return 0
 
 
-def jq_numbers(expression: str | None, items: list[dict[str, Any]]) -> list[int]:
+def as_json(item: dict[str, Any], fields: str | None) -> dict[str, Any]:
+    """An item as `gh … list --json <fields>` prints it: only the fields asked for, shaped as gh shapes them."""
+    asked = (fields or "").split(",")
+    if unknown := set(asked) - FIELDS:
+        raise SystemExit(f"gh stand-in: --json {', '.join(sorted(unknown))} is not a field it knows")
+    author = item.get("author", WORKFLOW_IDENTITY)
+    full = {
+        "number": item["number"],
+        "title": item["title"],
+        "isCrossRepository": item.get("cross_repository", False),
+        "headRepositoryOwner": {"login": item.get("head_owner", OWNER)},
+        "author": {"login": author, "is_bot": author.startswith("app/")},
+    }
+    return {key: full[key] for key in asked}
+
+
+def jq_lines(expression: str | None, items: list[dict[str, Any]]) -> list[str]:
+    """What `--jq` prints for the filters the workflows use; a field not asked for with --json is null, as in gh."""
     if expression == ALL_NUMBERS:
-        return [item["number"] for item in items]
+        return [str(item.get("number")) for item in items]
     if expression is not None and (match := BY_TITLE.fullmatch(expression)):
-        return [item["number"] for item in items if item["title"] == match["title"]]
+        return [str(item.get("number")) for item in items if item.get("title") == match["title"]]
+    if expression is not None and (match := OURS.fullmatch(expression)):
+        return [
+            str(item.get("number"))
+            for item in items
+            if not item.get("isCrossRepository") and login(item) == match["author"]
+        ]
+    if expression is not None and (match := NOT_OURS.fullmatch(expression)):
+        return [
+            f"#{item.get('number')} (from {(item.get('headRepositoryOwner') or {}).get('login')}, by {login(item)})"
+            for item in items
+            if item.get("isCrossRepository") or login(item) != match["author"]
+        ]
     raise SystemExit(f"gh stand-in: --jq {expression!r} is not a filter it knows")
+
+
+def login(item: dict[str, Any]) -> str | None:
+    author = item.get("author") or {}
+    return author.get("login") if isinstance(author, dict) else None
 
 
 def body(args: argparse.Namespace) -> str:
