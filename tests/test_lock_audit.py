@@ -134,6 +134,7 @@ def test_the_drift_refresh_and_a_rollback_to_an_older_commit_pass(cli: Cli, repo
 
 
 def test_a_pinned_revision_must_be_the_locked_commit(cli: Cli, repos: Repos, tmp_path: Path):
+    """Caught before the Hub is asked: a list pinned to one commit and a lock naming another disagree."""
     base = locked_base(cli, tmp_path)
     old = repos.commits[BIG]
     newer = cli.hub.commit(BIG, {**repos.files[BIG], "config.json": b'{"fixed": 1}'})
@@ -141,8 +142,10 @@ def test_a_pinned_revision_must_be_the_locked_commit(cli: Cli, repos: Repos, tmp
     assert cli("lock", local=False).returncode == 0
     entry = locked_entry(cli.model_list.with_suffix(".lock"), BIG)
     replace_entry(cli.model_list.with_suffix(".lock"), LockedModel(BIG, old, None, None, newer, entry.files))
+    cli.hub.reset_counts()
 
-    code, rows, _ = plan(cli, base)
+    result = cli("plan", "--locked", "--base-model-list", str(base), "--json", local=False)
 
-    assert code == 1
-    assert f"models.lock names commit {newer}, but models.toml pins revision {old}" in str(rows[BIG]["error"])
+    assert result.returncode == 2
+    assert f"{BIG}: the lock's commit {newer[:12]} is not {old[:12]}, which models.toml pins" in result.stderr
+    assert cli.hub.count() == 0

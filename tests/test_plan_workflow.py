@@ -8,11 +8,13 @@ tests (tests/test_workflows.py), act runs the steps on this host, offline, again
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from local_hub.server import LocalHub
+from modal_jobs import models_lock
 from tests.conftest import BIG, ROOT, SMALL, TOKENIZER, Repos
 from tests.test_workflows import Act, ActRun, act_step_env, git, load_workflow, lock_against, runner_python
 
@@ -87,7 +89,9 @@ def test_a_lock_naming_a_hub_pull_requests_commit_fails_the_check_naming_the_ent
     )
     (pull_request / "models.toml").write_text(pinned)
     lock_against(hub, pull_request, tmp_path)  # the forger's lock of that commit, as `lock` writes it ...
-    forged_lock = (pull_request / "models.lock").read_text().replace(f'revision = "{forged}"', 'revision = "main"')
+    as_locked = models_lock.parse((pull_request / "models.lock").read_text(), pull_request / "models.lock")
+    renamed = [replace(m, revision="main") if m.repo_id == BIG else m for m in as_locked.models]
+    forged_lock = models_lock.render(models_lock.ModelsLock(tuple(renamed)))  # its digest recomputed
     git(pull_request, "reset", "--quiet", "--hard", "HEAD^")
     (pull_request / "models.lock").write_text(forged_lock)  # ... then presented as main's
     assert forged_lock != lock
