@@ -34,6 +34,7 @@ from typing import Any
 from modal_jobs.decide.facts import HubAnswer
 from modal_jobs.disk import write_atomic
 from modal_jobs.errors import ModelListError
+from modal_jobs.lock_text import read_rendered
 from modal_jobs.model_dir import FileRecord, set_digest
 from modal_jobs.model_list import ModelEntry, ModelList
 
@@ -161,7 +162,7 @@ def parse(text: str, path: Path) -> ModelsLock:
     """Read a lock; anything it cannot trust is a one-line ModelListError naming the fix."""
     fix = "run `python -m modal_jobs lock` to write it again"
     try:
-        data = tomllib.loads(text)
+        data = read_rendered(text, HEADER, LOCK_VERSION) or tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ModelListError(f"{path}: not valid TOML ({exc}); {fix}") from None
     if data.get("version") != LOCK_VERSION:
