@@ -23,6 +23,7 @@ from modal_jobs.cli_parser import build_parser, seed_command_line
 from modal_jobs.deadlines import Deadlines, set_up_huggingface_hub
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError, UsageError
 from modal_jobs.hub import Hub
+from modal_jobs.locking import asks_hub
 from modal_jobs.logs import configure_logging
 from modal_jobs.model_list import ModelList, load_model_list
 from modal_jobs.operations import run
@@ -80,7 +81,8 @@ def run_command(args: argparse.Namespace, *, app_running: bool) -> Summary:
         model_list = load_model_list(args.model_list)
         request = request_from(args, operation)
         hub = Hub(cancel=cancel, deadlines=deadlines_from(args))
-        set_up_huggingface_hub(hub.deadlines)
+        if asks_hub(request, model_list):
+            set_up_huggingface_hub(hub.deadlines)
         wants_target = operation is not Operation.LOCK and (
             operation is not Operation.PLAN or args.local_dir is not None or args.volume
         )

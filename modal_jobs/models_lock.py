@@ -24,6 +24,7 @@ the caller's (`locking.update_lock`).
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -197,7 +198,11 @@ def read(path: Path) -> ModelsLock | None:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelListError(f"{path}: cannot read the lock ({exc})") from None
-    return parse(text, path)
+    # A run may read the lock twice (the CLI: whether to ask the Hub; then the operation): the same text is parsed once.
+    return _parse_once(text, path)
+
+
+_parse_once = functools.lru_cache(maxsize=4)(parse)
 
 
 def write(path: Path, lock: ModelsLock) -> bool:
