@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
 import sys
 from pathlib import Path
 
-from bench.context import PEAK_MEMORY_LIMIT, Bench, fresh
+from bench.context import PEAK_MEMORY_LIMIT, Bench, fresh, loaded_path
 from bench.measure import BenchError, Pairs
 from bench.report import Measurement, MemoryRow
 from bench.workload import memory_repo, publish, publish_complete_target
-from modal_jobs.reader import POINTER_NAME, REVISIONS_DIR
 
 
 def no_op_rerun(bench: Bench) -> list[Measurement]:
@@ -54,7 +52,7 @@ def no_op_rerun(bench: Bench) -> list[Measurement]:
 def verify(bench: Bench) -> list[Measurement]:
     """Re-hashing what is on the target against hashing the same bytes with one openssl process."""
     target = _downloaded(bench)
-    paths = [str(_loaded_path(target, f.dest)) for f in bench.workload.files]
+    paths = [str(loaded_path(target, f.dest)) for f in bench.workload.files]
     command = bench.cache("verify", target, bench.workload.model_list)
     openssl = ["openssl", "dgst", "-sha256", *paths]
     a, b = bench.rounds(
@@ -146,10 +144,3 @@ def _downloaded(bench: Bench) -> Path:
     if bench.downloaded is None:
         raise BenchError("needs the target the cold download leaves, and the cold download did not run")
     return bench.downloaded
-
-
-def _loaded_path(target: Path, dest: str) -> Path:
-    """Where a reader finds `<model dir>/<path>`: inside the revision the model's pointer names."""
-    name, path = dest.split("/", 1)
-    pointer = json.loads((target / name / POINTER_NAME).read_text())
-    return target / name / REVISIONS_DIR / str(pointer["revision"]) / path

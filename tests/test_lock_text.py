@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,8 +13,11 @@ from modal_jobs.model_dir import FileRecord
 from modal_jobs.models_lock import HEADER, LOCK_VERSION, LockedModel, ModelsLock, render
 
 # Strings with quotes, backslashes, control characters, DEL and non-ASCII: render escapes some of them.
-TEXT = st.text(alphabet=st.sampled_from(['a', 'Z', '/', '.', ' ', '"', '\\', '\t', '\x00', '\x7f', 'é', '[', ',']),
-               min_size=1, max_size=12)
+TEXT = st.text(
+    alphabet=st.sampled_from(["a", "Z", "/", ".", " ", '"', "\\", "\t", "\x00", "\x7f", "é", "[", ","]),
+    min_size=1,
+    max_size=12,
+)
 GLOBS = st.none() | st.lists(TEXT, max_size=3).map(tuple)
 FILES = st.lists(st.builds(FileRecord, TEXT, st.integers(0, 10**12), TEXT), max_size=4).map(tuple)
 MODELS = st.lists(st.builds(LockedModel, TEXT, TEXT, GLOBS, GLOBS, TEXT, FILES), max_size=3)
@@ -43,7 +47,7 @@ def test_a_plain_lock_takes_the_fast_path():
     assert read_rendered(lock_text([]), HEADER, LOCK_VERSION) == {"version": LOCK_VERSION}
 
 
-EDITS = {
+EDITS: dict[str, Callable[[str], str]] = {
     "a comment": lambda t: t.replace("files = [\n", "files = [ # edited\n", 1),
     "a leading zero": lambda t: t.replace("size = 1,", "size = 01,", 1),
     "a key twice": lambda t: t.replace('revision = "main"\n', 'revision = "main"\nrevision = "v1"\n', 1),

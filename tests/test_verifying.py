@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modal_jobs import verifying
+from modal_jobs import hashing, verifying
 from modal_jobs.disk import write_manifest, write_pointer
 from modal_jobs.model_dir import FileRecord, Pointer, new_manifest, revision_dir
 from modal_jobs.model_list import ModelEntry
@@ -37,7 +37,7 @@ def test_the_largest_files_of_all_models_are_hashed_first(tmp_path: Path, monkey
     """A large file started last would leave one core hashing alone at the end, whatever model it belongs to."""
     entries = complete_target(tmp_path)
     started: list[int] = []
-    check_file = verifying.check_file
+    check_file = hashing.check_file
 
     def noted(model_dir: Path, expected: FileRecord, known_hash: str | None = None) -> str | None:
         started.append(expected.size)
