@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -10,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.measure import Deadline, Runner, run_rounds
-from bench.report import MemoryRow
+from bench.report import CpuRow, MemoryRow
 from bench.workload import Workload, model_list_repos, publish
 from local_hub.server import LocalHub, hub_env
+from modal_jobs.reader import POINTER_NAME, REVISIONS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 PEAK_MEMORY_LIMIT = 300_000_000
@@ -47,6 +49,7 @@ class Bench:
     downloaded: Path | None = None  # a complete target, once the cold download has left one
     download_workers: int = 8  # the cache's file workers, which huggingface_hub alone gets too
     memory: tuple[MemoryRow, ...] = ()
+    cpu: tuple[CpuRow, ...] = ()
 
     def rounds(self, *runs: Callable[[], float]) -> tuple[tuple[float, ...], ...]:
         """Each run, round after round, after the warm-up rounds (see `run_rounds`)."""
@@ -87,3 +90,10 @@ def fresh(path: Path) -> Path:
         shutil.rmtree(path)
     os.sync()
     return path
+
+
+def loaded_path(target: Path, dest: str) -> Path:
+    """Where a reader finds `<model dir>/<path>`: inside the revision the model's pointer names."""
+    name, path = dest.split("/", 1)
+    pointer = json.loads((target / name / POINTER_NAME).read_text())
+    return target / name / REVISIONS_DIR / str(pointer["revision"]) / path

@@ -9,11 +9,15 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
-from bench.context import PEAK_MEMORY_LIMIT, Bench, fresh
+from bench.context import PEAK_MEMORY_LIMIT, Bench, fresh, loaded_path
 from bench.measure import BenchError, Pairs
-from bench.report import Measurement, MemoryRow
+from bench.report import CpuRow, Measurement, MemoryRow
 from bench.workload import curl_config, expected_sha256
 from local_hub.server import LocalHub
+
+# Who used the CPU, in the rounds of a cold download.
+CACHE, LIBRARY, DEFAULTS = "modal_jobs download", "huggingface_hub alone", "huggingface_hub alone, library defaults"
+CURL, OPENSSL = "curl", "openssl dgst -sha256"
 
 
 def cold_download(bench: Bench) -> list[Measurement]:
@@ -28,12 +32,7 @@ def cold_download(bench: Bench) -> list[Measurement]:
     curl = ["curl", "--silent", "--show-error", "--fail", "--noproxy", "*", "--create-dirs", "--config", str(config)]
     openssl = ["openssl", "dgst", "-sha256", *(str(fetched / f.dest) for f in workload.files)]
     peaks: list[int] = []
-    cpu: dict[str, list[float]] = {
-        "modal_jobs download": [],
-        "curl": [],
-        "huggingface_hub alone": [],
-        "huggingface_hub alone, library defaults": [],
-    }
+    cpu: dict[str, list[float]] = {CACHE: [], CURL: [], OPENSSL: [], LIBRARY: [], DEFAULTS: []}
     requests: dict[str, int] = {}
 
     def cache() -> float:
@@ -42,16 +41,17 @@ def cold_download(bench: Bench) -> list[Measurement]:
     def transfer() -> float:
         fresh(fetched)
         timed = run(curl, label="curl")
-        cpu["curl"].append(timed.cpu)
+        cpu[CURL].append(timed.cpu)
         return timed.seconds
 
     def hash_fetched() -> float:
-        seconds = run(openssl, label="openssl-fetched").seconds
+        timed = run(openssl, label="openssl-fetched")
+        cpu[OPENSSL].append(timed.cpu)
         _check_digests(run.output("openssl-fetched"), expected_sha256(workload.files, fetched))
-        return seconds
+        return timed.seconds
 
-    library = _bare_hub(bench, cpu["huggingface_hub alone"], "http", "cache")
-    defaults = _bare_hub(bench, cpu["huggingface_hub alone, library defaults"], "http", "defaults")
+    library = _bare_hub(bench, cpu[LIBRARY], "http", "cache")
+    defaults = _bare_hub(bench, cpu[DEFAULTS], "http", "defaults")
     a, b, hashing, c, d = bench.rounds(cache, transfer, hash_fetched, library, defaults)
     shutil.rmtree(fetched, ignore_errors=True)
     _drop_warm_up(peaks, cpu, bench.settings.warmup)
@@ -75,14 +75,29 @@ def _plain_http_rows(
     bench.memory += (
         MemoryRow("model_list-shaped repos, plain HTTP", len(workload.files), largest, tuple(peaks), PEAK_MEMORY_LIMIT),
     )
+    bench.cpu += (
+        CpuRow("plain HTTP", size, tuple(cpu[CACHE]), tuple(cpu[LIBRARY]), tuple(cpu[OPENSSL]), tuple(cpu[CURL])),
+    )
     against_library, transfer_only = Pairs(a, c), Pairs(a, b)
     with_hashing = Pairs(a, tuple(t + h for t, h in zip(b, hashing, strict=True)))
-    details = _plain_http_details(bench, requests, cpu, ceiling)
+    details = _plain_http_details(bench, requests, ceiling)
     row = partial(Measurement, "cold download, plain HTTP", "modal_jobs download")
+    ours = tuple(cpu[CACHE])
+    library_met, curl_met = against_library.speed.median >= 0.95, transfer_only.speed.median >= 0.6
     return [
-        row("huggingface_hub alone", against_library, size, "≥ 0.95×", against_library.speed.median >= 0.95, details),
-        row("huggingface_hub alone, library defaults", Pairs(a, d), size, "—", None),
-        row("one curl process", transfer_only, size, "≥ 0.6×", transfer_only.speed.median >= 0.6),
+        row(
+            "huggingface_hub alone",
+            against_library,
+            size,
+            "≥ 0.95×",
+            library_met,
+            details,
+            Pairs(ours, (*cpu[LIBRARY],)),
+        ),
+        row(
+            "huggingface_hub alone, library defaults", Pairs(a, d), size, "—", None, cpu=Pairs(ours, (*cpu[DEFAULTS],))
+        ),
+        row("one curl process", transfer_only, size, "≥ 0.6×", curl_met, cpu=Pairs(ours, (*cpu[CURL],))),
         Measurement(
             "cold download, plain HTTP, verified",
             "modal_jobs download",
@@ -92,14 +107,13 @@ def _plain_http_rows(
             "—",
             None,
             {"openssl over the fetched files, median s": round(statistics.median(hashing), 3)},
+            Pairs(ours, tuple(t + h for t, h in zip(cpu[CURL], cpu[OPENSSL], strict=True))),
         ),
     ]
 
 
-def _plain_http_details(
-    bench: Bench, requests: Mapping[str, int], cpu: Mapping[str, list[float]], ceiling: float
-) -> dict[str, int | float]:
-    """What the main plain-HTTP row carries besides its times: requests, CPU, and the hub's own ceiling."""
+def _plain_http_details(bench: Bench, requests: Mapping[str, int], ceiling: float) -> dict[str, int | float]:
+    """What the main plain-HTTP row carries besides its times and CPU: requests, and the hub's own ceiling."""
     files, models = len(bench.workload.files), len(bench.workload.repo_ids)
     metadata = requests.get("revision", 0) + requests.get("tree", 0)
     return {
@@ -108,7 +122,6 @@ def _plain_http_details(
         **{f"requests: {kind}": count for kind, count in requests.items()},
         "requests per file": round(sum(requests.values()) / files, 2),
         "requests per model (excluding files)": round(metadata / models, 2),
-        **{f"{name}: CPU (user+sys), median s": round(statistics.median(v), 2) for name, v in cpu.items()},
         "the hub alone (curl to /dev/null), MB/s": round(ceiling / 1e6),
     }
 
@@ -120,25 +133,25 @@ def cold_download_xet(bench: Bench) -> list[Measurement]:
     target = bench.work / "target-xet"
     download = bench.cache("download", target, workload.model_list)
     peaks: list[int] = []
-    cpu: dict[str, list[float]] = {
-        "modal_jobs download": [],
-        "huggingface_hub alone": [],
-        "huggingface_hub alone, library defaults": [],
-    }
+    cpu: dict[str, list[float]] = {CACHE: [], LIBRARY: [], DEFAULTS: []}
     requests: dict[str, int] = {}
 
     def cache() -> float:
         return _cold_cache_run(bench, target, download, "download-cold-xet", peaks, cpu, requests)
 
-    library = _bare_hub(bench, cpu["huggingface_hub alone"], "xet", "cache")
-    defaults = _bare_hub(bench, cpu["huggingface_hub alone, library defaults"], "xet", "defaults")
+    library = _bare_hub(bench, cpu[LIBRARY], "xet", "cache")
+    defaults = _bare_hub(bench, cpu[DEFAULTS], "xet", "defaults")
     bench.hub.enable_xet()
     try:
         a, b, c = bench.rounds(cache, library, defaults)
     finally:
         bench.hub.disable_xet()
+    # The hash's own CPU over the bytes the last run left: the same bytes as the plain-HTTP path's.
+    paths = [str(loaded_path(target, f.dest)) for f in workload.files]
+    hashing = bench.run(["openssl", "dgst", "-sha256", *paths], label="openssl-xet").cpu
     shutil.rmtree(target, ignore_errors=True)
     _drop_warm_up(peaks, cpu, bench.settings.warmup)
+    cpu[OPENSSL] = [hashing]
     return _xet_rows(bench, (a, b, c), peaks, cpu, requests)
 
 
@@ -157,6 +170,8 @@ def _xet_rows(
         MemoryRow("model_list-shaped repos, Xet", len(workload.files), largest, tuple(peaks), PEAK_MEMORY_LIMIT),
     )
     pairs = Pairs(a, b)
+    bench.cpu += (CpuRow("Xet", workload.total_bytes, tuple(cpu[CACHE]), tuple(cpu[LIBRARY]), tuple(cpu[OPENSSL])),)
+    ours = tuple(cpu[CACHE])
     return [
         Measurement(
             "cold download, Xet",
@@ -166,10 +181,8 @@ def _xet_rows(
             workload.total_bytes,
             "≥ 0.95×",
             pairs.speed.median >= 0.95,
-            {
-                **{f"requests: {kind}": count for kind, count in requests.items()},
-                **{f"{name}: CPU (user+sys), median s": round(statistics.median(v), 2) for name, v in cpu.items()},
-            },
+            {f"requests: {kind}": count for kind, count in requests.items()},
+            Pairs(ours, tuple(cpu[LIBRARY])),
         ),
         Measurement(
             "cold download, Xet",
@@ -179,11 +192,12 @@ def _xet_rows(
             workload.total_bytes,
             "—",
             None,
+            cpu=Pairs(ours, tuple(cpu[DEFAULTS])),
         ),
     ]
 
 
-def _drop_warm_up(peaks: list[int], cpu: dict[str, list[float]], rounds: int) -> None:
+def _drop_warm_up(peaks: list[int], cpu: Mapping[str, list[float]], rounds: int) -> None:
     """The warm-up rounds fill the page cache and warm the interpreter: they are not measured."""
     del peaks[:rounds]
     for values in cpu.values():
@@ -234,7 +248,7 @@ def _cold_cache_run(
     bench.hub.reset_counts()
     timed = bench.run(download, label=label)
     peaks.append(timed.max_rss)
-    cpu["modal_jobs download"].append(timed.cpu)
+    cpu[CACHE].append(timed.cpu)
     requests.update(_request_counts(bench.hub))
     return float(timed.seconds)
 

@@ -1,13 +1,16 @@
 """Timed processes and interleaved pairs: the only place the benchmark looks at a clock.
 
 Every command runs as its own process with its output in files, and is reaped with `wait4`, which
-gives that one child's peak resident memory. A pair is one run of the cache (A) and one of the
-reference (B) back to back; ratios are taken within a pair, so drift over a run cancels out.
+gives that one child's peak resident memory. Its CPU is the growth of `RUSAGE_CHILDREN` across the
+run: user + system seconds of the whole process tree (the child and every process it waited for).
+A pair is one run of the cache (A) and one of the reference (B) back to back; ratios are taken
+within a pair, so drift over a run cancels out.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import threading
@@ -24,7 +27,7 @@ class BenchError(Exception):
 @dataclass(frozen=True)
 class Timed:
     seconds: float
-    cpu: float  # user + system seconds of the process
+    cpu: float  # user + system seconds of the process and its descendants
     max_rss: int  # bytes
 
 
@@ -63,6 +66,7 @@ class Runner:
         stem = self.logs / f"{self._runs:04d}-{label}"
         out_path, err_path = stem.with_suffix(".out"), stem.with_suffix(".err")
         with out_path.open("wb") as out, err_path.open("wb") as err:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             process = subprocess.Popen(
                 list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=dict(self.env), cwd=self.cwd
@@ -74,11 +78,13 @@ class Runner:
             finally:
                 killer.cancel()
             seconds = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
         process.returncode = code = os.waitstatus_to_exitcode(status)
         if code != 0:
             tail = err_path.read_text(errors="replace")[-2000:].strip()
             raise BenchError(f"{label}: {' '.join(argv[:4])} … exited {code} after {seconds:.1f}s: {tail}")
-        return Timed(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        return Timed(seconds, cpu, usage.ru_maxrss * 1024)
 
     def output(self, label: str) -> str:
         """Stdout of the most recent run with this label."""

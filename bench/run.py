@@ -104,7 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 errors.append(f"{step.__name__}: {exc}")
             print(f"bench: {step.__name__} done", file=sys.stderr, flush=True)
     report = Report(
-        machine, settings_facts(settings), tuple(measurements), bench.memory, tuple(errors), notes(settings)
+        machine,
+        settings_facts(settings),
+        tuple(measurements),
+        memory=bench.memory,
+        cpu=bench.cpu,
+        errors=tuple(errors),
+        notes=notes(settings),
     )
     sys.stdout.write(render_markdown(report))
     write_json(report, settings.out)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
 import sys
 from pathlib import Path
 
-from bench.context import PEAK_MEMORY_LIMIT, Bench, fresh
+from bench.context import PEAK_MEMORY_LIMIT, Bench, fresh, loaded_path
 from bench.measure import BenchError, Pairs
 from bench.report import Measurement, MemoryRow
 from bench.workload import memory_repo, publish, publish_complete_target
-from modal_jobs.reader import POINTER_NAME, REVISIONS_DIR
 
 
 def no_op_rerun(bench: Bench) -> list[Measurement]:
@@ -54,7 +52,7 @@ def no_op_rerun(bench: Bench) -> list[Measurement]:
 def verify(bench: Bench) -> list[Measurement]:
     """Re-hashing what is on the target against hashing the same bytes with one openssl process."""
     target = _downloaded(bench)
-    paths = [str(_loaded_path(target, f.dest)) for f in bench.workload.files]
+    paths = [str(loaded_path(target, f.dest)) for f in bench.workload.files]
     command = bench.cache("verify", target, bench.workload.model_list)
     openssl = ["openssl", "dgst", "-sha256", *paths]
     a, b = bench.rounds(
@@ -77,29 +75,45 @@ def verify(bench: Bench) -> list[Measurement]:
 
 
 def list_many_files(bench: Bench) -> list[Measurement]:
-    """`list` over a target with many small files, against `find` stat-ing the same tree."""
+    """`list` over a target with many small files and an up-to-date models.lock, against `find` stat-ing the same tree.
+
+    With the lock, `list` needs no Hub: every run must make no request. One run without the lock (the
+    Hub asked once per complete model) is noted beside it.
+    """
     target, model_list = bench.work / "list-target", bench.work / "list.toml"
     repo_ids = [f"bench/many-files-{i}" for i in range(1, 4)]
     files = publish_complete_target(
         bench.hub, repo_ids, bench.settings.list_files // len(repo_ids), target, model_list, seed=7
     )
     command = bench.cache("list", target, model_list)
+    unlocked = bench.run(command, label="list-unlocked").seconds
+    bench.run([sys.executable, "-m", "modal_jobs", "lock", "--model-list", str(model_list)], label="lock")
     find = ["find", str(target), "-type", "f", "-printf", "%s\n"]
-    a, b = bench.rounds(
-        lambda: bench.run(command, label="list").seconds,
-        lambda: bench.run(find, label="find").seconds,
-    )
+    requests: list[int] = []
+
+    def cache() -> float:
+        bench.hub.reset_counts()
+        seconds = bench.run(command, label="list").seconds
+        requests.append(bench.hub.count())
+        return seconds
+
+    a, b = bench.rounds(cache, lambda: bench.run(find, label="find").seconds)
     shutil.rmtree(target, ignore_errors=True)
     return [
         Measurement(
-            f"list ({files} files)",
+            f"list ({files} files, models.lock up to date)",
             "modal_jobs list",
             "find -type f -printf '%s'",
             Pairs(a, b),
             None,
-            "—",
-            None,
-            {"files": files, "ms per 1000 files": round(1000 * statistics.median(a) / files * 1000, 1)},
+            "< 0.3 s, no Hub request",
+            statistics.median(a) < 0.3 and max(requests) == 0,
+            {
+                "files": files,
+                "ms per 1000 files": round(1000 * statistics.median(a) / files * 1000, 1),
+                "Hub requests, most in one run": max(requests),
+                "without models.lock (one run), s": round(unlocked, 3),
+            },
         )
     ]
 
@@ -130,10 +144,3 @@ def _downloaded(bench: Bench) -> Path:
     if bench.downloaded is None:
         raise BenchError("needs the target the cold download leaves, and the cold download did not run")
     return bench.downloaded
-
-
-def _loaded_path(target: Path, dest: str) -> Path:
-    """Where a reader finds `<model dir>/<path>`: inside the revision the model's pointer names."""
-    name, path = dest.split("/", 1)
-    pointer = json.loads((target / name / POINTER_NAME).read_text())
-    return target / name / REVISIONS_DIR / str(pointer["revision"]) / path

@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 from local_hub.repos import random_bytes, write_random_file
 from local_hub.server import LocalHub
-from modal_jobs.disk import write_manifest
-from modal_jobs.model_dir import FileRecord, new_manifest
+from modal_jobs.disk import write_manifest, write_pointer
+from modal_jobs.model_dir import FileRecord, Pointer, new_manifest, revision_dir
 
 MB = 1_000_000
 
@@ -162,7 +162,7 @@ def write_model_list(path: Path, repo_ids: Iterable[str]) -> Path:
 def publish_complete_target(
     hub: LocalHub, repo_ids: Sequence[str], files_per_model: int, target: Path, model_list: Path, seed: int
 ) -> int:
-    """Small-file repos on the hub and, in `target`, each one complete with its manifest, as a download leaves it.
+    """Small-file repos on the hub and, in `target`, each one complete in its revision, as a download leaves it.
 
     Built directly rather than downloaded: fetching tens of thousands of files one request at a time
     would take minutes and measure the download, not `list`. Returns the number of files written.
@@ -176,12 +176,14 @@ def publish_complete_target(
         }
         commit = hub.commit(repo_id, content)
         model_dir = target / repo_id.split("/", 1)[1]
+        revision = revision_dir(model_dir, commit)
         tree = hub.repos[repo_id].commits[commit]
         for path, data in content.items():
-            (model_dir / path).parent.mkdir(parents=True, exist_ok=True)
-            (model_dir / path).write_bytes(data)
+            (revision / path).parent.mkdir(parents=True, exist_ok=True)
+            (revision / path).write_bytes(data)
         records = [FileRecord(path, len(data), f"git-sha1:{tree[path].sha1}") for path, data in content.items()]
-        write_manifest(model_dir, new_manifest(repo_id, "main", commit, records, None, None))
+        write_manifest(revision, new_manifest(repo_id, "main", commit, records, None, None))
+        write_pointer(model_dir, Pointer(repo_id, commit, commit))
     write_model_list(model_list, repo_ids)
     return files_per_model * len(repo_ids)
 

@@ -25,7 +25,7 @@ from modal_jobs.deadlines import Deadlines, set_up_huggingface_hub
 from modal_jobs.decide.states import loadable
 from modal_jobs.errors import CacheError, InterruptedRun, TargetError, UsageError
 from modal_jobs.hub import Hub
-from modal_jobs.locking import check_lock_first
+from modal_jobs.locking import asks_hub, check_lock_first
 from modal_jobs.logs import configure_logging
 from modal_jobs.messages import DOWNLOAD_COMMAND
 from modal_jobs.model_dir import revision_dir
@@ -89,7 +89,8 @@ def run_command(args: argparse.Namespace, *, app_running: bool) -> Summary:
         request = request_from(args, operation)
         check_lock_first(request, model_list)  # before a target is opened, let alone created
         hub = Hub(cancel=cancel, deadlines=deadlines_from(args))
-        set_up_huggingface_hub(hub.deadlines)
+        if asks_hub(request, model_list):
+            set_up_huggingface_hub(hub.deadlines)
         wants_target = operation is not Operation.LOCK and (
             operation is not Operation.PLAN or args.local_dir is not None or args.volume
         )

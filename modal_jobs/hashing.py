@@ -22,6 +22,8 @@ from modal_jobs.model_dir import DOWNLOADER_STATE, FileRecord
 log = logging.getLogger(__name__)
 
 READ_BLOCK = 1 << 20
+# How long the follower waits for more bytes when no report from the downloader wakes it first.
+FOLLOW_WAIT = 0.05
 
 
 class Digest(Protocol):
@@ -96,6 +98,10 @@ class StreamingHash:
     The result is used only when it provably covers the final file: the same inode, exactly `size`
     bytes, and no rewind during the transfer (huggingface_hub restarts a file when a server ignores
     `Range`). Otherwise `result` is None and the caller reads the file again, as it would anyway.
+
+    The follower sleeps until the downloader's byte reports (`saw`) say another block has arrived:
+    it reads once a block, and never polls an idle file. The reports only wake it early: without
+    them it reads every `FOLLOW_WAIT` and at the end, and the hash is the same.
     """
 
     def __init__(self, model_dir: Path, record: FileRecord) -> None:
@@ -106,6 +112,8 @@ class StreamingHash:
         self._folder = model_dir / DOWNLOADER_STATE / "huggingface" / "download" / parent
         self._digest = new_digest(self.algorithm, record.size)
         self._done = threading.Event()
+        self._more = threading.Event()  # set by a report of another block, or at the end
+        self._reported = 0
         self._read = 0
         self._inode: int | None = None
         self.rewound = False
@@ -119,12 +127,18 @@ class StreamingHash:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._done.set()
+        self._more.set()
         self._thread.join()
 
     def saw(self, n: int) -> None:
         """Called with each byte count huggingface_hub reports; a negative one is a rewind."""
         if n < 0:
             self.rewound = True
+            return
+        before, self._reported = self._reported, self._reported + n
+        # The first report (the file exists now), then one wake-up per block: not one per socket read.
+        if before == 0 or before // READ_BLOCK != self._reported // READ_BLOCK:
+            self._more.set()
 
     def result(self, final: Path) -> str | None:
         try:
@@ -142,17 +156,22 @@ class StreamingHash:
         try:
             self._inode = os.fstat(fd).st_ino
             while self._read < self.record.size:
+                # Cleared before reading: a report that lands while this block is read wakes the next wait.
+                self._more.clear()
                 block = os.pread(fd, min(READ_BLOCK, self.record.size - self._read), self._read)
                 if block:
                     self._digest.update(block)
                     self._read += len(block)
-                elif self._done.wait(0.002) and not os.pread(fd, 1, self._read):
+                elif self._done.is_set() and not os.pread(fd, 1, self._read):
                     return  # the transfer ended short of the size: the file will be read again
+                else:
+                    self._more.wait(FOLLOW_WAIT)
         finally:
             os.close(fd)
 
     def _open_incomplete(self) -> int | None:
         while not self._done.is_set():
+            self._more.clear()
             with contextlib.suppress(FileNotFoundError):
                 found = list(self._folder.glob(f"*.{self._etag}.*.incomplete"))
                 if len(found) == 1:
@@ -160,5 +179,5 @@ class StreamingHash:
                         return os.open(found[0], os.O_RDONLY)
                 if len(found) > 1:
                     return None  # not ours alone: do not guess
-            self._done.wait(0.002)
+            self._more.wait(FOLLOW_WAIT)
         return None

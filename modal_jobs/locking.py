@@ -80,6 +80,21 @@ def check_lock_first(request: Request, model_list: ModelList) -> None:
         require_lock(request, model_list)
 
 
+def asks_hub(request: Request, model_list: ModelList) -> bool:
+    """Whether the run may ask the Hub: verify and clear never do, nor does `list` when models.lock stands for the list.
+
+    The CLI sets huggingface_hub up (and so imports it, most of its start-up) only for a run that may.
+    """
+    if request.operation in (Operation.VERIFY, Operation.CLEAR):
+        return False
+    if request.operation is Operation.LIST:
+        # `--locked` and `--frozen` take every answer from the lock; so does an up-to-date one (`desired_state`).
+        return request.lock_mode is LockMode.UPDATE and bool(
+            models_lock.to_resolve(models_lock.read(lock_path(model_list)), model_list)
+        )
+    return True
+
+
 def require_lock(request: Request, model_list: ModelList) -> models_lock.ModelsLock:
     """The lock `--locked` (which must match the list) or `--frozen` (which must exist) runs on; else exit 2."""
     path = lock_path(model_list)

@@ -9,8 +9,9 @@ The whole cloud footprint:
 
 - image: Debian slim, Python 3.11 (what CI runs), the packages pinned in
   `container-requirements.txt` (exported from `uv.lock`, hashes included), and this package;
-- per container: 2 CPUs, 4 GiB (hf_xet's buffers set to fit), no extra disk (the weights go to
-  the volume, hf_xet keeps no chunk cache for downloads), 1 hour, 2 retries;
+- per container: 4 CPUs, 2 GiB, sized from the benchmark (docs/modal.md; hf_xet's buffers set to
+  fit), no extra disk (the weights go to the volume, hf_xet keeps no chunk cache for downloads),
+  1 hour, 2 retries;
 - secrets: HF_TOKEN, attached per call to `apply_one` only (it calls the Hub), and only when there is one.
 """
 
@@ -33,8 +34,9 @@ REQUIREMENTS = Path(__file__).with_name("container-requirements.txt")
 HF_HOME = "/root/.cache/huggingface"
 TIMEOUT_SECONDS = 60 * 60
 RETRIES = modal.Retries(max_retries=2, backoff_coefficient=2.0, initial_delay=10.0)
-CPU = 2.0
-MEMORY_MIB = 4096
+# Sized from the benchmark's CPU per GB so that the hash does not bound a 1 GB/s transfer (docs/modal.md).
+CPU = 4.0
+MEMORY_MIB = 2048
 # hf_xet sizes its download buffers from the memory it detects (the host's, not this request); set
 # them so that they fit the request with room for Python and the hashes. Its high-performance mode
 # (up to half the detected memory) stays off.

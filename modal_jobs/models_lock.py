@@ -28,6 +28,7 @@ accidents and hand edits, not a well-formed lock naming other commits (a check a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tomllib
@@ -41,6 +42,7 @@ from modal_jobs import reader
 from modal_jobs.decide.facts import HubAnswer
 from modal_jobs.disk import write_atomic
 from modal_jobs.errors import ModelListError
+from modal_jobs.lock_text import read_rendered
 from modal_jobs.model_dir import FileRecord, UntrustedRecord, checked_record, set_digest
 from modal_jobs.model_list import ModelEntry, ModelList, is_commit, is_valid_repo_id, is_valid_revision
 
@@ -200,7 +202,7 @@ def parse(text: str, path: Path, *, earlier_versions: bool = False) -> ModelsLoc
     rewrite it at the same commits, and for a base branch's lock that predates version 2.
     """
     try:
-        data = tomllib.loads(text)
+        data = read_rendered(text, HEADER, LOCK_VERSION) or tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidLock(f"{path}: not valid TOML ({exc})") from None
     version = data.get("version")
@@ -292,7 +294,11 @@ def read(path: Path, *, earlier_versions: bool = False) -> ModelsLock | None:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidLock(f"{path}: cannot read the lock ({exc})") from None
-    return parse(text, path, earlier_versions=earlier_versions)
+    # A run may read the lock twice (the CLI: whether to ask the Hub; then the operation): the same text is parsed once.
+    return _parse_once(text, path, earlier_versions=earlier_versions)
+
+
+_parse_once = functools.lru_cache(maxsize=4)(parse)
 
 
 def write(path: Path, lock: ModelsLock) -> bool:

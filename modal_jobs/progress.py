@@ -15,11 +15,12 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any
 
 from modal_jobs.summary import human_bytes
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger("modal_jobs")
 
@@ -49,6 +50,8 @@ class ModelProgress:
         self._next_line = self._started + self._interval
         self._bar: tqdm[Any] | None = None
         if sys.stderr.isatty():
+            from tqdm import tqdm  # only a terminal draws a bar: a pipe or a log never imports it
+
             self._bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, desc=label, leave=False)
         elif fetch_files:
             checking = f", checking {check_files} present" if check_files else ""

@@ -65,13 +65,17 @@ def verify_models(
 def _hash_files(
     entries: Sequence[ModelEntry], target: Path, current: Mapping[str, HeldRevision | None], stop: threading.Event
 ) -> Problems:
-    """Check every file the current revisions' manifests list, all models on one pool."""
+    """Check every file the current revisions' manifests list, all models on one pool, the largest files first.
+
+    One file is hashed by one thread: started last, a large file would keep one core busy alone at the end.
+    """
     jobs = [
         (e, record)
         for e in entries
         if (r := current.get(e.repo_id)) is not None and r.manifest is not None
         for record in r.manifest.files
     ]
+    jobs.sort(key=lambda job: job[1].size, reverse=True)
     problems: Problems = {e.repo_id: [] for e in entries}
 
     def check(job: tuple[ModelEntry, FileRecord]) -> str | None:
@@ -97,7 +101,7 @@ def _hash_files(
                 problems[entry.repo_id].append((record.path, problem))
     finally:
         pool.shutdown(wait=not stop.is_set(), cancel_futures=True)
-    return problems
+    return {repo_id: sorted(found) for repo_id, found in problems.items()}
 
 
 def _hashed(future: Future[str | None]) -> bool:

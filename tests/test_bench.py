@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,6 +39,18 @@ def test_quick_benchmark_reports_every_measurement(tmp_path: Path):
     names = {m["name"] for m in report["measurements"]}
     assert {"cold download, plain HTTP", "cold download, Xet", "no-op re-run (3 models)", "verify"} <= names
     assert any(name.startswith("list") for name in names)
+    # CPU per GB of every side of both transfer paths, measured in the same run, and the cache's overhead beyond them.
+    assert "| CPU per GB (user + system, process tree), median | the cache |" in result.stdout
+    cpu = {row["path"]: row for row in report["cpu"]}
+    assert set(cpu) == {"plain HTTP", "Xet"}
+    for row in cpu.values():
+        assert min(len(row["cache"]), len(row["library"]), len(row["hashing"])) >= 1
+        assert row["overhead"] == pytest.approx(row["cache"][0] - row["library"][0] - row["hashing"][0], abs=1e-3)
+    assert len(cpu["plain HTTP"]["curl"]) == 1 and cpu["Xet"]["curl"] == []
+    plain = next(m for m in report["measurements"] if m["b"] == "one curl process")
+    assert plain["cpu"]["b"] == cpu["plain HTTP"]["curl"]
+    listed = next(m for m in report["measurements"] if m["name"].startswith("list"))
+    assert listed["facts"]["Hub requests, most in one run"] == 0
     assert {row["workload"] for row in report["memory"]} >= {
         "model_list-shaped repos, plain HTTP",
         "model_list-shaped repos, Xet",

@@ -116,13 +116,30 @@ def test_containers_get_time_retries_and_modest_resources(function: Any):
     assert info.timeout == 3600
     assert info.max_retries == 2
     assert (jobs.RETRIES.backoff_coefficient, jobs.RETRIES.initial_delay.total_seconds()) == (2.0, 10.0)
-    assert info.cpu == 2.0
-    assert info.memory_mib == 4096
+    assert (info.cpu, info.memory_mib) == (jobs.CPU, jobs.MEMORY_MIB)  # sized in docs/modal.md, tested below
     assert not info.ephemeral_disk_mib, "nothing lands on the container's disk but logs: no billed extra disk"
     assert info.gpus == []
     assert info.single_use_containers, "one container per model, never reused for the next"
     # No secret is baked in: the Hub token is attached per call, only when there is one.
     assert info.secrets == []
+
+
+def test_the_container_is_the_size_docs_modal_md_reasons_from():
+    """docs/modal.md sizes the container from the benchmark's CPU per GB, and prices it: request and page agree."""
+    text = " ".join((ROOT / "docs" / "modal.md").read_text().split())
+    size = re.search(r"Each container asks for \*\*([\d.]+) CPUs\*\* \(physical cores\) and \*\*(\d+) GiB\*\*", text)
+    assert size, "docs/modal.md no longer says what a container asks for"
+    assert (float(size[1]), int(size[2]) << 10) == (jobs.CPU, jobs.MEMORY_MIB)
+    busy = re.search(r"keeps ([\d.]+) CPUs busy at 1 GB/s", text)
+    # The benchmark counts vCPUs; Modal's `cpu` counts physical cores, two vCPUs each.
+    assert busy and float(busy[1]) / 2 <= jobs.CPU, "the container would be what bounds a 1 GB/s transfer"
+    rates = re.search(r"\$([\d.]+) per core-second and \$([\d.]+) per GiB-second", text)
+    second = re.search(r"\$([\d.]+) per container-second", text)
+    assert rates and second
+    per_second = jobs.CPU * float(rates[1]) + jobs.MEMORY_MIB / 1024 * float(rates[2])
+    assert float(second[1]) == pytest.approx(per_second, rel=0.02)
+    full = re.search(r"([\d.]+) container-seconds of transfer, \$([\d.]+)", text)
+    assert full and float(full[2]) == pytest.approx(float(full[1]) * per_second, rel=0.05)
 
 
 def image_layers(image: Any) -> tuple[list[str], list[str], dict[str, str]]:
@@ -159,7 +176,7 @@ def test_the_image_installs_the_locked_requirements_and_this_package_only():
     assert installs == ["RUN python -m pip install -r /.requirements.txt --require-hashes --no-deps"]
     assert context == {"/.requirements.txt": str(jobs.REQUIREMENTS)}
     assert not [c for c in commands if "torch" in c or "transformers" in c]
-    # hf_xet sizes its buffers from the host's memory in high-performance mode; the container asks for 4 GiB.
+    # hf_xet sizes its buffers from the host's memory in high-performance mode; the container asks for 2 GiB.
     assert not [c for c in commands if "HF_XET_HIGH_PERFORMANCE" in c]
     assert f"ENV HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE={1 << 30}" in commands
     assert f"ENV HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE={256 << 20}" in commands

@@ -12,7 +12,7 @@ import hashlib
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from huggingface_hub import hf_hub_download
 
 from local_hub.repos import random_bytes
 from local_hub.server import LocalHub
+from modal_jobs import hashing
 from modal_jobs.engine import STREAM_HASH_MIN_BYTES
 from modal_jobs.hashing import StreamingHash
 from modal_jobs.hub import Hub
@@ -127,3 +128,37 @@ def test_a_streamed_hash_that_disagrees_is_checked_by_reading_the_file_not_refet
     assert hashed_by_reading.count(WEIGHTS) == 1
     assert "failed verification" not in caplog.text
     assert "the hash taken during the download disagreed with the file, which is good" in caplog.text
+
+
+def test_the_follower_reads_when_the_downloader_reports_bytes_not_by_polling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A follower that polled its file would burn a core's worth of wake-ups on an idle transfer: it reads
+    when a report says another block has arrived (the fallback wait made too long to matter here)."""
+    monkeypatch.setattr(hashing, "FOLLOW_WAIT", 60.0)
+    block = hashing.READ_BLOCK
+    content = random_bytes(4 * block, 11)
+    record = FileRecord(WEIGHTS, len(content), f"sha256:{hashlib.sha256(content).hexdigest()}")
+    folder = tmp_path / DOWNLOADER_STATE / "huggingface" / "download"
+    folder.mkdir(parents=True)
+    incomplete = folder / f"weights.{record.hash.split(':')[1]}.0000beef.incomplete"
+    with incomplete.open("wb") as f, StreamingHash(tmp_path, record) as streamed:
+        f.write(content[: 3 * block])
+        f.flush()
+        streamed.saw(3 * block)  # the first report: the file is there
+        wait_until(lambda: streamed._read == 3 * block)
+        f.write(content[3 * block :])
+        f.flush()
+        time.sleep(0.3)  # unreported bytes: nothing wakes the follower
+        assert streamed._read == 3 * block
+        streamed.saw(block)
+        wait_until(lambda: streamed._read == 4 * block)
+    incomplete.replace(tmp_path / WEIGHTS)
+    assert streamed.result(tmp_path / WEIGHTS) == record.hash
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "the follower never got there"
+        time.sleep(0.005)

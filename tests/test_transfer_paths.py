@@ -143,6 +143,6 @@ def test_hf_xet_runs_with_the_caches_buffer_sizes_not_ones_derived_from_memory(c
     if not cli.hub.uses_xet(SMALL):
         assert "download_buffer" not in logs, "plain HTTP never starts hf_xet"
         return
-    assert "download_buffer_size = 268.435MB (user set)" in logs
-    assert "download_buffer_perfile_size = 67.109MB (user set)" in logs
-    assert "download_buffer_limit = 268.435MB (user set)" in logs
+    assert "download_buffer_size = 134.218MB (user set)" in logs
+    assert "download_buffer_perfile_size = 33.554MB (user set)" in logs
+    assert "download_buffer_limit = 134.218MB (user set)" in logs
