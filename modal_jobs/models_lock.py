@@ -15,11 +15,9 @@ files = [
 ]
 ```
 
-Like `uv.lock`: the same inputs give byte-identical output (models sorted by repo id, files by
-path, no timestamps); `lock` resolves only the entries `models.toml` changed, `lock --upgrade`
-moves branches and tags; `download`, `plan` and `verify` take it as the desired state, and a
-pull request's plan is exactly what its merge applies. Everything here is pure: resolving is
-the caller's (`locking.update_lock`).
+Like `uv.lock`: the same inputs give byte-identical output (models by repo id, files by path, no
+timestamps); `download`, `plan` and `verify` take it as the desired state, so a pull request's plan
+is what its merge applies. Everything here is pure: resolving is `locking.update_lock`'s.
 
 Read as hostile input, like the Hub's answers: 40-hex commits, every file through
 `model_dir.checked_record`, nothing twice, each entry's digest over all its fields. That catches

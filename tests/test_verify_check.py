@@ -52,7 +52,7 @@ def test_the_check_fails_on_each_missing_incomplete_stale_or_damaged_model_and_n
     written = markdown.read_text()
     for repo_id, row in rows.items():
         assert f"| `{repo_id}` | ❌ {row['status']} |" in written
-        assert f"- `{repo_id}`: {row['error']}" in written  # the body names each one and why
+        assert f"- `{repo_id}`: `{row['error']}`" in written  # the body names each one and why
 
     assert cli("download", "--locked").returncode == 0
     assert cli("verify", "--locked").returncode == 0
