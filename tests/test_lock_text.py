@@ -27,7 +27,7 @@ def lock_text(models: list[LockedModel]) -> str:
     return render(ModelsLock(tuple(models)))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(MODELS)
 def test_every_rendered_lock_reads_as_tomllib_reads_it(models: list[LockedModel]) -> None:
     text = lock_text(models)

@@ -308,7 +308,7 @@ LOCKED = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(LOCKED, max_size=3))
 def test_the_parser_reads_every_lock_render_writes_as_tomllib_does(models: list[LockedModel]):
     text = models_lock.render(ModelsLock(tuple(models)))
@@ -344,7 +344,7 @@ LINES = st.one_of(
 )
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(LINES, st.sampled_from(["\n", "\r\n", " ", "", " # c\n"])), max_size=8))
 def test_whatever_the_parser_takes_tomllib_reads_alike(lines: list[tuple[str, str]]):
     text = "".join(line + end for line, end in lines)
