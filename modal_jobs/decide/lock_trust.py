@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 
 from modal_jobs.decide.facts import HubAnswer
 from modal_jobs.errors import ModelFailed
-from modal_jobs.messages import shorten
+from modal_jobs.messages import LOCK_COMMAND, shorten
 from modal_jobs.model_dir import FileRecord
 from modal_jobs.model_list import ModelEntry
 
-FIX = "write it with `python -m modal_jobs lock` against the Hub (or `lock --upgrade` to move to the revision's head)"
+FIX = f"write it with `{LOCK_COMMAND}` against the Hub (or `-- --upgrade` to move to the revision's head)"
 
 
 def changed_entries(
