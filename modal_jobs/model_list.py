@@ -184,13 +184,22 @@ def _parse_model(raw: dict[str, Any], index: int, path: Path) -> ModelEntry:
     )
 
 
-def _parse_globs(raw: dict[str, Any], key: str, where: str) -> tuple[str, ...] | None:
-    value = raw.get(key)
+def checked_globs(value: object) -> tuple[str, ...] | None:
+    """An entry's include or exclude, in models.toml or models.lock: absent, or a non-empty list of globs."""
     if value is None:
         return None
     if not isinstance(value, list) or not value or not all(isinstance(g, str) and g for g in value):
-        raise ModelListError(f'{where}: {key} must be a non-empty list of glob strings, like ["*.safetensors"]')
+        raise ValueError("not a non-empty list of globs")
     return tuple(value)
+
+
+def _parse_globs(raw: dict[str, Any], key: str, where: str) -> tuple[str, ...] | None:
+    try:
+        return checked_globs(raw.get(key))
+    except ValueError:
+        raise ModelListError(
+            f'{where}: {key} must be a non-empty list of glob strings, like ["*.safetensors"]'
+        ) from None
 
 
 def _refuse_unknown_keys(table: dict[str, Any], allowed: Sequence[str], where: str, what: str) -> None:

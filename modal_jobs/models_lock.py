@@ -42,7 +42,7 @@ from modal_jobs.disk import write_atomic
 from modal_jobs.errors import ModelListError
 from modal_jobs.lock_text import read_rendered
 from modal_jobs.model_dir import FileRecord, UntrustedRecord, checked_record, set_digest
-from modal_jobs.model_list import ModelEntry, ModelList, is_commit, is_valid_repo_id, is_valid_revision
+from modal_jobs.model_list import ModelEntry, ModelList, checked_globs, is_commit, is_valid_repo_id, is_valid_revision
 
 LOCK_VERSION = 2
 # What writes the lock, with nothing but the stock python3; the reader, which names it too, owns it.
@@ -267,12 +267,10 @@ def _files(raw: object, where: str) -> tuple[FileRecord, ...]:
 
 
 def _globs(raw: Mapping[str, Any], key: str, where: str) -> tuple[str, ...] | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value or not all(isinstance(g, str) and g for g in value):
-        raise InvalidLock(f"{where}: {key} is not a non-empty list of globs")
-    return tuple(value)
+    try:
+        return checked_globs(raw.get(key))
+    except ValueError as exc:
+        raise InvalidLock(f"{where}: {key} is {exc}") from None
 
 
 def _refuse_unknown_keys(table: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
