@@ -48,10 +48,15 @@ def pypi() -> Iterator[str]:
 
 
 def uv_wheel() -> bytes:
-    """A wheel laid out as uv's: the binary under `uv-<version>.data/scripts/` (here a script)."""
+    """A wheel laid out as uv's: the binary under `uv-<version>.data/scripts/` (here a script).
+
+    Byte for byte the same on every call (a fixed timestamp): the tests hash one copy and serve another.
+    """
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as wheel:
-        wheel.writestr(f"uv-{VERSION}.data/scripts/uv", f"#!/bin/sh\necho uv {VERSION}\n")
+        entry = zipfile.ZipInfo(f"uv-{VERSION}.data/scripts/uv", date_time=(2026, 1, 1, 0, 0, 0))
+        entry.external_attr = 0o600 << 16  # as writestr gives a name alone
+        wheel.writestr(entry, f"#!/bin/sh\necho uv {VERSION}\n")
     return out.getvalue()
 
 
