@@ -6,6 +6,7 @@ import os
 import shutil
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.context import PEAK_MEMORY_LIMIT, Bench, fresh, loaded_path
@@ -19,14 +20,7 @@ def no_op_rerun(bench: Bench) -> list[Measurement]:
     target = _downloaded(bench)
     download = bench.cache("download", target, bench.workload.model_list)
     startup = [sys.executable, "-c", "import modal_jobs.cli"]
-    requests: list[int] = []
-
-    def cache() -> float:
-        bench.hub.reset_counts()
-        seconds = bench.run(download, label="download-noop").seconds
-        requests.append(bench.hub.count())
-        return seconds
-
+    cache, requests = counting_requests(bench, download, "download-noop")
     a, b = bench.rounds(cache, lambda: bench.run(startup, label="startup").seconds)
     models = len(bench.workload.repo_ids)
     per_model = max(requests) / models
@@ -89,14 +83,7 @@ def list_many_files(bench: Bench) -> list[Measurement]:
     unlocked = bench.run(command, label="list-unlocked").seconds
     bench.run([sys.executable, "-m", "modal_jobs", "lock", "--model-list", str(model_list)], label="lock")
     find = ["find", str(target), "-type", "f", "-printf", "%s\n"]
-    requests: list[int] = []
-
-    def cache() -> float:
-        bench.hub.reset_counts()
-        seconds = bench.run(command, label="list").seconds
-        requests.append(bench.hub.count())
-        return seconds
-
+    cache, requests = counting_requests(bench, command, "list")
     a, b = bench.rounds(cache, lambda: bench.run(find, label="find").seconds)
     shutil.rmtree(target, ignore_errors=True)
     return [
@@ -144,3 +131,16 @@ def _downloaded(bench: Bench) -> Path:
     if bench.downloaded is None:
         raise BenchError("needs the target the cold download leaves, and the cold download did not run")
     return bench.downloaded
+
+
+def counting_requests(bench: Bench, command: list[str], label: str) -> tuple[Callable[[], float], list[int]]:
+    """A round of `command` that also notes how many requests the hub got, and the list it notes them in."""
+    requests: list[int] = []
+
+    def cache() -> float:
+        bench.hub.reset_counts()
+        seconds = bench.run(command, label=label).seconds
+        requests.append(bench.hub.count())
+        return seconds
+
+    return cache, requests
