@@ -14,7 +14,6 @@ from typing import Protocol
 
 from modal_jobs.decide.facts import HeldModel
 from modal_jobs.decide.model_plan import ModelPlan
-from modal_jobs.engine import apply_models
 from modal_jobs.hub import Hub
 from modal_jobs.model_list import ModelEntry
 from modal_jobs.rows import applied_row
@@ -74,6 +73,8 @@ class LocalBackend:
         return target_lock(self.target, wait_seconds, cancel, operation)
 
     def apply(self, models: Sequence[ModelPlan], cancel: threading.Event) -> list[ModelRow]:
+        from modal_jobs.engine import apply_models  # the writer: imported by the runs that write, not by `list`
+
         outcomes = apply_models(models, self.target, self.hub, cancel)
         return [applied_row(m, self.store.target, outcomes.get(m.name)) for m in models]
 

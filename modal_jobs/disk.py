@@ -142,21 +142,30 @@ def retire(model_dir: Path, revision: str) -> None:
 
 def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
     """Every regular file and symlink below `root`, as (posix relative path, lstat), never following links."""
-    # Plain strings, not Path objects: this runs once per file of every model on each plan and `list`.
-    stack = [("", str(root))]
+    # Plain strings, not Path objects, and each name stat-ed relative to its open directory: this
+    # runs once per file of every model on each plan and `list`.
+    stack = [("", str(root), 0)]
     while stack:
-        prefix, current = stack.pop()
+        prefix, current, no_follow = stack.pop()
         try:
-            with os.scandir(current) as scan:
-                entries = list(scan)
+            fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY | no_follow)
         except (FileNotFoundError, NotADirectoryError):
             continue
-        for entry in entries:
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                stack.append((f"{prefix}{entry.name}/", entry.path))
-            else:
-                yield prefix + entry.name, st
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:  # a folder replaced by a link since it was listed
+                raise
+            continue
+        try:
+            with os.scandir(fd) as scan:
+                names = [entry.name for entry in scan]
+            for name in names:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((f"{prefix}{name}/", f"{current}/{name}", os.O_NOFOLLOW))
+                else:
+                    yield prefix + name, st
+        finally:
+            os.close(fd)
 
 
 def remove_files(model_dir: Path, paths: Sequence[str]) -> list[str]:

@@ -8,7 +8,6 @@ client imports huggingface_hub itself.
 from __future__ import annotations
 
 import time
-from email.utils import parsedate_to_datetime
 
 from modal_jobs.errors import ModelFailed
 from modal_jobs.model_list import ModelEntry
@@ -85,6 +84,8 @@ def _parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    from email.utils import parsedate_to_datetime  # rarely needed, and slow to import
+
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):

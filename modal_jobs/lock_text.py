@@ -17,8 +17,8 @@ _STRING = r'"([^"\\\x00-\x1f\x7f]*)"'
 _PLAIN = re.compile(_STRING)
 _FIELD = re.compile(rf"(repo_id|revision|commit|digest) = {_STRING}")
 _GLOBS = re.compile(rf"(include|exclude) = \[((?:{_STRING}(?:, {_STRING})*)?)\]")
-# TOML integers have no leading zeros.
-_FILE = re.compile(rf"    \{{ path = {_STRING}, size = (0|[1-9][0-9]*), hash = {_STRING} \}},")
+# One file a line (TOML integers have no leading zeros); matched over the whole `files` block at once.
+_FILE = re.compile(rf"^    \{{ path = {_STRING}, size = (0|[1-9][0-9]*), hash = {_STRING} \}},$", re.MULTILINE)
 _KEYS = ("repo_id", "revision", "include", "exclude", "commit", "digest")
 
 
@@ -54,16 +54,13 @@ def _model(lines: list[str], at: int) -> tuple[dict[str, Any], int] | None:
             return None
         model[key] = field.group(2) if field.re is _FIELD else _PLAIN.findall(field.group(2))
         at += 1
-    files = []
-    at += 1
-    while (line := lines[at]) != "]":
-        match = _FILE.fullmatch(line)
-        if match is None:
-            return None
-        path, size, digest = match.groups()
-        files.append({"path": path, "size": int(size), "hash": digest})
-        at += 1
-    if any(key not in model for key in ("repo_id", "revision", "commit", "digest")):
+    try:
+        end = lines.index("]", at + 1)
+    except ValueError:
         return None
-    model["files"] = files
-    return model, at + 1
+    # No string matched can hold a line break, so one match per line of the block means every line matched.
+    found = _FILE.findall("\n".join(lines[at + 1 : end]))
+    if len(found) != end - at - 1 or any(key not in model for key in ("repo_id", "revision", "commit", "digest")):
+        return None
+    model["files"] = [{"path": path, "size": int(size), "hash": digest} for path, size, digest in found]
+    return model, end + 1

@@ -51,7 +51,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from modal_jobs import reader
@@ -75,6 +75,7 @@ LEGACY = "."
 RESERVED_NAMES = frozenset({MANIFEST_NAME, DOWNLOADER_STATE, DAMAGED_NAME, POINTER_NAME, REVISIONS_DIR})
 # The two forms of a file's hash the Hub gives: an LFS object's sha256, or a git blob's id.
 _FILE_HASH = re.compile(r"sha256:[0-9a-f]{64}|git-sha1:[0-9a-f]{40}")
+_NOT_NAMES = frozenset(("", ".", ".."))  # path parts that are not a file or directory name
 
 
 @dataclass(frozen=True)
@@ -116,30 +117,31 @@ class UnsafePathError(UntrustedRecord):
     """A path that would land outside the model directory or on our own files."""
 
 
-def safe_relative_path(path: object, source: str = "the Hub") -> PurePosixPath:
-    """Check a repo file path before it touches the disk; neither the Hub's answer nor the lock is trusted."""
-    if not isinstance(path, str) or not path or "\\" in path or "\x00" in path or path.startswith("/"):
+def safe_relative_path(path: object, source: str = "the Hub") -> str:
+    """Check a repo file path before it touches the disk; neither the Hub's answer nor the lock is trusted.
+
+    String checks only, no `PurePosixPath`: `list` checks every file of the lock and of each manifest.
+    """
+    if type(path) is not str or not path or "\\" in path or "\x00" in path or path[0] == "/":
         raise UnsafePathError(f"unsafe file path from {source}: {path!r}")
-    pure = PurePosixPath(path)
     parts = path.split("/")
-    if any(part in ("", ".", "..") for part in parts):
+    if not _NOT_NAMES.isdisjoint(parts):
         raise UnsafePathError(f"unsafe file path from {source}: {path!r}")
     if parts[0] in RESERVED_NAMES:
         raise UnsafePathError(f"file path from {source} collides with the cache's own {parts[0]!r}: {path!r}")
-    return pure
+    return path
 
 
 def checked_record(path: object, size: object, hash_: object, source: str = "the Hub") -> FileRecord:
     """A file record whose every field has the shape the Hub gives: a safe path, a byte count, a known hash."""
-    safe_relative_path(path, source)
-    assert isinstance(path, str)  # safe_relative_path refused anything else
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise UntrustedRecord(f"size {size!r} of {path!r} from {source} is not a number of bytes")
-    if not isinstance(hash_, str) or _FILE_HASH.fullmatch(hash_) is None:
+    checked = safe_relative_path(path, source)
+    if type(size) is not int or size < 0:  # not bool, which is an int
+        raise UntrustedRecord(f"size {size!r} of {checked!r} from {source} is not a number of bytes")
+    if type(hash_) is not str or _FILE_HASH.fullmatch(hash_) is None:
         raise UntrustedRecord(
-            f"hash {hash_!r} of {path!r} from {source} is neither sha256:<64 hex> nor git-sha1:<40 hex>"
+            f"hash {hash_!r} of {checked!r} from {source} is neither sha256:<64 hex> nor git-sha1:<40 hex>"
         )
-    return FileRecord(path, size, hash_)
+    return FileRecord(checked, size, hash_)
 
 
 def parse_manifest(data: bytes, where: str) -> Manifest | None:

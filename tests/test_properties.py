@@ -64,7 +64,7 @@ def test_accepted_repo_ids_land_one_level_below_the_target(repo_id: str) -> None
 @given(st.text(max_size=60) | st.lists(SEGMENTS, min_size=1, max_size=6).map("/".join))
 def test_accepted_hub_paths_stay_inside_the_model_directory(path: str) -> None:
     try:
-        relative = safe_relative_path(path)
+        relative = PurePosixPath(safe_relative_path(path))
     except UnsafePathError:
         return
     model_dir = PurePosixPath("/vol/models/Model")

@@ -30,6 +30,9 @@ from modal_jobs.model_dir import (
 )
 from modal_jobs.model_list import ModelEntry
 
+_IN_REVISIONS = f"{REVISIONS_DIR}/"
+_RECORD_NAMES = (POINTER_NAME, MANIFEST_NAME, DAMAGED_NAME)
+
 
 class Kind(StrEnum):
     """What stands at a top-level name of the target."""
@@ -163,14 +166,16 @@ def split_revision(path: str) -> tuple[str | None, str | None]:
     """(revision, path inside it) for a path below a model directory; (None, None) for the cache's pointer."""
     if path == POINTER_NAME:
         return None, None
-    if path.startswith(f"{REVISIONS_DIR}/"):
-        parts = path.split("/", 2)
-        return (parts[1], parts[2]) if len(parts) == 3 and is_revision_name(parts[1]) else (None, None)
+    if path.startswith(_IN_REVISIONS):
+        name, _, rel = path[len(_IN_REVISIONS) :].partition("/")
+        return (name, rel) if rel and is_revision_name(name) else (None, None)
     return LEGACY, path
 
 
 def is_record(path: str) -> bool:
     """The cache's small files a store reads for the plan: the pointer, manifests and damage marks."""
+    if not path.endswith(_RECORD_NAMES):  # most files, quickly
+        return False
     revision, rel = split_revision(path)
     return path == POINTER_NAME or (revision is not None and rel in (MANIFEST_NAME, DAMAGED_NAME))
 
