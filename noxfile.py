@@ -20,11 +20,14 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.error_on_external_run = True
 
 
-def install(session: nox.Session, *groups: str) -> None:
+def install(session: nox.Session, *groups: str, bytecode: bool = False) -> None:
     """Install the locked dependencies into the session's environment, not this package.
 
     The sessions run the checkout itself (`python -m modal_jobs` from the repository's root), so
     nothing is built: the build backend (hatchling), which uv.lock does not pin, never runs here.
+    `bytecode`: compile every installed module now, for the sessions that start hundreds of
+    processes; uv writes none by default, and under PYTHONDONTWRITEBYTECODE each process would
+    compile huggingface_hub, httpx and modal again.
     """
     session.run_install(
         "uv",
@@ -32,10 +35,8 @@ def install(session: nox.Session, *groups: str) -> None:
         "--locked",
         "--no-install-project",
         "--no-default-groups",
-        # Bytecode now, once: uv writes none by default, and every process the tests start would
-        # compile huggingface_hub, httpx and modal again (or each time, under PYTHONDONTWRITEBYTECODE).
-        "--compile-bytecode",
         *(f"--group={group}" for group in groups),
+        *(["--compile-bytecode"] if bytecode else []),
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
         silent=True,
     )
@@ -50,7 +51,7 @@ def compile_checkout(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (offline: a local hub on 127.0.0.1 stands in for the Hugging Face Hub)."""
-    install(session, "test")
+    install(session, "test", bytecode=True)
     compile_checkout(session)
     # Six at a time: many tests wait on a deadline, a stalled body or act, not on a core, so six keep two cores
     # busy (four left them idle for about a tenth of the run). `-- -n0` runs them one by one. The ten slowest are
@@ -168,6 +169,6 @@ def container_requirements(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Measure download, re-run, verify, list and memory against curl and openssl on a local hub (`-- --quick`)."""
-    install(session)
+    install(session, bytecode=True)
     compile_checkout(session)
     session.run("python", "-m", "bench.run", *session.posargs)
