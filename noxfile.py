@@ -45,7 +45,8 @@ def install(session: nox.Session, *groups: str, bytecode: bool = False) -> None:
 def compile_checkout(session: nox.Session) -> None:
     """Bytecode for the checkout's packages, which the sessions run from source: without it each process
     compiles them again when PYTHONDONTWRITEBYTECODE is set, and the benchmark would time that."""
-    session.run("python", "-m", "compileall", "-q", "modal_jobs", "local_hub", "bench", silent=True)
+    packages = ("modal_jobs", "local_hub", "bench", "tests", "examples", "tools")
+    session.run("python", "-m", "compileall", "-q", *packages, silent=True)
 
 
 @nox.session

@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import stat
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
@@ -108,9 +109,23 @@ def link_or_copy(source: Path, target: Path) -> None:
         raise
 
 
+PROBE_PREFIX = ".link-probe."
+# A probe lives for milliseconds; one this old was left by a process killed mid-probe.
+STALE_PROBE_SECONDS = 3600.0
+
+
 def links_work(directory: Path) -> bool:
-    """Whether hard links can be made in `directory` (asked once per run, with two hidden files it removes)."""
-    probe = directory / f".link-probe.{secrets.token_hex(8)}"
+    """Whether hard links can be made in `directory` (asked once per run, with two hidden files it removes).
+
+    Probes left by a process killed mid-probe are removed here; a fresh one may be another
+    container's, probing at the same moment, and is left alone.
+    """
+    stale_before = time.time() - STALE_PROBE_SECONDS
+    for left in directory.glob(f"{PROBE_PREFIX}*"):
+        with contextlib.suppress(FileNotFoundError):
+            if left.lstat().st_mtime < stale_before:
+                left.unlink()
+    probe = directory / f"{PROBE_PREFIX}{secrets.token_hex(8)}"
     linked = probe.with_name(probe.name + ".link")
     try:
         probe.touch(exist_ok=False)
