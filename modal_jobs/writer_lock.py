@@ -19,7 +19,6 @@ import getpass
 import logging
 import math
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -84,7 +83,7 @@ def this_writer(operation: str, now: float, environ: Mapping[str, str] | None = 
         user = getpass.getuser()
     except (OSError, KeyError):  # no login name, no passwd entry: a container's odd uid
         user = f"uid {os.getuid()}"
-    return Writer(f"{user}@{socket.gethostname()}", os.getpid(), str(operation), now, github_run_url(env))
+    return Writer(f"{user}@{os.uname().nodename}", os.getpid(), str(operation), now, github_run_url(env))
 
 
 def github_run_url(environ: Mapping[str, str]) -> str:
