@@ -122,7 +122,7 @@ def links_work(directory: Path) -> bool:
     """
     stale_before = time.time() - STALE_PROBE_SECONDS
     for left in directory.glob(f"{PROBE_PREFIX}*"):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # best effort: another's, or not a file, stays
             if left.lstat().st_mtime < stale_before:
                 left.unlink()
     probe = directory / f"{PROBE_PREFIX}{secrets.token_hex(8)}"
@@ -156,31 +156,41 @@ def retire(model_dir: Path, revision: str) -> None:
 
 
 def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """Every regular file and symlink below `root`, as (posix relative path, lstat), never following links."""
-    # Plain strings, not Path objects, and each name stat-ed relative to its open directory: this
-    # runs once per file of every model on each plan and `list`.
-    stack = [("", str(root), 0)]
-    while stack:
-        prefix, current, no_follow = stack.pop()
-        try:
-            fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY | no_follow)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except OSError as exc:
-            if exc.errno != errno.ELOOP:  # a folder replaced by a link since it was listed
-                raise
-            continue
-        try:
-            with os.scandir(fd) as scan:
-                names = [entry.name for entry in scan]
-            for name in names:
+    """Every regular file and symlink below `root`, as (posix relative path, lstat), never following links.
+
+    Each folder is opened relative to its parent's open handle, never by its path again: a folder
+    swapped for a link while the walk runs is skipped, not followed out of the model directory. A
+    name removed since its folder was listed (another run retiring a revision) is skipped too.
+    """
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    yield from _walk_open(fd, "")
+
+
+def _walk_open(fd: int, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+    """The walk below the open folder `fd` (closed when done). Plain strings, not Path objects, and
+    each name stat-ed relative to its folder: this runs once per file of every model on each plan and `list`."""
+    try:
+        with os.scandir(fd) as scan:
+            names = [entry.name for entry in scan]
+        for name in names:
+            try:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append((f"{prefix}{name}/", f"{current}/{name}", os.O_NOFOLLOW))
-                else:
+                if not stat.S_ISDIR(st.st_mode):
                     yield prefix + name, st
-        finally:
-            os.close(fd)
+                    continue
+                child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:  # ELOOP: a folder replaced by a link since it was listed
+                    raise
+                continue
+            yield from _walk_open(child, f"{prefix}{name}/")
+    finally:
+        os.close(fd)
 
 
 def remove_files(model_dir: Path, paths: Sequence[str]) -> list[str]:

@@ -295,7 +295,8 @@ def read(path: Path, *, earlier_versions: bool = False) -> ModelsLock | None:
 @functools.lru_cache(maxsize=4)
 def _parse_once(data: bytes, path: Path, earlier_versions: bool) -> ModelsLock:
     """A run reads the lock more than once (which lock, whether to ask the Hub, the operation): parsed once."""
-    return parse(data.decode("utf-8"), path, earlier_versions=earlier_versions)
+    text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as text mode (and `write`) reads it
+    return parse(text, path, earlier_versions=earlier_versions)
 
 
 def write(path: Path, lock: ModelsLock) -> bool:

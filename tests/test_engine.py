@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,6 @@ import pytest
 from local_hub.repos import random_bytes
 from local_hub.server import LocalHub
 from modal_jobs.backend import LocalBackend
-from modal_jobs.disk import PROBE_PREFIX, STALE_PROBE_SECONDS, links_work
 from modal_jobs.engine import STREAM_HASH_MIN_BYTES
 from modal_jobs.hub import Hub
 from modal_jobs.model_list import ModelEntry, ModelList, VolumeSpec
@@ -92,17 +89,3 @@ def test_a_restarted_transfer_is_hashed_again_from_disk(
     assert "model.safetensors" in hashed_by_reading
     assert "failed verification" not in caplog.text
     assert hub.count(kind="resolve", method="GET", repo_id=REPO) == 3  # config, the cut body, the restart
-
-
-def test_the_link_probe_removes_probes_a_killed_run_left_and_keeps_a_fresh_one(tmp_path: Path):
-    """A container killed mid-probe leaves two hidden files; the next probe removes them, never another's live one."""
-    stale = [tmp_path / f"{PROBE_PREFIX}dead", tmp_path / f"{PROBE_PREFIX}dead.link"]
-    live = tmp_path / f"{PROBE_PREFIX}probing-now"
-    for path in (*stale, live):
-        path.touch()
-    long_ago = time.time() - STALE_PROBE_SECONDS - 60
-    for path in stale:
-        os.utime(path, (long_ago, long_ago))
-
-    assert links_work(tmp_path) is True
-    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]

@@ -175,6 +175,16 @@ def test_the_whole_lock_is_checked_too():
     assert refusal("<<<<<<< HEAD\n").startswith("models.lock: not valid TOML (")
 
 
+@pytest.mark.parametrize("line_end", ["\r\n", "\r"], ids=["CRLF", "CR"])
+def test_a_lock_saved_with_other_line_ends_reads_as_written_and_lock_leaves_it(tmp_path: Path, line_end: str):
+    """As text mode reads it: an editor's CRLF or CR is the same lock, and `write` (which compares it so) agrees."""
+    path = tmp_path / "models.lock"
+    path.write_bytes(rendered(MODEL).replace("\n", line_end).encode())
+
+    assert models_lock.read(path) == ModelsLock((MODEL,))
+    assert models_lock.write(path, ModelsLock((MODEL,))) is False
+
+
 EVERY_FIELD: dict[str, Callable[[LockedModel], LockedModel]] = {
     "repo_id": lambda m: replace(m, repo_id="Qwen/Someone-Else"),
     "revision": lambda m: replace(m, revision="v2"),
