@@ -11,7 +11,6 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 import shutil
 import stat
 import time
@@ -39,7 +38,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     Created with mode 0666 less the process umask, as the downloader creates the model files: a
     loader that can read the weights can read the manifest (`mkstemp` would make it 0600).
     """
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    tmp = path.parent / f".{path.name}.{os.urandom(8).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -100,7 +99,7 @@ def link_or_copy(source: Path, target: Path) -> None:
     except OSError as exc:
         if exc.errno not in LINKS_REFUSED:
             raise
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
+    tmp = target.parent / f".{target.name}.{os.urandom(8).hex()}.tmp"
     try:
         shutil.copyfile(source, tmp, follow_symlinks=False)
         tmp.replace(target)
@@ -125,7 +124,7 @@ def links_work(directory: Path) -> bool:
         with contextlib.suppress(OSError):  # best effort: another's, or not a file, stays
             if left.lstat().st_mtime < stale_before:
                 left.unlink()
-    probe = directory / f"{PROBE_PREFIX}{secrets.token_hex(8)}"
+    probe = directory / f"{PROBE_PREFIX}{os.urandom(8).hex()}"
     linked = probe.with_name(probe.name + ".link")
     try:
         probe.touch(exist_ok=False)
