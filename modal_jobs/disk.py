@@ -158,8 +158,9 @@ def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
     """Every regular file and symlink below `root`, as (posix relative path, lstat), never following links.
 
     Each folder is opened relative to its parent's open handle, never by its path again: a folder
-    swapped for a link while the walk runs is skipped, not followed out of the model directory. A
-    name removed since its folder was listed (another run retiring a revision) is skipped too.
+    swapped for a link while the walk runs is seen as that link (or skipped), never followed out of
+    the model directory. A name removed since its folder was listed (another run retiring a
+    revision) is skipped.
     """
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
@@ -169,8 +170,11 @@ def walk_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
 
 
 def _walk_open(fd: int, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
-    """The walk below the open folder `fd` (closed when done). Plain strings, not Path objects, and
-    each name stat-ed relative to its folder: this runs once per file of every model on each plan and `list`."""
+    """The walk below the open folder `fd`, which it closes.
+
+    Plain strings, not Path objects, and each name stat-ed relative to its folder: this runs once
+    per file of every model on each plan and `list`.
+    """
     try:
         with os.scandir(fd) as scan:
             names = [entry.name for entry in scan]
