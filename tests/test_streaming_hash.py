@@ -9,6 +9,7 @@ changes that; and when the hash it took disagrees, the file is read once before 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 import urllib.request
@@ -68,6 +69,9 @@ def test_the_real_client_writes_as_the_streaming_hash_assumes(hub: LocalHub, wei
 def test_large_files_are_verified_without_reading_them_again(
     hub: LocalHub, weights: bytes, tmp_path: Path, hashed_by_reading: list[str]
 ):
+    # At full speed, 11 MB over Xet can be written and renamed before the follower first looks: then the
+    # file is read once more, as it must be, and this would not show the streamed hash being used.
+    hub.throttle(20_000_000)
     row = download_model(ModelEntry(REPO), tmp_path / "target", Hub(endpoint=hub.url))
     assert row.status == "downloaded", row.error
     assert (model_path(tmp_path / "target", REPO) / WEIGHTS).read_bytes() == weights
@@ -142,11 +146,21 @@ def test_the_follower_reads_when_the_downloader_reports_bytes_not_by_polling(
     folder = tmp_path / DOWNLOADER_STATE / "huggingface" / "download"
     folder.mkdir(parents=True)
     incomplete = folder / f"weights.{record.hash.split(':')[1]}.0000beef.incomplete"
+    empty_reads: list[int] = []  # offsets where the follower found no more bytes, and so went to wait
+
+    def pread(fd: int, size: int, offset: int) -> bytes:
+        data = real_pread(fd, size, offset)
+        if not data:
+            empty_reads.append(offset)
+        return data
+
+    real_pread = os.pread
+    monkeypatch.setattr(os, "pread", pread)  # the follower reads through os.pread
     with incomplete.open("wb") as f, StreamingHash(tmp_path, record) as streamed:
         f.write(content[: 3 * block])
         f.flush()
         streamed.saw(3 * block)  # the first report: the file is there
-        wait_until(lambda: streamed._read == 3 * block)
+        wait_until(lambda: 3 * block in empty_reads)  # it read all three blocks, found the end, and sleeps
         f.write(content[3 * block :])
         f.flush()
         time.sleep(0.3)  # unreported bytes: nothing wakes the follower
