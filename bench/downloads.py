@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from bench.context import PEAK_MEMORY_LIMIT, Bench, fresh, loaded_path
-from bench.measure import BenchError, Pairs
+from bench.measure import BenchError, Pairs, Timed
 from bench.report import CpuRow, Measurement, MemoryRow
 from bench.workload import curl_config, expected_sha256
 from local_hub.server import LocalHub
@@ -32,7 +32,7 @@ def cold_download(bench: Bench) -> list[Measurement]:
     curl = ["curl", "--silent", "--show-error", "--fail", "--noproxy", "*", "--create-dirs", "--config", str(config)]
     openssl = ["openssl", "dgst", "-sha256", *(str(fetched / f.dest) for f in workload.files)]
     peaks: list[int] = []
-    cpu: dict[str, list[float]] = {CACHE: [], CURL: [], OPENSSL: [], LIBRARY: [], DEFAULTS: []}
+    cpu: dict[str, list[Timed]] = {CACHE: [], CURL: [], OPENSSL: [], LIBRARY: [], DEFAULTS: []}
     requests: dict[str, int] = {}
 
     def cache() -> float:
@@ -41,12 +41,12 @@ def cold_download(bench: Bench) -> list[Measurement]:
     def transfer() -> float:
         fresh(fetched)
         timed = run(curl, label="curl")
-        cpu[CURL].append(timed.cpu)
+        cpu[CURL].append(timed)
         return timed.seconds
 
     def hash_fetched() -> float:
         timed = run(openssl, label="openssl-fetched")
-        cpu[OPENSSL].append(timed.cpu)
+        cpu[OPENSSL].append(timed)
         _check_digests(run.output("openssl-fetched"), expected_sha256(workload.files, fetched))
         return timed.seconds
 
@@ -64,7 +64,7 @@ def _plain_http_rows(
     bench: Bench,
     rounds: tuple[tuple[float, ...], ...],
     peaks: list[int],
-    cpu: dict[str, list[float]],
+    cpu: dict[str, list[Timed]],
     requests: dict[str, int],
     ceiling: float,
 ) -> list[Measurement]:
@@ -75,14 +75,12 @@ def _plain_http_rows(
     bench.memory += (
         MemoryRow("model_list-shaped repos, plain HTTP", len(workload.files), largest, tuple(peaks), PEAK_MEMORY_LIMIT),
     )
-    bench.cpu += (
-        CpuRow("plain HTTP", size, tuple(cpu[CACHE]), tuple(cpu[LIBRARY]), tuple(cpu[OPENSSL]), tuple(cpu[CURL])),
-    )
+    bench.cpu += (CpuRow.of_runs("plain HTTP", size, cpu[CACHE], cpu[LIBRARY], cpu[OPENSSL], cpu[CURL]),)
     against_library, transfer_only = Pairs(a, c), Pairs(a, b)
     with_hashing = Pairs(a, tuple(t + h for t, h in zip(b, hashing, strict=True)))
     details = _plain_http_details(bench, requests, ceiling)
     row = partial(Measurement, "cold download, plain HTTP", "modal_jobs download")
-    ours = tuple(cpu[CACHE])
+    ours, seconds = _seconds(cpu[CACHE]), {who: _seconds(runs) for who, runs in cpu.items()}
     library_met, curl_met = against_library.speed.median >= 0.95, transfer_only.speed.median >= 0.6
     return [
         row(
@@ -92,12 +90,12 @@ def _plain_http_rows(
             "≥ 0.95×",
             library_met,
             details,
-            Pairs(ours, (*cpu[LIBRARY],)),
+            Pairs(ours, seconds[LIBRARY]),
         ),
         row(
-            "huggingface_hub alone, library defaults", Pairs(a, d), size, "—", None, cpu=Pairs(ours, (*cpu[DEFAULTS],))
+            "huggingface_hub alone, library defaults", Pairs(a, d), size, "—", None, cpu=Pairs(ours, seconds[DEFAULTS])
         ),
-        row("one curl process", transfer_only, size, "≥ 0.6×", curl_met, cpu=Pairs(ours, (*cpu[CURL],))),
+        row("one curl process", transfer_only, size, "≥ 0.6×", curl_met, cpu=Pairs(ours, seconds[CURL])),
         Measurement(
             "cold download, plain HTTP, verified",
             "modal_jobs download",
@@ -107,7 +105,7 @@ def _plain_http_rows(
             "—",
             None,
             {"openssl over the fetched files, median s": round(statistics.median(hashing), 3)},
-            Pairs(ours, tuple(t + h for t, h in zip(cpu[CURL], cpu[OPENSSL], strict=True))),
+            Pairs(ours, tuple(t + h for t, h in zip(seconds[CURL], seconds[OPENSSL], strict=True))),
         ),
     ]
 
@@ -133,7 +131,7 @@ def cold_download_xet(bench: Bench) -> list[Measurement]:
     target = bench.work / "target-xet"
     download = bench.cache("download", target, workload.model_list)
     peaks: list[int] = []
-    cpu: dict[str, list[float]] = {CACHE: [], LIBRARY: [], DEFAULTS: []}
+    cpu: dict[str, list[Timed]] = {CACHE: [], LIBRARY: [], DEFAULTS: []}
     requests: dict[str, int] = {}
 
     def cache() -> float:
@@ -148,7 +146,7 @@ def cold_download_xet(bench: Bench) -> list[Measurement]:
         bench.hub.disable_xet()
     # The hash's own CPU over the bytes the last run left: the same bytes as the plain-HTTP path's.
     paths = [str(loaded_path(target, f.dest)) for f in workload.files]
-    hashing = bench.run(["openssl", "dgst", "-sha256", *paths], label="openssl-xet").cpu
+    hashing = bench.run(["openssl", "dgst", "-sha256", *paths], label="openssl-xet")
     shutil.rmtree(target, ignore_errors=True)
     _drop_warm_up(peaks, cpu, bench.settings.warmup)
     cpu[OPENSSL] = [hashing]
@@ -159,7 +157,7 @@ def _xet_rows(
     bench: Bench,
     rounds: tuple[tuple[float, ...], ...],
     peaks: list[int],
-    cpu: dict[str, list[float]],
+    cpu: dict[str, list[Timed]],
     requests: dict[str, int],
 ) -> list[Measurement]:
     """The Xet rows: against the library with the cache's settings, and with its defaults."""
@@ -170,8 +168,8 @@ def _xet_rows(
         MemoryRow("model_list-shaped repos, Xet", len(workload.files), largest, tuple(peaks), PEAK_MEMORY_LIMIT),
     )
     pairs = Pairs(a, b)
-    bench.cpu += (CpuRow("Xet", workload.total_bytes, tuple(cpu[CACHE]), tuple(cpu[LIBRARY]), tuple(cpu[OPENSSL])),)
-    ours = tuple(cpu[CACHE])
+    bench.cpu += (CpuRow.of_runs("Xet", workload.total_bytes, cpu[CACHE], cpu[LIBRARY], cpu[OPENSSL]),)
+    ours = _seconds(cpu[CACHE])
     return [
         Measurement(
             "cold download, Xet",
@@ -182,7 +180,7 @@ def _xet_rows(
             "≥ 0.95×",
             pairs.speed.median >= 0.95,
             {f"requests: {kind}": count for kind, count in requests.items()},
-            Pairs(ours, tuple(cpu[LIBRARY])),
+            Pairs(ours, _seconds(cpu[LIBRARY])),
         ),
         Measurement(
             "cold download, Xet",
@@ -192,19 +190,24 @@ def _xet_rows(
             workload.total_bytes,
             "—",
             None,
-            cpu=Pairs(ours, tuple(cpu[DEFAULTS])),
+            cpu=Pairs(ours, _seconds(cpu[DEFAULTS])),
         ),
     ]
 
 
-def _drop_warm_up(peaks: list[int], cpu: Mapping[str, list[float]], rounds: int) -> None:
+def _seconds(runs: list[Timed]) -> tuple[float, ...]:
+    """CPU seconds (user + system) of each run."""
+    return tuple(t.cpu for t in runs)
+
+
+def _drop_warm_up(peaks: list[int], cpu: Mapping[str, list[Timed]], rounds: int) -> None:
     """The warm-up rounds fill the page cache and warm the interpreter: they are not measured."""
     del peaks[:rounds]
     for values in cpu.values():
         del values[:rounds]
 
 
-def _bare_hub(bench: Bench, cpu: list[float], path: str, settings: str) -> Callable[[], float]:
+def _bare_hub(bench: Bench, cpu: list[Timed], path: str, settings: str) -> Callable[[], float]:
     """One run of huggingface_hub alone over every repo, into a fresh directory, with the cache's worker count
     and either the cache's settings of the library or its defaults (`bench.bare_hub`)."""
     into = bench.work / f"bare-{path}-{settings}"
@@ -221,7 +224,7 @@ def _bare_hub(bench: Bench, cpu: list[float], path: str, settings: str) -> Calla
     def library() -> float:
         fresh(into)
         timed = bench.run(command, label=f"bare-hub-{path}-{settings}")
-        cpu.append(timed.cpu)
+        cpu.append(timed)
         return timed.seconds
 
     return library
@@ -240,7 +243,7 @@ def _cold_cache_run(
     download: list[str],
     label: str,
     peaks: list[int],
-    cpu: dict[str, list[float]],
+    cpu: dict[str, list[Timed]],
     requests: dict[str, int],
 ) -> float:
     """One cold download by the cache into an empty target, noting its peak memory, CPU and requests."""
@@ -248,7 +251,7 @@ def _cold_cache_run(
     bench.hub.reset_counts()
     timed = bench.run(download, label=label)
     peaks.append(timed.max_rss)
-    cpu[CACHE].append(timed.cpu)
+    cpu[CACHE].append(timed)
     requests.update(_request_counts(bench.hub))
     return float(timed.seconds)
 

@@ -29,6 +29,7 @@ class Timed:
     seconds: float
     cpu: float  # user + system seconds of the process and its descendants
     max_rss: int  # bytes
+    user: float = 0.0  # of `cpu`, the user seconds: steadier than the kernel's share, which page-cache reclaim swings
 
 
 @dataclass
@@ -84,7 +85,7 @@ class Runner:
             tail = err_path.read_text(errors="replace")[-2000:].strip()
             raise BenchError(f"{label}: {' '.join(argv[:4])} … exited {code} after {seconds:.1f}s: {tail}")
         cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-        return Timed(seconds, cpu, usage.ru_maxrss * 1024)
+        return Timed(seconds, cpu, usage.ru_maxrss * 1024, after.ru_utime - before.ru_utime)
 
     def output(self, label: str) -> str:
         """Stdout of the most recent run with this label."""
