@@ -304,8 +304,16 @@ class ActRun:
         return [str(event["arg"]) for event in self.events if event.get("command") == level]
 
     def silent_failures(self) -> list[str]:
-        """The workflow's steps that failed without act reporting a line of their output."""
-        spoke = {tuple(e["stepID"]) for e in self.events if "stepID" in e and (e.get("raw_output") or "raw" in e)}
+        """The workflow's steps that failed without act reporting a line of their output or an error of theirs.
+
+        Another command (a `::set-output::` of the step before, copied late) can be reported under the
+        failed step's id when act dropped that step's own output: it does not count as the step speaking.
+        """
+        spoke = {
+            tuple(e["stepID"])
+            for e in self.events
+            if "stepID" in e and (e.get("raw_output") or e.get("command") == "error")
+        }
         return [
             str(event["step"])
             for event in self.events
@@ -328,6 +336,23 @@ class ActRun:
     def artifact_inputs(self, name: str) -> dict[str, str]:
         data: dict[str, str] = json.loads((self.record / "artifacts" / f"{name}.inputs.json").read_text())
         return data
+
+
+def step_events(step_id: str, name: str, *lines: dict[str, Any]) -> list[dict[str, Any]]:
+    """A failed step's events as `act --json` reports them: its lines, then its result."""
+    where = {"stage": "Main", "step": name, "stepID": [step_id]}
+    return [{**where, **line} for line in lines] + [{**where, "stepResult": "failure", "msg": "Failure"}]
+
+
+def test_a_failed_step_is_silent_unless_its_own_output_or_error_was_reported():
+    """act can drop a fast-failing step's output; a late command of the step before does not make it speak."""
+    late_command = {"command": "set-output", "raw": "::set-output:: numbers=1", "msg": "set-output"}
+    dropped = ActRun(1, step_events("5", "Push the branch", late_command), Path("."))
+    said_why = ActRun(1, step_events("5", "Push the branch", {"command": "error", "arg": "not overwritten"}), Path("."))
+    printed = ActRun(1, step_events("2", "Run", {"raw_output": True, "msg": "error: no models.lock\n"}), Path("."))
+
+    assert dropped.silent_failures() == ["Push the branch"]
+    assert said_why.silent_failures() == [] and printed.silent_failures() == []
 
 
 @pytest.fixture(scope="module")
