@@ -80,7 +80,8 @@ def _plain_http_rows(
     with_hashing = Pairs(a, tuple(t + h for t, h in zip(b, hashing, strict=True)))
     details = _plain_http_details(bench, requests, ceiling)
     row = partial(Measurement, "cold download, plain HTTP", "modal_jobs download")
-    ours, seconds = _seconds(cpu[CACHE]), {who: _seconds(runs) for who, runs in cpu.items()}
+    seconds = {who: _seconds(runs) for who, runs in cpu.items()}
+    ours = seconds[CACHE]
     library_met, curl_met = against_library.speed.median >= 0.95, transfer_only.speed.median >= 0.6
     return [
         row(
