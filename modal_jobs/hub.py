@@ -35,7 +35,7 @@ from modal_jobs.hub_errors import (
 )
 from modal_jobs.model_dir import FileRecord, checked_record
 from modal_jobs.model_list import ModelEntry, is_commit
-from modal_jobs.progress import ByteCallback, byte_counter
+from modal_jobs.progress import ByteCallback, ByteReports, byte_counter
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -136,13 +136,7 @@ class Hub:
         from huggingface_hub import hf_hub_download
 
         self.api  # noqa: B018 - sets up huggingface_hub for downloads
-        last_byte = time.monotonic()
-
-        def counted(n: int) -> None:
-            nonlocal last_byte
-            last_byte = time.monotonic()
-            on_bytes(n)
-
+        reports = ByteReports(on_bytes)
         self.call(
             lambda: hf_hub_download(
                 entry.repo_id,
@@ -150,13 +144,14 @@ class Hub:
                 revision=commit,
                 local_dir=model_dir,
                 endpoint=self.endpoint,
-                tqdm_class=cast(Any, byte_counter(counted)),
+                tqdm_class=cast(Any, byte_counter(reports)),
             ),
             f"{entry.repo_id}: {path}",
             entry,
-            progress=lambda: last_byte,
+            progress=lambda: reports.heard,
             longest_call=self.deadlines.longest_call,
         )
+        reports.flush()
 
     def call(
         self,

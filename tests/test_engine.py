@@ -49,14 +49,17 @@ def test_the_streamed_hash_catches_a_corrupt_transfer(
 
 
 def test_xet_progress_is_counted_once_and_never_raises():
-    """huggingface_hub's Xet reporter drives the same counter; it must see each byte once."""
+    """huggingface_hub's Xet reporter drives the same counter; it must see each byte once, the rest when it closes."""
     from huggingface_hub.utils._xet_progress_reporting import XetDownloadProgressReporter
 
-    from modal_jobs.progress import byte_counter
+    from modal_jobs.progress import ByteReports, byte_counter
 
     counted: list[int] = []
     reporter = XetDownloadProgressReporter(
-        reconstruction_desc="model.safetensors", total=100, log_level=20, tqdm_class=byte_counter(counted.append)
+        reconstruction_desc="model.safetensors",
+        total=100,
+        log_level=20,
+        tqdm_class=byte_counter(ByteReports(counted.append)),
     )
 
     class Report:
@@ -67,7 +70,11 @@ def test_xet_progress_is_counted_once_and_never_raises():
         total_transfer_bytes_completion_rate = 1.0
 
     reporter.update_progress(Report())
-    assert sum(counted) == 60
+    assert counted == [60]  # the first report passes at once
+    Report.total_bytes_completed = Report.total_transfer_bytes_completed = 100
+    reporter.update_progress(Report())
+    reporter.close()
+    assert sum(counted) == 100
 
 
 def test_a_restarted_transfer_is_hashed_again_from_disk(

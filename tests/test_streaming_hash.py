@@ -21,7 +21,7 @@ from huggingface_hub import hf_hub_download
 
 from local_hub.repos import random_bytes
 from local_hub.server import LocalHub
-from modal_jobs import hashing
+from modal_jobs import hashing, progress
 from modal_jobs.engine import STREAM_HASH_MIN_BYTES
 from modal_jobs.hashing import StreamingHash
 from modal_jobs.hub import Hub
@@ -77,6 +77,34 @@ def test_large_files_are_verified_without_reading_them_again(
     assert (model_path(tmp_path / "target", REPO) / WEIGHTS).read_bytes() == weights
     assert hashed_by_reading == ["config.json"]
     assert (hub.count(kind="xorb") > 0) is hub.uses_xet(REPO)
+
+
+def test_the_downloader_s_byte_reports_reach_the_counters_a_block_at_a_time(
+    hub: LocalHub, weights: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """huggingface_hub reports each socket read (64 KiB on plain HTTP); the counters, the hash's wake-ups
+    and the stop check hear of them a block at a time, every byte once, the last ones when the file ends."""
+    raw: list[int] = []
+    update = progress._ByteCounter.update
+
+    def observed(self: progress._ByteCounter, n: int | float = 1) -> None:
+        raw.append(int(n))
+        update(self, n)
+
+    monkeypatch.setattr(progress._ByteCounter, "update", observed)
+    hub.throttle(40_000_000)  # slow enough for several reports a block on either path
+    passed: list[int] = []
+    started = time.monotonic()
+    Hub(endpoint=hub.url).download(ModelEntry(REPO), "main", WEIGHTS, tmp_path / "model", passed.append)
+    seconds = time.monotonic() - started
+
+    assert (tmp_path / "model" / WEIGHTS).read_bytes() == weights
+    assert sum(raw) == sum(passed) == len(weights)
+    assert passed[0] == raw[0]  # the first passes at once: the file exists now
+    timed = seconds / progress.REPORT_SECONDS
+    assert len(passed) <= len(weights) / progress.REPORT_BYTES + timed + 2, (len(raw), len(passed), seconds)
+    if not hub.uses_xet(REPO):
+        assert len(raw) >= len(weights) / (64 << 10), len(raw)
 
 
 class OutOfOrderWriterHub(Hub):
