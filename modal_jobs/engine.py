@@ -265,8 +265,8 @@ class _ModelFiles:
         cancel = self.cancel
 
         def counted(n: int) -> None:
-            # A stop ends a plain HTTP transfer at its next chunk, raised on our own thread. Never inside
-            # hf_xet's progress callback (another thread): there it would only print a traceback.
+            # A stop ends a plain HTTP transfer at its next report (a block, or 0.1 s), raised on our own thread.
+            # Never inside hf_xet's progress callback (another thread): there it would only print a traceback.
             if cancel.is_set() and threading.current_thread().name.startswith(FETCH_THREADS):
                 raise Cancelled
             count(n)
