@@ -12,8 +12,8 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,14 +40,18 @@ from modal_jobs.progress import ByteCallback, ModelProgress
 from modal_jobs.publish import publish_model
 from modal_jobs.store import LocalStore, held_model
 from modal_jobs.summary import human_bytes
+from modal_jobs.waits import run_parallel, stop_if
 
 log = logging.getLogger("modal_jobs")
 
 # File transfers in flight at once, shared by every model of a run.
 DOWNLOAD_WORKERS = 8
 FETCH_THREADS = "fetch"
-# Models worked on at once on a local target: one stuck model does not hold up the others.
+# Models worked on at once on a local target, at most. The next one starts when those running have heard
+# no byte for QUIET_SECONDS: one model at a time while bytes flow (more at once only costs CPU, measured
+# in docs/performance.md), yet one stuck model does not hold up the others.
 MODEL_WORKERS = 3
+QUIET_SECONDS = 2.0
 # Below this, reading the file back costs less than following its transfer.
 STREAM_HASH_MIN_BYTES = 8 << 20
 
@@ -73,13 +77,18 @@ def apply_models(
         return outcomes
     transfers = ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS, thread_name_prefix=FETCH_THREADS)
     models = ThreadPoolExecutor(max_workers=min(MODEL_WORKERS, len(started)), thread_name_prefix="model")
-    futures = {models.submit(apply_model, p, target, hub, cancel, transfers, publish): p for p in started}
-    pending = set(futures)
+    waiting = list(started)
+    running: dict[Future[Outcome], tuple[ModelPlan, Pulse]] = {}
+    finished: dict[str, Outcome] = {}
     try:
-        while pending:
-            _done, pending = wait(pending, timeout=0.2)
-            _stop_if(cancel)
-        outcomes.update((futures[f].name, f.result()) for f in futures)
+        while waiting or running:
+            if waiting and _may_start([pulse for _, pulse in running.values()]):
+                plan, pulse = waiting.pop(0), Pulse()
+                running[models.submit(apply_model, plan, target, hub, cancel, transfers, publish, pulse)] = plan, pulse
+            done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            finished.update((running.pop(f)[0].name, f.result()) for f in done)
+            stop_if(cancel)
+        outcomes.update((plan.name, finished[plan.name]) for plan in started)
         return outcomes
     except Cancelled:
         cancel.set()
@@ -94,6 +103,21 @@ def apply_models(
         transfers.shutdown(wait=not stopping, cancel_futures=True)
 
 
+class Pulse:
+    """When a model last heard a byte: models start one after another while bytes flow."""
+
+    def __init__(self) -> None:
+        self.heard = time.monotonic()
+
+    def beat(self) -> None:
+        self.heard = time.monotonic()
+
+
+def _may_start(running: Sequence[Pulse]) -> bool:
+    quiet_since = time.monotonic() - QUIET_SECONDS
+    return len(running) < MODEL_WORKERS and all(pulse.heard <= quiet_since for pulse in running)
+
+
 def _claim_space(work: Sequence[ModelPlan], target: Path) -> tuple[list[ModelPlan], dict[str, Outcome]]:
     """The plans that fit on the disk (`fitting` decides), and a failed outcome for each that does not."""
     # Where links are refused, linked files are copies: they take space too.
@@ -106,7 +130,13 @@ def _claim_space(work: Sequence[ModelPlan], target: Path) -> tuple[list[ModelPla
 
 
 def apply_model(
-    plan: ModelPlan, target: Path, hub: Hub, cancel: threading.Event, transfers: Executor, publish: bool = True
+    plan: ModelPlan,
+    target: Path,
+    hub: Hub,
+    cancel: threading.Event,
+    transfers: Executor,
+    publish: bool = True,
+    pulse: Pulse | None = None,
 ) -> Outcome:
     """Write one model's new revision beside the current one, then (`publish`) make it current in one step.
 
@@ -126,7 +156,7 @@ def apply_model(
                 f"{model_dir} is a symlink; the cache writes only real directories inside the target: "
                 "replace the link with a directory"
             )
-        _stop_if(cancel)
+        stop_if(cancel)
         state = progress(plan, held_model(target, plan.name))
         if not isinstance(state, Progress):
             raise ModelFailed(state)
@@ -134,7 +164,7 @@ def apply_model(
             log.info("%s: revision %s is current already; nothing to do", plan.repo_id, plan.revision)
         elif state is Progress.START:
             staging = True
-            _stage(plan, model_dir, work, hub, cancel, transfers)
+            _stage(plan, model_dir, work, hub, cancel, transfers, pulse or Pulse())
         if publish:
             publish_model(plan, LocalStore(target))
         return Outcome(seconds=time.monotonic() - started)
@@ -151,7 +181,7 @@ def apply_model(
 
 
 def _stage(
-    plan: ModelPlan, model_dir: Path, work: Path, hub: Hub, cancel: threading.Event, transfers: Executor
+    plan: ModelPlan, model_dir: Path, work: Path, hub: Hub, cancel: threading.Event, transfers: Executor, pulse: Pulse
 ) -> None:
     """The plan's revision made complete beside the current one, its manifest last; no reader looks at it yet."""
     work.mkdir(parents=True, exist_ok=True)
@@ -160,15 +190,15 @@ def _stage(
     # Once, before the workers start: two files of one folder must not race to clear a file standing in its place.
     make_parents(work, [*plan.fetch, *plan.check, *(record for record, _ in plan.link)])
     _link_from_revisions(plan, model_dir, work, cancel)
-    fetch_and_verify(plan, work, hub, cancel, transfers)
-    _stop_if(cancel)
+    fetch_and_verify(plan, work, hub, cancel, transfers, pulse)
+    stop_if(cancel)
     _complete(plan, work)
 
 
 def _link_from_revisions(plan: ModelPlan, model_dir: Path, work: Path, cancel: threading.Event) -> None:
     """The files the plan takes from the revisions already on the target, without the network."""
     for record, source in plan.link:
-        _stop_if(cancel)
+        stop_if(cancel)
         clear_path(work, record.path)
         link_or_copy(model_dir / source, work / record.path)
     if plan.link:
@@ -195,17 +225,14 @@ def _discard_partial_files(model_dir: Path) -> None:
         remove_downloader_state(model_dir)
 
 
-def _stop_if(cancel: threading.Event) -> None:
-    if cancel.is_set():
-        raise Cancelled
-
-
-def fetch_and_verify(plan: ModelPlan, model_dir: Path, hub: Hub, cancel: threading.Event, transfers: Executor) -> None:
+def fetch_and_verify(
+    plan: ModelPlan, model_dir: Path, hub: Hub, cancel: threading.Event, transfers: Executor, pulse: Pulse
+) -> None:
     """Bring every file of the plan to its verified state; raise ModelFailed naming the files that failed."""
     with ModelProgress(plan.repo_id, plan.fetch_bytes, len(plan.fetch), len(plan.check)) as progress:
-        files = _ModelFiles(plan, model_dir, hub, cancel, progress)
+        files = _ModelFiles(plan, model_dir, hub, cancel, progress, pulse)
         # Files already present are hashed alongside the transfers rather than before them.
-        jobs = [(r, False) for r in plan.fetch] + [(r, True) for r in plan.check]
+        jobs = [(r.path, (r, False)) for r in plan.fetch] + [(r.path, (r, True)) for r in plan.check]
         run_parallel(jobs, lambda job: files.settle(*job), transfers, cancel)
 
 
@@ -218,10 +245,11 @@ class _ModelFiles:
     hub: Hub
     cancel: threading.Event
     progress: ModelProgress
+    pulse: Pulse
 
     def settle(self, record: FileRecord, present: bool) -> None:
         """Check a present file; fetch it when absent or damaged, and once more if the fetched copy fails its check."""
-        _stop_if(self.cancel)
+        stop_if(self.cancel)
         plan, model_dir = self.plan, self.model_dir
         if present:
             found = check_file(model_dir, record)
@@ -233,7 +261,7 @@ class _ModelFiles:
             )
             self.progress.expect(record.size)
         for attempt in (1, 2):
-            _stop_if(self.cancel)
+            stop_if(self.cancel)
             clear_path(model_dir, record.path)
             problem = check_file(model_dir, record, self.download(record))
             if problem is None:
@@ -262,42 +290,14 @@ class _ModelFiles:
 
     def _counter(self, record: FileRecord) -> ByteCallback:
         count = self.progress.file_counter(record.size)
-        cancel = self.cancel
+        cancel, beat = self.cancel, self.pulse.beat
 
         def counted(n: int) -> None:
             # A stop ends a plain HTTP transfer at its next report (a block, or 0.1 s), raised on our own thread.
             # Never inside hf_xet's progress callback (another thread): there it would only print a traceback.
             if cancel.is_set() and threading.current_thread().name.startswith(FETCH_THREADS):
                 raise Cancelled
+            beat()
             count(n)
 
         return counted
-
-
-def run_parallel(
-    items: Iterable[tuple[FileRecord, bool]],
-    work: Callable[[tuple[FileRecord, bool]], None],
-    pool: Executor,
-    cancel: threading.Event,
-) -> None:
-    """Run `work` over items on a (shared) pool; wake often enough to notice `cancel`; collect failures."""
-    failures: list[str] = []
-    futures: dict[Future[None], str] = {pool.submit(work, item): item[0].path for item in items}
-    pending = set(futures)
-    try:
-        while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
-            for future in done:
-                exc = future.exception()
-                if isinstance(exc, Cancelled):
-                    cancel.set()
-                elif isinstance(exc, ModelFailed):
-                    failures.append(f"{futures[future]}: {exc}")
-                elif exc is not None:
-                    failures.append(f"{futures[future]}: {type(exc).__name__}: {exc}")
-            _stop_if(cancel)
-    finally:
-        for future in pending:
-            future.cancel()  # not started yet: never starts; in flight: notices `cancel` at its next step
-    if failures:
-        raise ModelFailed(f"{len(failures)} file(s) failed: {shorten(failures)}")

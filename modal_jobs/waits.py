@@ -7,11 +7,12 @@ looking at `cancel` every `POLL_SECONDS`, so a stop never waits on a request the
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 from modal_jobs.errors import Cancelled, ModelFailed
+from modal_jobs.messages import shorten
 
 # Models resolved against the Hub at once while planning.
 RESOLVE_WORKERS = 4
@@ -41,6 +42,32 @@ def waiting(call: Callable[[], T], cancel: threading.Event) -> T:
         return _result(pool.submit(call), cancel)
     finally:
         pool.shutdown(wait=False)
+
+
+def run_parallel(
+    jobs: Iterable[tuple[str, T]], work: Callable[[T], None], pool: Executor, cancel: threading.Event
+) -> None:
+    """`work` on each job on a shared pool, noticing `cancel` as `gather` does; ModelFailed names what failed."""
+    failures: list[str] = []
+    futures = {pool.submit(work, item): label for label, item in jobs}
+    pending = set(futures)
+    try:
+        while pending:
+            done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_EXCEPTION)
+            for future in done:
+                exc = future.exception()
+                if isinstance(exc, Cancelled):
+                    cancel.set()
+                elif isinstance(exc, ModelFailed):
+                    failures.append(f"{futures[future]}: {exc}")
+                elif exc is not None:
+                    failures.append(f"{futures[future]}: {type(exc).__name__}: {exc}")
+            stop_if(cancel)
+    finally:
+        for future in pending:
+            future.cancel()  # not started yet: never starts; in flight: notices `cancel` at its next step
+    if failures:
+        raise ModelFailed(f"{len(failures)} file(s) failed: {shorten(failures)}")
 
 
 def stop_if(cancel: threading.Event) -> None:

@@ -135,6 +135,19 @@ def test_a_file_served_wrong_is_fetched_again_then_fails_the_model(cli: Cli, rep
     assert not (unfinished / "extra.safetensors").exists()
 
 
+def test_models_are_fetched_one_after_another_while_their_bytes_flow(cli: Cli, repos: Repos, target: Path):
+    """The next model starts when the one before it is done: more at once only shares the same cores and link
+    (docs/performance.md). One that goes quiet does not hold up the rest (test_field_failures' stalled transfer)."""
+    cli.hub.throttle(4_000_000)  # each model's bytes flow for most of a second, a report every 0.1 s
+    result = cli("download")
+    assert result.returncode == 0, result.stderr
+    order = [r.repo_id for r in cli.hub.requests if r.kind == "resolve"]
+    assert set(order) == {BIG, SMALL, TOKENIZER}
+    assert order == sorted(order, key=[BIG, SMALL, TOKENIZER].index), order
+    for repo_id in (BIG, SMALL, TOKENIZER):
+        assert_complete(target, repo_id, repos.files[repo_id])
+
+
 def test_killed_run_leaves_model_incomplete_and_next_run_finishes_it(cli: Cli, repos: Repos, target: Path):
     cli.hub.throttle(400_000)
     process = subprocess.Popen(
