@@ -27,7 +27,7 @@ FOLLOW_WAIT = 0.05
 
 
 class Digest(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes | memoryview, /) -> None: ...
 
     def hexdigest(self) -> str: ...
 
@@ -153,15 +153,17 @@ class StreamingHash:
         fd = self._open_incomplete()
         if fd is None:
             return
+        # One buffer for every block: a new 1 MiB object per read cost a page fault per 4 KiB (150 000 for 1.5 GB).
+        block = memoryview(bytearray(READ_BLOCK))
         try:
             self._inode = os.fstat(fd).st_ino
             while self._read < self.record.size:
                 # Cleared before reading: a report that lands while this block is read wakes the next wait.
                 self._more.clear()
-                block = os.pread(fd, min(READ_BLOCK, self.record.size - self._read), self._read)
-                if block:
-                    self._digest.update(block)
-                    self._read += len(block)
+                n = os.preadv(fd, [block[: self.record.size - self._read]], self._read)
+                if n:
+                    self._digest.update(block[:n])
+                    self._read += n
                 elif self._done.is_set() and not os.pread(fd, 1, self._read):
                     return  # the transfer ended short of the size: the file will be read again
                 else:

@@ -175,15 +175,17 @@ def test_the_follower_reads_when_the_downloader_reports_bytes_not_by_polling(
     folder.mkdir(parents=True)
     incomplete = folder / f"weights.{record.hash.split(':')[1]}.0000beef.incomplete"
     empty_reads: list[int] = []  # offsets where the follower found no more bytes, and so went to wait
+    buffers_used: set[int] = set()
 
-    def pread(fd: int, size: int, offset: int) -> bytes:
-        data = real_pread(fd, size, offset)
-        if not data:
+    def preadv(fd: int, buffers: list[memoryview], offset: int) -> int:
+        n = real_preadv(fd, buffers, offset)
+        buffers_used.add(id(buffers[0].obj))
+        if not n:
             empty_reads.append(offset)
-        return data
+        return n
 
-    real_pread = os.pread
-    monkeypatch.setattr(os, "pread", pread)  # the follower reads through os.pread
+    real_preadv = os.preadv
+    monkeypatch.setattr(os, "preadv", preadv)  # the follower reads through os.preadv, into one buffer
     with incomplete.open("wb") as f, StreamingHash(tmp_path, record) as streamed:
         f.write(content[: 3 * block])
         f.flush()
@@ -197,6 +199,7 @@ def test_the_follower_reads_when_the_downloader_reports_bytes_not_by_polling(
         wait_until(lambda: streamed._read == 4 * block)
     incomplete.replace(tmp_path / WEIGHTS)
     assert streamed.result(tmp_path / WEIGHTS) == record.hash
+    assert len(buffers_used) == 1, "a new buffer per block costs a page fault per 4 KiB of it"
 
 
 def wait_until(condition: Callable[[], bool]) -> None:
