@@ -38,6 +38,7 @@ from modal_jobs.model_dir import FileRecord, new_manifest, revision_dir
 from modal_jobs.outcome import Outcome
 from modal_jobs.progress import ByteCallback, ModelProgress
 from modal_jobs.publish import publish_model
+from modal_jobs.pulse import Pulse, may_start
 from modal_jobs.store import LocalStore, held_model
 from modal_jobs.summary import human_bytes
 from modal_jobs.waits import run_parallel, stop_if
@@ -47,11 +48,9 @@ log = logging.getLogger("modal_jobs")
 # File transfers in flight at once, shared by every model of a run.
 DOWNLOAD_WORKERS = 8
 FETCH_THREADS = "fetch"
-# Models worked on at once on a local target, at most. The next one starts when those running have heard
-# no byte for QUIET_SECONDS: one model at a time while bytes flow (more at once only costs CPU, measured
-# in docs/performance.md), yet one stuck model does not hold up the others.
+# Models worked on at once on a local target, at most; the next one starts when those running receive no
+# more bytes (`pulse`): one stuck model does not hold up the others.
 MODEL_WORKERS = 3
-QUIET_SECONDS = 2.0
 # Below this, reading the file back costs less than following its transfer.
 STREAM_HASH_MIN_BYTES = 8 << 20
 
@@ -82,7 +81,7 @@ def apply_models(
     finished: dict[str, Outcome] = {}
     try:
         while waiting or running:
-            if waiting and _may_start([pulse for _, pulse in running.values()]):
+            if waiting and may_start([pulse for _, pulse in running.values()], MODEL_WORKERS):
                 plan, pulse = waiting.pop(0), Pulse()
                 running[models.submit(apply_model, plan, target, hub, cancel, transfers, publish, pulse)] = plan, pulse
             done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -101,21 +100,6 @@ def apply_models(
         stopping = cancel.is_set()
         models.shutdown(wait=not stopping, cancel_futures=True)
         transfers.shutdown(wait=not stopping, cancel_futures=True)
-
-
-class Pulse:
-    """When a model last heard a byte: models start one after another while bytes flow."""
-
-    def __init__(self) -> None:
-        self.heard = time.monotonic()
-
-    def beat(self) -> None:
-        self.heard = time.monotonic()
-
-
-def _may_start(running: Sequence[Pulse]) -> bool:
-    quiet_since = time.monotonic() - QUIET_SECONDS
-    return len(running) < MODEL_WORKERS and all(pulse.heard <= quiet_since for pulse in running)
 
 
 def _claim_space(work: Sequence[ModelPlan], target: Path) -> tuple[list[ModelPlan], dict[str, Outcome]]:
@@ -277,7 +261,8 @@ class _ModelFiles:
         assert entry is not None and commit is not None
         counted = self._counter(record)
         if record.size < STREAM_HASH_MIN_BYTES:
-            self.hub.download(entry, commit, record.path, self.model_dir, counted)
+            with self.pulse.transfer():
+                self.hub.download(entry, commit, record.path, self.model_dir, counted)
             return None
         with StreamingHash(self.model_dir, record) as streamed:
 
@@ -285,7 +270,8 @@ class _ModelFiles:
                 streamed.saw(n)
                 counted(n)
 
-            self.hub.download(entry, commit, record.path, self.model_dir, seen)
+            with self.pulse.transfer():
+                self.hub.download(entry, commit, record.path, self.model_dir, seen)
         return streamed.result(self.model_dir / record.path)
 
     def _counter(self, record: FileRecord) -> ByteCallback:
@@ -293,11 +279,13 @@ class _ModelFiles:
         cancel, beat = self.cancel, self.pulse.beat
 
         def counted(n: int) -> None:
-            # A stop ends a plain HTTP transfer at its next report (a block, or 0.1 s), raised on our own thread.
-            # Never inside hf_xet's progress callback (another thread): there it would only print a traceback.
-            if cancel.is_set() and threading.current_thread().name.startswith(FETCH_THREADS):
-                raise Cancelled
-            beat()
+            # A report on our own thread is a plain HTTP transfer's (hf_xet reports from a thread of its own).
+            if threading.current_thread().name.startswith(FETCH_THREADS):
+                # A stop ends it at its next report (a block, or 0.1 s). Never inside hf_xet's progress
+                # callback: there it would only print a traceback.
+                if cancel.is_set():
+                    raise Cancelled
+                beat()
             count(n)
 
         return counted

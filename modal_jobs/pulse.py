@@ -1,0 +1,55 @@
+"""When the next model of a local run starts: once those running receive no more bytes through Python.
+
+A plain HTTP transfer runs in Python, 64 KiB a read: on two cores, three models' transfers at once
+cost more CPU per byte than one model's, and the run ends later (docs/performance.md). So a model
+holds the next one back while its plain HTTP transfers report bytes. hf_xet's transfers run outside
+Python and report from threads of their own: they hold nothing back, and three models at once fill
+the pauses between their requests. A model stops holding the next one back when its transfers are
+over (its last hashes run beside the next model's transfers), or after `QUIET_SECONDS` without a
+byte: one stuck model does not hold up the others.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+# Bytes that flow are reported at least every 0.1 s (`progress.REPORT_SECONDS`).
+QUIET_SECONDS = 0.3
+
+
+class Pulse:
+    """One model's transfers, as the next model's start sees them."""
+
+    def __init__(self) -> None:
+        self.heard = time.monotonic()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._begun = False
+
+    def beat(self) -> None:
+        """A plain HTTP transfer of the model reported bytes."""
+        self.heard = time.monotonic()
+
+    @contextmanager
+    def transfer(self) -> Iterator[None]:
+        with self._lock:
+            self._in_flight += 1
+            self._begun = True
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def receiving(self, now: float) -> bool:
+        # Before its first transfer the model is making room and linking: it is about to receive.
+        return (self._in_flight > 0 or not self._begun) and now - self.heard < QUIET_SECONDS
+
+
+def may_start(running: Sequence[Pulse], limit: int) -> bool:
+    """Whether another model may start beside those running (at most `limit` at once)."""
+    now = time.monotonic()
+    return len(running) < limit and not any(pulse.receiving(now) for pulse in running)
