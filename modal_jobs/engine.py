@@ -58,7 +58,7 @@ STREAM_HASH_MIN_BYTES = 8 << 20
 def apply_models(
     plans: Sequence[ModelPlan], target: Path, hub: Hub, cancel: threading.Event, *, publish: bool = True
 ) -> dict[str, Outcome]:
-    """Carry out the FETCH and REPAIR plans, a few models at a time over one shared pool of file workers.
+    """Carry out the FETCH and REPAIR plans over one shared pool of file workers, models started as `pulse` allows.
 
     `publish=False` (a container on the volume): each revision is left complete, its pointer not moved.
 
