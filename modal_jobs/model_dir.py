@@ -132,8 +132,15 @@ def safe_relative_path(path: object, source: str = "the Hub") -> str:
     return path
 
 
+# Records already checked, by their exact fields: `list` meets each file twice, in the lock and in its manifest.
+_CHECKED: dict[tuple[str, int, str], FileRecord] = {}
+
+
 def checked_record(path: object, size: object, hash_: object, source: str = "the Hub") -> FileRecord:
     """A file record whose every field has the shape the Hub gives: a safe path, a byte count, a known hash."""
+    # By exact types: True equals 1, and is no byte count.
+    if type(path) is str and type(size) is int and type(hash_) is str and (path, size, hash_) in _CHECKED:
+        return _CHECKED[path, size, hash_]
     checked = safe_relative_path(path, source)
     if type(size) is not int or size < 0:  # not bool, which is an int
         raise UntrustedRecord(f"size {size!r} of {checked!r} from {source} is not a number of bytes")
@@ -141,7 +148,8 @@ def checked_record(path: object, size: object, hash_: object, source: str = "the
         raise UntrustedRecord(
             f"hash {hash_!r} of {checked!r} from {source} is neither sha256:<64 hex> nor git-sha1:<40 hex>"
         )
-    return FileRecord(checked, size, hash_)
+    record = _CHECKED[checked, size, hash_] = FileRecord(checked, size, hash_)
+    return record
 
 
 def parse_manifest(data: bytes, where: str) -> Manifest | None:

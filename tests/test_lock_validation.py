@@ -18,7 +18,7 @@ import pytest
 
 from modal_jobs import models_lock
 from modal_jobs.errors import ModelListError
-from modal_jobs.model_dir import FileRecord, set_digest
+from modal_jobs.model_dir import FileRecord, UntrustedRecord, checked_record, set_digest
 from modal_jobs.models_lock import LockedModel, ModelsLock
 from modal_jobs.reader import model_path
 from tests.conftest import MODEL_LIST, SMALL, TOKENIZER, Cli, Repos, rows_by_repo
@@ -125,6 +125,16 @@ SHAPES = {
 }
 PATHS = ["../../Victim/keep.txt", "/etc/passwd", "sub\\x.json", "a//b", "./a", "a/../../b", ""]
 RESERVED = [".model-cache.json", ".revisions/x/y", ".current.json", ".cache/huggingface/x", ".model-cache.damaged"]
+
+
+def test_a_record_checked_before_vouches_only_for_the_same_fields_of_the_same_types():
+    """Passed records are remembered (`list` meets each file twice, in the lock and in its manifest), by fields
+    of their exact types: True equals 1 and 1.0 equals 1, and neither is a byte count."""
+    passed = checked_record("config.json", 1, CONFIG.hash)
+    assert checked_record("config.json", 1, CONFIG.hash, source="the lock") is passed
+    for size in (True, 1.0):
+        with pytest.raises(UntrustedRecord, match=f"size {size!r} of 'config.json' from the lock is not a number"):
+            checked_record("config.json", size, CONFIG.hash, source="the lock")
 
 
 @pytest.mark.parametrize("case", sorted(SHAPES))
