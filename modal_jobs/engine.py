@@ -41,7 +41,7 @@ from modal_jobs.publish import publish_model
 from modal_jobs.pulse import Pulse, may_start
 from modal_jobs.store import LocalStore, held_model
 from modal_jobs.summary import human_bytes
-from modal_jobs.waits import run_parallel, stop_if
+from modal_jobs.waits import POLL_SECONDS, run_parallel, stop_if
 
 log = logging.getLogger("modal_jobs")
 
@@ -81,10 +81,10 @@ def apply_models(
     finished: dict[str, Outcome] = {}
     try:
         while waiting or running:
-            if waiting and may_start([pulse for _, pulse in running.values()], MODEL_WORKERS):
+            if waiting and may_start([pulse for _, pulse in running.values()], MODEL_WORKERS, time.monotonic()):
                 plan, pulse = waiting.pop(0), Pulse()
                 running[models.submit(apply_model, plan, target, hub, cancel, transfers, publish, pulse)] = plan, pulse
-            done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            done, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
             finished.update((running.pop(f)[0].name, f.result()) for f in done)
             stop_if(cancel)
         outcomes.update((plan.name, finished[plan.name]) for plan in started)
@@ -119,8 +119,8 @@ def apply_model(
     hub: Hub,
     cancel: threading.Event,
     transfers: Executor,
-    publish: bool = True,
-    pulse: Pulse | None = None,
+    publish: bool,
+    pulse: Pulse,
 ) -> Outcome:
     """Write one model's new revision beside the current one, then (`publish`) make it current in one step.
 
@@ -148,7 +148,7 @@ def apply_model(
             log.info("%s: revision %s is current already; nothing to do", plan.repo_id, plan.revision)
         elif state is Progress.START:
             staging = True
-            _stage(plan, model_dir, work, hub, cancel, transfers, pulse or Pulse())
+            _stage(plan, model_dir, work, hub, cancel, transfers, pulse)
         if publish:
             publish_model(plan, LocalStore(target))
         return Outcome(seconds=time.monotonic() - started)

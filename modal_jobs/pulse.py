@@ -6,7 +6,8 @@ holds the next one back while its plain HTTP transfers report bytes. hf_xet's tr
 Python and report from threads of their own: they hold nothing back, and three models at once fill
 the pauses between their requests. A model stops holding the next one back when its transfers are
 over (its last hashes run beside the next model's transfers), or after `QUIET_SECONDS` without a
-byte: one stuck model does not hold up the others.
+byte since a transfer began or last reported: one stuck model does not hold up the others, and a
+trickle slower than one read per `QUIET_SECONDS` lets the next model start beside it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-# Bytes that flow are reported at least every 0.1 s (`progress.REPORT_SECONDS`).
+# While reads arrive, they are reported at most `progress.REPORT_SECONDS` (0.1 s) apart.
 QUIET_SECONDS = 0.3
 
 
@@ -35,9 +36,11 @@ class Pulse:
 
     @contextmanager
     def transfer(self) -> Iterator[None]:
+        """One file's transfer: the wait for its first byte counts as receiving, as its bytes do."""
         with self._lock:
             self._in_flight += 1
             self._begun = True
+            self.heard = time.monotonic()
         try:
             yield
         finally:
@@ -49,7 +52,6 @@ class Pulse:
         return (self._in_flight > 0 or not self._begun) and now - self.heard < QUIET_SECONDS
 
 
-def may_start(running: Sequence[Pulse], limit: int) -> bool:
-    """Whether another model may start beside those running (at most `limit` at once)."""
-    now = time.monotonic()
+def may_start(running: Sequence[Pulse], limit: int, now: float) -> bool:
+    """Whether another model may start beside those running (at most `limit` at once), at `now` (monotonic)."""
     return len(running) < limit and not any(pulse.receiving(now) for pulse in running)

@@ -1,7 +1,8 @@
 """Waiting for the Hub or the target while the run can still be stopped.
 
-Every request that gathers facts goes through `gather` or `waiting`: the calling thread only waits,
-looking at `cancel` every `POLL_SECONDS`, so a stop never waits on a request the Hub holds open.
+Every request that gathers facts goes through `gather` or `waiting`, and the writer's file jobs
+through `run_parallel`: the calling thread only waits, looking at `cancel` every `POLL_SECONDS`, so
+a stop never waits on a request the Hub holds open.
 """
 
 from __future__ import annotations

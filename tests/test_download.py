@@ -136,8 +136,8 @@ def test_a_file_served_wrong_is_fetched_again_then_fails_the_model(cli: Cli, rep
 
 
 def test_models_are_fetched_one_after_another_while_their_bytes_flow(cli: Cli, repos: Repos, target: Path):
-    """The next model starts when the one before it is done: more at once only shares the same cores and link
-    (docs/performance.md). One that goes quiet does not hold up the rest (test_field_failures' stalled transfer)."""
+    """While a model's plain HTTP bytes flow, the next one waits: more at once only shares the same cores and
+    link (docs/performance.md). One that goes quiet does not hold up the rest (test_field_failures' stall)."""
     cli.hub.throttle(4_000_000)  # each model's bytes flow for most of a second, a report every 0.1 s
     result = cli("download")
     assert result.returncode == 0, result.stderr

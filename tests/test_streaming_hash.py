@@ -175,11 +175,11 @@ def test_the_follower_reads_when_the_downloader_reports_bytes_not_by_polling(
     folder.mkdir(parents=True)
     incomplete = folder / f"weights.{record.hash.split(':')[1]}.0000beef.incomplete"
     empty_reads: list[int] = []  # offsets where the follower found no more bytes, and so went to wait
-    buffers_used: set[int] = set()
+    buffers_used: list[object] = []  # kept alive: a freed buffer's id could be taken by the next one
 
     def preadv(fd: int, buffers: list[memoryview], offset: int) -> int:
         n = real_preadv(fd, buffers, offset)
-        buffers_used.add(id(buffers[0].obj))
+        buffers_used.append(buffers[0].obj)
         if not n:
             empty_reads.append(offset)
         return n
@@ -199,7 +199,7 @@ def test_the_follower_reads_when_the_downloader_reports_bytes_not_by_polling(
         wait_until(lambda: streamed._read == 4 * block)
     incomplete.replace(tmp_path / WEIGHTS)
     assert streamed.result(tmp_path / WEIGHTS) == record.hash
-    assert len(buffers_used) == 1, "a new buffer per block costs a page fault per 4 KiB of it"
+    assert all(b is buffers_used[0] for b in buffers_used), "a new buffer per block costs a page fault per 4 KiB"
 
 
 def wait_until(condition: Callable[[], bool]) -> None:
