@@ -78,16 +78,14 @@ def apply_models(
     models = ThreadPoolExecutor(max_workers=min(MODEL_WORKERS, len(started)), thread_name_prefix="model")
     waiting = list(started)
     running: dict[Future[Outcome], tuple[ModelPlan, Pulse]] = {}
-    finished: dict[str, Outcome] = {}
     try:
         while waiting or running:
             if waiting and may_start([pulse for _, pulse in running.values()], MODEL_WORKERS, time.monotonic()):
                 plan, pulse = waiting.pop(0), Pulse()
                 running[models.submit(apply_model, plan, target, hub, cancel, transfers, publish, pulse)] = plan, pulse
             done, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-            finished.update((running.pop(f)[0].name, f.result()) for f in done)
+            outcomes.update((running.pop(f)[0].name, f.result()) for f in done)
             stop_if(cancel)
-        outcomes.update((plan.name, finished[plan.name]) for plan in started)
         return outcomes
     except Cancelled:
         cancel.set()
@@ -257,12 +255,9 @@ class _ModelFiles:
 
     def download(self, record: FileRecord) -> str | None:
         """Download one file; for a large one, also its hash, taken as the bytes arrived."""
-        entry, commit = self.plan.entry, self.plan.commit
-        assert entry is not None and commit is not None
         counted = self._counter(record)
         if record.size < STREAM_HASH_MIN_BYTES:
-            with self.pulse.transfer():
-                self.hub.download(entry, commit, record.path, self.model_dir, counted)
+            self._transfer(record, counted)
             return None
         with StreamingHash(self.model_dir, record) as streamed:
 
@@ -270,9 +265,14 @@ class _ModelFiles:
                 streamed.saw(n)
                 counted(n)
 
-            with self.pulse.transfer():
-                self.hub.download(entry, commit, record.path, self.model_dir, seen)
+            self._transfer(record, seen)
         return streamed.result(self.model_dir / record.path)
+
+    def _transfer(self, record: FileRecord, on_bytes: ByteCallback) -> None:
+        entry, commit = self.plan.entry, self.plan.commit
+        assert entry is not None and commit is not None
+        with self.pulse.transfer():
+            self.hub.download(entry, commit, record.path, self.model_dir, on_bytes)
 
     def _counter(self, record: FileRecord) -> ByteCallback:
         count = self.progress.file_counter(record.size)
