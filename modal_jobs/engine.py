@@ -38,7 +38,7 @@ from modal_jobs.model_dir import FileRecord, new_manifest, revision_dir
 from modal_jobs.outcome import Outcome
 from modal_jobs.progress import ByteCallback, ModelProgress
 from modal_jobs.publish import publish_model
-from modal_jobs.pulse import Pulse, may_start
+from modal_jobs.pulse import FETCH_THREADS, Pulse, may_start, read_by_python
 from modal_jobs.store import LocalStore, held_model
 from modal_jobs.summary import human_bytes
 from modal_jobs.waits import POLL_SECONDS, run_parallel, stop_if
@@ -47,7 +47,6 @@ log = logging.getLogger("modal_jobs")
 
 # File transfers in flight at once, shared by every model of a run.
 DOWNLOAD_WORKERS = 8
-FETCH_THREADS = "fetch"
 # Models worked on at once on a local target, at most; the next one starts when those running receive no
 # more bytes (`pulse`): one stuck model does not hold up the others.
 MODEL_WORKERS = 3
@@ -279,8 +278,7 @@ class _ModelFiles:
         cancel, beat = self.cancel, self.pulse.beat
 
         def counted(n: int) -> None:
-            # A report on our own thread is a plain HTTP transfer's (hf_xet reports from a thread of its own).
-            if threading.current_thread().name.startswith(FETCH_THREADS):
+            if read_by_python():
                 # A stop ends it at its next report (a block, or 0.1 s). Never inside hf_xet's progress
                 # callback: there it would only print a traceback.
                 if cancel.is_set():

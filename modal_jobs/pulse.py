@@ -19,6 +19,15 @@ from contextlib import contextmanager
 
 # While reads arrive, they are reported at most `progress.REPORT_SECONDS` (0.1 s) apart.
 QUIET_SECONDS = 0.3
+# The engine's file workers: huggingface_hub reports a plain HTTP transfer's reads on the worker that
+# called it; hf_xet reports a Xet transfer's bytes from threads of its own.
+FETCH_THREADS = "fetch"
+
+
+def read_by_python() -> bool:
+    """Whether a byte report is made on one of the engine's file workers: a plain HTTP transfer's reads, which
+    hold the next model back (and a Xet file's last report, when huggingface_hub closes its bar)."""
+    return threading.current_thread().name.startswith(FETCH_THREADS)
 
 
 class Pulse:

@@ -165,10 +165,15 @@ class Cli:
 
 @pytest.fixture
 def cli(hub: LocalHub, model_list: Path, target: Path, tmp_path: Path) -> Cli:
+    return Cli(hub, model_list, target, cli_env(hub, tmp_path))
+
+
+def cli_env(hub: LocalHub, tmp_path: Path) -> dict[str, str]:
+    """This environment, pointed at `hub` only: no token, endpoint or cache of the caller's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODAL_", "GITHUB_"))}
     env.update(hub_env(hub, tmp_path / "hf-home"))
     env["PYTHONPATH"] = str(ROOT)
-    return Cli(hub, model_list, target, env)
+    return env
 
 
 def model_dir(target: Path, repo_id: str) -> Path:

@@ -11,9 +11,22 @@ from pathlib import Path
 
 import pytest
 
+from local_hub.server import LocalHub
 from modal_jobs.hub_errors import ANSWERED_ATTEMPTS
 from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
-from tests.conftest import BIG, SMALL, TOKENIZER, Cli, Repos, assert_complete, model_dir, rows_by_repo, tree
+from tests.conftest import (
+    BIG,
+    SMALL,
+    TOKENIZER,
+    Cli,
+    Repos,
+    assert_complete,
+    cli_env,
+    model_dir,
+    repo_files,
+    rows_by_repo,
+    tree,
+)
 
 
 def test_fresh_download_is_byte_identical_and_complete(cli: Cli, repos: Repos, target: Path):
@@ -146,6 +159,37 @@ def test_models_are_fetched_one_after_another_while_their_bytes_flow(cli: Cli, r
     assert order == sorted(order, key=[BIG, SMALL, TOKENIZER].index), order
     for repo_id in (BIG, SMALL, TOKENIZER):
         assert_complete(target, repo_id, repos.files[repo_id])
+
+
+def test_xet_transfers_do_not_hold_the_next_model_back(tmp_path: Path, model_list: Path, target: Path):
+    """A model whose weights come through Xet lets the next one start while its bytes still flow: hf_xet's
+    transfers hold nothing back (docs/performance.md); three at once fill the pauses between its requests."""
+    with LocalHub(tmp_path / "xet-hub", xet=True, chunks_per_xorb=1) as hub:  # 64 KiB xorbs, reported one by one
+        files = repo_files(BIG, 1, 3_000_000)
+        hub.commit(BIG, files)
+        hub.commit(SMALL, repo_files(SMALL, 2, 2_000_000))
+        hub.commit(TOKENIZER, repo_files(TOKENIZER, 3, 1_000_000))
+        cli = Cli(hub, model_list, target, cli_env(hub, tmp_path))
+        hub.throttle(100_000)  # per connection: the first model's bytes flow for seconds
+        process = subprocess.Popen(
+            cli.argv("download"), env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        sent_at_second_start = None
+        try:
+            deadline = time.monotonic() + 60
+            while sent_at_second_start is None and process.poll() is None and time.monotonic() < deadline:
+                if any(r.repo_id == SMALL and r.kind in ("resolve", "reconstruction") for r in list(hub.requests)):
+                    sent_at_second_start = hub.bytes_sent
+                    hub.throttle(None)  # seen: the rest at full speed
+                time.sleep(0.005)
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            process.kill()
+    assert process.returncode == 0, stderr
+    first = sum(len(data) for data in files.values())
+    assert sent_at_second_start is not None, "the second model never asked for a file while the run went on"
+    # Held back until the first model's transfers were over, it would start after all of their bytes.
+    assert sent_at_second_start < first / 2, f"{sent_at_second_start} of the first model's {first} bytes"
 
 
 def test_killed_run_leaves_model_incomplete_and_next_run_finishes_it(cli: Cli, repos: Repos, target: Path):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from modal_jobs.pulse import QUIET_SECONDS, Pulse, may_start
+from modal_jobs.pulse import FETCH_THREADS, QUIET_SECONDS, Pulse, may_start, read_by_python
 
 JUST = 0.01
 
@@ -46,3 +48,15 @@ def test_never_more_than_the_limit():
     assert may_start(quiet, 3, later)
     assert not may_start(quiet, 2, later)
     assert may_start([], 1, later)
+
+
+def test_only_reports_on_the_engines_file_workers_are_reads_by_python():
+    """huggingface_hub reads a plain HTTP body on the worker that called it; hf_xet reports from its own threads."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=FETCH_THREADS) as workers:
+        assert workers.submit(read_by_python).result()
+    seen: list[bool] = []
+    xet_like = threading.Thread(target=lambda: seen.append(read_by_python()), name="Dummy-1")
+    xet_like.start()
+    xet_like.join()
+    assert seen == [False]
+    assert not read_by_python(), "the main thread"
