@@ -135,7 +135,6 @@ class Hub:
         """Fetch one file into the model directory; the caller has cleared its path."""
         from huggingface_hub import hf_hub_download
 
-        self.api  # noqa: B018 - sets up huggingface_hub for downloads
         reports = ByteReports(on_bytes)
         self.call(
             lambda: hf_hub_download(

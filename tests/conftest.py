@@ -176,6 +176,30 @@ def cli_env(hub: LocalHub, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+# `python -m modal_jobs …` as people run it, naming on its last line of stderr the huggingface_hub modules it imported.
+IMPORT_PROBE = (
+    "import sys\n"
+    "from modal_jobs.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "print('imported:', *sorted(m for m in sys.modules if m.split('.')[0] == 'huggingface_hub'), file=sys.stderr)\n"
+    "raise SystemExit(code)\n"
+)
+
+
+def run_probed(cli: Cli, operation: str, *args: str) -> tuple[dict[str, Any], set[str], int]:
+    """The summary of one command, the huggingface_hub modules it imported, and how many requests the hub got."""
+    cli.hub.reset_counts()
+    argv = cli.argv(operation, *args, "--json")
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE, *argv[3:]], env=cli.env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    summary: dict[str, Any] = json.loads(result.stdout)
+    last = result.stderr.splitlines()[-1].split()
+    assert last[0] == "imported:", result.stderr
+    return summary, set(last[1:]), cli.hub.count()
+
+
 def model_dir(target: Path, repo_id: str) -> Path:
     """The directory a reader loads: the revision the pointer names, or the model's directory when there is none."""
     top = target / repo_id.split("/")[1]

@@ -25,6 +25,7 @@ from tests.conftest import (
     model_dir,
     repo_files,
     rows_by_repo,
+    run_probed,
     tree,
 )
 
@@ -190,6 +191,19 @@ def test_xet_transfers_do_not_hold_the_next_model_back(tmp_path: Path, model_lis
     assert sent_at_second_start is not None, "the second model never asked for a file while the run went on"
     # Held back until the first model's transfers were over, it would start after all of their bytes.
     assert sent_at_second_start < first / 2, f"{sent_at_second_start} of the first model's {first} bytes"
+
+
+def test_a_download_from_an_up_to_date_lock_fetches_without_the_hubs_api_client(cli: Cli, repos: Repos, target: Path):
+    """The lock is the plan: the files come through hf_hub_download alone. huggingface_hub's API client
+    (`hf_api`, most of its import time) is left unimported, on every run and in every container."""
+    assert cli("lock").returncode == 0
+    summary, imported, requests = run_probed(cli, "download")
+    assert {row["repo_id"]: row["status"] for row in summary["models"]} == dict.fromkeys(repos.commits, "downloaded")
+    assert "huggingface_hub.file_download" in imported
+    assert "huggingface_hub.hf_api" not in imported
+    assert requests == cli.hub.count(kind="resolve") > 0, "file requests only"
+    for repo_id in repos.commits:
+        assert_complete(target, repo_id, repos.files[repo_id])
 
 
 def test_killed_run_leaves_model_incomplete_and_next_run_finishes_it(cli: Cli, repos: Repos, target: Path):
