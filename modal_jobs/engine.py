@@ -38,7 +38,7 @@ from modal_jobs.model_dir import FileRecord, new_manifest, revision_dir
 from modal_jobs.outcome import Outcome
 from modal_jobs.progress import ByteCallback, ModelProgress
 from modal_jobs.publish import publish_model
-from modal_jobs.pulse import FETCH_THREADS, Pulse, may_start, read_by_python
+from modal_jobs.pulse import FETCH_THREADS, Pulse, may_start, on_file_worker
 from modal_jobs.store import LocalStore, held_model
 from modal_jobs.summary import human_bytes
 from modal_jobs.waits import POLL_SECONDS, run_parallel, stop_if
@@ -278,7 +278,7 @@ class _ModelFiles:
         cancel, beat = self.cancel, self.pulse.beat
 
         def counted(n: int) -> None:
-            if read_by_python():
+            if on_file_worker():
                 # A stop ends it at its next report (a block, or 0.1 s). Never inside hf_xet's progress
                 # callback: there it would only print a traceback.
                 if cancel.is_set():

@@ -3,8 +3,9 @@
 A plain HTTP transfer runs in Python, 64 KiB a read: on two cores, three models' transfers at once
 cost more CPU per byte than one model's, and the run ends later (docs/performance.md). So a model
 holds the next one back while its plain HTTP transfers report bytes. hf_xet's transfers run outside
-Python and report from threads of their own: they hold nothing back, and three models at once fill
-the pauses between their requests. A model stops holding the next one back when its transfers are
+Python and report from threads of their own, which do not count: a Xet transfer holds the next model
+back only until `QUIET_SECONDS` after it begins, and three models at once fill the pauses between
+hf_xet's requests. A model stops holding the next one back when its transfers are
 over (its last hashes run beside the next model's transfers), or after `QUIET_SECONDS` without a
 byte since a transfer began or last reported: one stuck model does not hold up the others, and a
 trickle slower than one read per `QUIET_SECONDS` lets the next model start beside it.
@@ -24,7 +25,7 @@ QUIET_SECONDS = 0.3
 FETCH_THREADS = "fetch"
 
 
-def read_by_python() -> bool:
+def on_file_worker() -> bool:
     """Whether a byte report is made on one of the engine's file workers: a plain HTTP transfer's reads, which
     hold the next model back (and a Xet file's last report, when huggingface_hub closes its bar)."""
     return threading.current_thread().name.startswith(FETCH_THREADS)

@@ -195,6 +195,7 @@ def run_probed(cli: Cli, operation: str, *args: str) -> tuple[dict[str, Any], se
     )
     assert result.returncode == 0, result.stderr
     summary: dict[str, Any] = json.loads(result.stdout)
+    assert result.stderr, "the probe prints its last line on stderr"
     last = result.stderr.splitlines()[-1].split()
     assert last[0] == "imported:", result.stderr
     return summary, set(last[1:]), cli.hub.count()

@@ -163,15 +163,21 @@ def test_models_are_fetched_one_after_another_while_their_bytes_flow(cli: Cli, r
 
 
 def test_xet_transfers_do_not_hold_the_next_model_back(tmp_path: Path, model_list: Path, target: Path):
-    """A model whose weights come through Xet lets the next one start while its bytes still flow: hf_xet's
-    transfers hold nothing back (docs/performance.md); three at once fill the pauses between its requests."""
-    with LocalHub(tmp_path / "xet-hub", xet=True, chunks_per_xorb=1) as hub:  # 64 KiB xorbs, reported one by one
-        files = repo_files(BIG, 1, 3_000_000)
+    """A model whose weights come through Xet lets the next one start while its bytes still flow: hf_xet
+    reports from threads of its own, which do not hold the next model back (docs/performance.md)."""
+    # 64 KiB xorbs, four fetched at once at 1 MB/s each, and hf_xet reporting every 50 ms: the first model's
+    # 16 MB flow for about four seconds with a report far more often than every QUIET_SECONDS, so counted
+    # as reads by Python, those reports would hold the second model back until the end.
+    with LocalHub(tmp_path / "xet-hub", xet=True, chunks_per_xorb=1) as hub:
+        files = repo_files(BIG, 1, 12_000_000)
         hub.commit(BIG, files)
         hub.commit(SMALL, repo_files(SMALL, 2, 2_000_000))
         hub.commit(TOKENIZER, repo_files(TOKENIZER, 3, 1_000_000))
-        cli = Cli(hub, model_list, target, cli_env(hub, tmp_path))
-        hub.throttle(100_000)  # per connection: the first model's bytes flow for seconds
+        env = cli_env(hub, tmp_path)
+        env["HF_XET_FIXED_DOWNLOAD_CONCURRENCY"] = "4"
+        env["HF_XET_DATA_PROGRESS_UPDATE_INTERVAL"] = "50ms"
+        cli = Cli(hub, model_list, target, env)
+        hub.throttle(1_000_000)
         process = subprocess.Popen(
             cli.argv("download"), env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
@@ -194,14 +200,13 @@ def test_xet_transfers_do_not_hold_the_next_model_back(tmp_path: Path, model_lis
 
 
 def test_a_download_from_an_up_to_date_lock_fetches_without_the_hubs_api_client(cli: Cli, repos: Repos, target: Path):
-    """The lock is the plan: the files come through hf_hub_download alone. huggingface_hub's API client
-    (`hf_api`, most of its import time) is left unimported, on every run and in every container."""
+    """The lock is the plan, so the files come through hf_hub_download alone: huggingface_hub's API client
+    (`hf_api`, about half of its import time) is never imported, here as in a container's `--locked` run."""
     assert cli("lock").returncode == 0
     summary, imported, requests = run_probed(cli, "download")
     assert {row["repo_id"]: row["status"] for row in summary["models"]} == dict.fromkeys(repos.commits, "downloaded")
-    assert "huggingface_hub.file_download" in imported
     assert "huggingface_hub.hf_api" not in imported
-    assert requests == cli.hub.count(kind="resolve") > 0, "file requests only"
+    assert requests == cli.hub.count(kind="resolve") > 0, "file requests only: no revision or tree asked"
     for repo_id in repos.commits:
         assert_complete(target, repo_id, repos.files[repo_id])
 

@@ -80,7 +80,7 @@ def test_a_stalled_transfer_fails_its_model_in_bounded_time_while_the_others_fin
     cli.hub.stall(SMALL, WEIGHTS, at=500_000)
     started_wall = time.time()
     started = time.monotonic()
-    result = cli("download", "--stall-timeout", "10", "--json", timeout=240)
+    result = cli("download", "--stall-timeout", "20", "--json", timeout=240)
     seconds = time.monotonic() - started
 
     assert result.returncode == 1, result.stderr

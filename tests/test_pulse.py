@@ -6,7 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from modal_jobs.pulse import FETCH_THREADS, QUIET_SECONDS, Pulse, may_start, read_by_python
+from modal_jobs.pulse import FETCH_THREADS, QUIET_SECONDS, Pulse, may_start, on_file_worker
 
 JUST = 0.01
 
@@ -50,13 +50,14 @@ def test_never_more_than_the_limit():
     assert may_start([], 1, later)
 
 
-def test_only_reports_on_the_engines_file_workers_are_reads_by_python():
-    """huggingface_hub reads a plain HTTP body on the worker that called it; hf_xet reports from its own threads."""
+def test_a_report_counts_only_on_a_thread_of_the_engines_file_workers():
+    """By thread name: a pool named like the engine's file workers, and a thread named as hf_xet's appear in
+    Python. That the reports come from those threads is test_download's Xet test."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=FETCH_THREADS) as workers:
-        assert workers.submit(read_by_python).result()
+        assert workers.submit(on_file_worker).result()
     seen: list[bool] = []
-    xet_like = threading.Thread(target=lambda: seen.append(read_by_python()), name="Dummy-1")
+    xet_like = threading.Thread(target=lambda: seen.append(on_file_worker()), name="Dummy-1")
     xet_like.start()
     xet_like.join()
     assert seen == [False]
-    assert not read_by_python(), "the main thread"
+    assert not on_file_worker(), "the main thread"
