@@ -5,8 +5,8 @@ Each repo is fetched with `snapshot_download` into `DIR/<name>`, one repo after 
 (planning, hashing, the manifest) is what the comparison measures.
 
 - `cache`: huggingface_hub set up exactly as the cache sets it up at start-up
-  (`modal_jobs.deadlines.set_up_huggingface_hub`: the chunk size, the read timeout, hf_xet's buffers and
-  timeouts), so that the library runs as fast as the cache lets it and not slower;
+  (`modal_jobs.deadlines.set_up_huggingface_hub`: the chunk size, the socket read size, the read timeout,
+  hf_xet's buffers and timeouts), so that the library runs as fast as the cache lets it and not slower;
 - `defaults`: the library as installed, nothing changed.
 """
 

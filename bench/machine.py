@@ -39,13 +39,14 @@ def machine_facts(run: Runner) -> dict[str, Fact]:
 # What the measured processes run with, as they see it (a PYTHONPATH copy of the package included).
 _EFFECTIVE_SETTINGS = """
 import json, pathlib, modal_jobs.engine as e, modal_jobs.deadlines as d, modal_jobs.verifying as v
-import huggingface_hub.constants as c
+import huggingface_hub.constants as c, httpcore2
 d.set_up_huggingface_hub(d.Deadlines.from_env())  # as the CLI does before a download
 print(json.dumps({
     "modal_jobs": str(pathlib.Path(e.__file__).parent),
     "download workers": getattr(e, "DOWNLOAD_WORKERS", "?"),
     "hash workers": getattr(v, "HASH_WORKERS", "?"),
     "hf download chunk": str(c.DOWNLOAD_CHUNK_SIZE),
+    "socket read": httpcore2.HTTP11Connection.READ_NUM_BYTES,
 }))
 """
 

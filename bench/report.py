@@ -280,5 +280,5 @@ def _machine_line(machine: Mapping[str, Fact]) -> str:
         return "; ".join(f"{k} {machine[k]}" for k in keys if k in machine)
 
     system = listing(("cpu", "cores", "memory", "kernel", "python", "huggingface_hub", "httpx2", "openssl", "curl"))
-    cache = listing(("modal_jobs", "commit", "download workers", "hash workers", "hf download chunk"))
+    cache = listing(("modal_jobs", "commit", "download workers", "hash workers", "hf download chunk", "socket read"))
     return f"Machine: {system}.\nCache: {cache}."

@@ -11,6 +11,7 @@ from the caller (`Hub.container_env`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -30,6 +31,11 @@ LOCAL_XET_BUFFERS = {
     "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE": str(32 << 20),
     "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT": str(128 << 20),
 }
+
+# The most a plain HTTP transfer takes from its socket in one read (httpcore's default: 64 KiB).
+# Python's work is per read: 1 MiB reads took 13-17% off a cold download's time and 0.3 CPU-s per
+# GB, the library alone the same; 4 MiB reads cost more system time (docs/performance.md).
+SOCKET_READ_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,12 @@ def set_up_huggingface_hub(deadlines: Deadlines) -> None:
     # Hand each socket read to the file as it comes. The default gathers 10 MiB per chunk and copies
     # it out: 40% of a download's CPU, and 10 MiB of memory per transfer in flight.
     huggingface_hub.constants.DOWNLOAD_CHUNK_SIZE = None  # type: ignore[assignment]
+    # ...and let each socket read take up to 1 MiB: huggingface_hub 2's HTTP client is httpx2 over httpcore2
+    # (a client without it loses only the speed; tests/test_bench.py checks that this one has it).
+    with contextlib.suppress(ImportError):
+        import httpcore2
+
+        httpcore2.HTTP11Connection.READ_NUM_BYTES = SOCKET_READ_BYTES
     # Its resume loop on a stalled body must end inside our stall deadline (see Deadlines).
     huggingface_hub.constants.HF_HUB_DOWNLOAD_TIMEOUT = deadlines.read_timeout  # type: ignore[assignment]
     # hf_xet reads its timeouts and buffer sizes from the environment when it starts; a value the person set wins.

@@ -231,6 +231,7 @@ def assert_complete(target: Path, repo_id: str, files: dict[str, bytes]) -> None
 @pytest.fixture(autouse=True)
 def huggingface_hub_set_up() -> Iterator[None]:
     """Each test starts as the CLI and the containers do (deadlines.set_up_huggingface_hub), and leaves no trace."""
+    import httpcore2
     import huggingface_hub.constants
     import huggingface_hub.file_download as file_download
 
@@ -244,6 +245,7 @@ def huggingface_hub_set_up() -> Iterator[None]:
         huggingface_hub.constants.HF_HUB_DOWNLOAD_TIMEOUT,
         list(hf_logger.handlers),
         hf_logger.propagate,
+        httpcore2.HTTP11Connection.READ_NUM_BYTES,
     )
     retried = (file_download._DEFAULT_RETRY_ON_EXCEPTIONS, file_download._DEFAULT_RETRY_ON_STATUS_CODES)  # type: ignore[attr-defined]
     set_up_huggingface_hub(Deadlines())
@@ -252,6 +254,7 @@ def huggingface_hub_set_up() -> Iterator[None]:
     huggingface_hub.constants.HF_HUB_DOWNLOAD_TIMEOUT = saved[1]
     hf_logger.handlers[:] = saved[2]
     hf_logger.propagate = saved[3]
+    httpcore2.HTTP11Connection.READ_NUM_BYTES = saved[4]
     file_download._DEFAULT_RETRY_ON_EXCEPTIONS = retried[0]  # type: ignore[attr-defined]
     file_download._DEFAULT_RETRY_ON_STATUS_CODES = retried[1]  # type: ignore[attr-defined]
     for name, value in environ.items():

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from modal_jobs.deadlines import SOCKET_READ_BYTES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -66,10 +68,11 @@ def test_quick_benchmark_reports_every_measurement(tmp_path: Path):
 
 
 def _reference_settings(settings: str) -> str:
-    """What `bench.bare_hub` hands snapshot_download: the library's chunk size and the worker count, as it sees them."""
+    """What `bench.bare_hub` hands snapshot_download: the library's chunk size, socket read size and worker count."""
     probe = (
-        "import sys, huggingface_hub, huggingface_hub.constants as c\n"
-        "huggingface_hub.snapshot_download = lambda *a, **k: print(c.DOWNLOAD_CHUNK_SIZE, k['max_workers'])\n"
+        "import sys, httpcore2, huggingface_hub, huggingface_hub.constants as c\n"
+        "huggingface_hub.snapshot_download = lambda *a, **k: print(\n"
+        "    c.DOWNLOAD_CHUNK_SIZE, httpcore2.HTTP11Connection.READ_NUM_BYTES, k['max_workers'])\n"
         "from bench.bare_hub import main\n"
         "main(sys.argv[1:])\n"
     )
@@ -85,7 +88,8 @@ def _reference_settings(settings: str) -> str:
 
 
 def test_library_reference_runs_with_the_caches_transfer_settings():
-    """A reference slower than the library can be flatters the cache: it gets the cache's chunk size and workers."""
-    assert _reference_settings("cache") == "None 8"
-    chunk, workers = _reference_settings("defaults").split()
-    assert chunk.isdigit() and workers == "8"  # the library's own chunk size, untouched
+    """A reference slower than the library can be flatters the cache: it gets the cache's chunk size, socket reads
+    and workers (the socket read size is the one a download sees, as huggingface_hub's client reads)."""
+    assert _reference_settings("cache") == f"None {SOCKET_READ_BYTES} 8"
+    chunk, read, workers = _reference_settings("defaults").split()
+    assert chunk.isdigit() and read == str(64 * 1024) and workers == "8"  # the library's own, untouched

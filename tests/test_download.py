@@ -8,10 +8,12 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from local_hub.server import LocalHub
+from modal_jobs.deadlines import SOCKET_READ_BYTES
 from modal_jobs.hub_errors import ANSWERED_ATTEMPTS
 from modal_jobs.model_dir import LOCK_NAME, MANIFEST_NAME
 from tests.conftest import (
@@ -388,3 +390,34 @@ def test_a_hub_answering_an_error_is_asked_six_times_per_file_not_more(cli: Cli,
         assert len(asked) == ANSWERED_ATTEMPTS, (path, [r.method for r in asked])
     assert f"the Hub answered HTTP {status}" in result.stderr
     assert "gave up after 6 attempts" in result.stderr
+
+
+def test_huggingface_hub_reads_a_plain_http_body_up_to_a_mebibyte_at_a_time(hub: LocalHub, tmp_path: Path):
+    """Set up as the cache sets it up, huggingface_hub takes up to 1 MiB from the socket a read, where httpcore's
+    default is 64 KiB: a transfer's Python work is per read (docs/performance.md)."""
+    from huggingface_hub import hf_hub_download
+
+    data = repo_files(BIG, 1, 8_000_000)["model.safetensors"]
+    hub.commit("org/weights", {"model.safetensors": data})
+    reads: list[int] = []
+
+    class Reads:
+        """huggingface_hub's per-file bar, reduced to the byte counts it is given: one per socket read."""
+
+        def __init__(self, **_: object) -> None:
+            pass
+
+        def __enter__(self) -> Reads:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+        def update(self, n: int = 1) -> None:
+            reads.append(n)
+
+    fetched = hf_hub_download(
+        "org/weights", "model.safetensors", local_dir=tmp_path / "out", endpoint=hub.url, tqdm_class=cast(Any, Reads)
+    )
+    assert Path(fetched).read_bytes() == data and sum(reads) == len(data)
+    assert 64 * 1024 < max(reads) <= SOCKET_READ_BYTES, sorted(reads)[-5:]
