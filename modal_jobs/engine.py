@@ -13,7 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from modal_jobs.model_dir import FileRecord, new_manifest, revision_dir
 from modal_jobs.outcome import Outcome
 from modal_jobs.progress import ByteCallback, ModelProgress
 from modal_jobs.publish import publish_model
-from modal_jobs.pulse import FETCH_THREADS, Pulse, may_start, on_file_worker
+from modal_jobs.pulse import FETCH_THREADS, Pulse, may_start, next_look, on_file_worker
 from modal_jobs.store import LocalStore, held_model
 from modal_jobs.summary import human_bytes
 from modal_jobs.waits import POLL_SECONDS, run_parallel, stop_if
@@ -77,12 +77,19 @@ def apply_models(
     models = ThreadPoolExecutor(max_workers=min(MODEL_WORKERS, len(started)), thread_name_prefix="model")
     waiting = list(started)
     running: dict[Future[Outcome], tuple[ModelPlan, Pulse]] = {}
+    look = threading.Event()  # a model ended, or its transfers are over: look again now, not at the next poll
     try:
         while waiting or running:
-            if waiting and may_start([pulse for _, pulse in running.values()], MODEL_WORKERS, time.monotonic()):
-                plan, pulse = waiting.pop(0), Pulse()
-                running[models.submit(apply_model, plan, target, hub, cancel, transfers, publish, pulse)] = plan, pulse
-            done, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            pulses, now = [pulse for _, pulse in running.values()], time.monotonic()
+            if waiting and may_start(pulses, MODEL_WORKERS, now):
+                plan, pulse = waiting.pop(0), Pulse(look)
+                future = models.submit(apply_model, plan, target, hub, cancel, transfers, publish, pulse)
+                future.add_done_callback(lambda _: look.set())
+                running[future] = plan, pulse
+                continue
+            look.wait(min(POLL_SECONDS, max(0.0, next_look(pulses, now))) if waiting else POLL_SECONDS)
+            look.clear()
+            done = [f for f in running if f.done()]
             outcomes.update((running.pop(f)[0].name, f.result()) for f in done)
             stop_if(cancel)
         return outcomes

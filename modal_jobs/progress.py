@@ -127,11 +127,12 @@ class ModelProgress:
 class ByteReports:
     """One file's byte reports from huggingface_hub, passed on a block at a time.
 
-    huggingface_hub reports every socket read (64 KiB on plain HTTP). Passing each one through the
-    counters, the hash's wake-ups and the stop check is Python work per read that none of them needs
-    (about 0.1 s of CPU for 1.5 GB, measured); a block at a time, or every `REPORT_SECONDS` when bytes
-    trickle, serves every reader of them. The first report
-    passes at once (the file exists now), a rewind at once, and what is left when the transfer ends.
+    huggingface_hub reports every socket read, often far less than the 1 MiB a read may take
+    (`deadlines.SOCKET_READ_BYTES`). Passing each one through the counters, the hash's wake-ups and the
+    stop check is Python work per read that none of them needs (about 0.1 s of CPU for 1.5 GB in 64 KiB
+    reads, measured); a block at a time, or every `REPORT_SECONDS` when bytes trickle, serves every
+    reader of them. The first report passes at once (the file exists now), a rewind at once, and what is
+    left when the transfer ends.
     """
 
     def __init__(self, on_bytes: ByteCallback) -> None:

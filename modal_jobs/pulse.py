@@ -1,14 +1,15 @@
 """When the next model of a local run starts: once those running receive no more bytes through Python.
 
-A plain HTTP transfer runs in Python, 64 KiB a read: on two cores, three models' transfers at once
-cost more CPU per byte than one model's, and the run ends later (docs/performance.md). So a model
+A plain HTTP transfer runs in Python, a socket read at a time: on two cores, three models' transfers
+at once cost more CPU per byte than one model's, and the run ends later (docs/performance.md). So a model
 holds the next one back while its plain HTTP transfers report bytes. hf_xet's transfers run outside
 Python and report from threads of their own, which do not count: a Xet transfer holds the next model
 back only until `QUIET_SECONDS` after it begins, and three models at once fill the pauses between
 hf_xet's requests. A model stops holding the next one back when its transfers are
 over (its last hashes run beside the next model's transfers), or after `QUIET_SECONDS` without a
 byte since a transfer began or last reported: one stuck model does not hold up the others, and a
-trickle slower than one read per `QUIET_SECONDS` lets the next model start beside it.
+trickle slower than one read per `QUIET_SECONDS` lets the next model start beside it. The engine is
+woken when a model's transfers are over, and looks again when a model would go quiet (`next_look`).
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ def on_file_worker() -> bool:
 class Pulse:
     """One model's transfers, as the next model's start sees them."""
 
-    def __init__(self) -> None:
+    def __init__(self, over: threading.Event | None = None) -> None:
         self.heard = time.monotonic()
         self._lock = threading.Lock()
         self._in_flight = 0
         self._begun = False
+        self._over = over  # set when the model's transfers are over: the next may start now, not at a poll
 
     def beat(self) -> None:
         """A plain HTTP transfer of the model reported bytes."""
@@ -56,6 +58,8 @@ class Pulse:
         finally:
             with self._lock:
                 self._in_flight -= 1
+                if self._in_flight == 0 and self._over is not None:
+                    self._over.set()
 
     def receiving(self, now: float) -> bool:
         # Before its first transfer the model is making room and linking: it is about to receive.
@@ -65,3 +69,8 @@ class Pulse:
 def may_start(running: Sequence[Pulse], limit: int, now: float) -> bool:
     """Whether another model may start beside those running (at most `limit` at once), at `now` (monotonic)."""
     return len(running) < limit and not any(pulse.receiving(now) for pulse in running)
+
+
+def next_look(running: Sequence[Pulse], now: float) -> float:
+    """Seconds from `now` until the first model holding the next one back would stop, hearing no more bytes."""
+    return min((pulse.heard + QUIET_SECONDS - now for pulse in running if pulse.receiving(now)), default=QUIET_SECONDS)

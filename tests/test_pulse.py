@@ -6,7 +6,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from modal_jobs.pulse import FETCH_THREADS, QUIET_SECONDS, Pulse, may_start, on_file_worker
+import pytest
+
+from modal_jobs.pulse import FETCH_THREADS, QUIET_SECONDS, Pulse, may_start, next_look, on_file_worker
 
 JUST = 0.01
 
@@ -61,3 +63,25 @@ def test_a_report_counts_only_on_a_thread_of_the_engines_file_workers():
     xet_like.join()
     assert seen == [False]
     assert not on_file_worker(), "the main thread"
+
+
+def test_a_models_last_transfer_ending_wakes_the_run_at_once():
+    """The engine looks again when it is woken, not at its next poll: the next model starts as the last
+    transfer of the one running ends (0.1 s a model sooner, on average, than a 0.2 s poll)."""
+    over = threading.Event()
+    running = Pulse(over)
+    with running.transfer():
+        with running.transfer():
+            pass
+        assert not over.is_set(), "another transfer of the model is still in flight"
+    assert over.is_set()
+
+
+def test_the_run_looks_again_when_the_first_model_holding_the_next_back_would_go_quiet():
+    early, late = Pulse(), Pulse()
+    with early.transfer(), late.transfer():
+        late.heard = early.heard + 0.1
+        assert next_look([early, late], early.heard) == pytest.approx(QUIET_SECONDS)
+        assert next_look([early, late], early.heard + 0.05) == pytest.approx(QUIET_SECONDS - 0.05)
+        assert next_look([early, late], early.heard + QUIET_SECONDS) == pytest.approx(0.1), "early is quiet now"
+    assert next_look([], early.heard) == QUIET_SECONDS
