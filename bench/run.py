@@ -127,8 +127,9 @@ def notes(settings: Settings) -> tuple[str, ...]:
         "uncompressed chunks, as the real Hub sends Qwen3-TTS's weights). curl cannot speak Xet: there the "
         "reference is huggingface_hub alone.",
         "huggingface_hub alone is `snapshot_download` of each repo in turn into a local_dir, nothing verified, "
-        "with the cache's worker count and the library set up as the cache sets it up (chunk size, read timeout, "
-        "hf_xet's buffers and timeouts); the row marked 'library defaults' changes nothing but the worker count.",
+        "with the cache's worker count and the library set up as the cache sets it up (chunk size, socket read "
+        "size, read timeout, hf_xet's buffers and timeouts); the row marked 'library defaults' changes nothing but "
+        "the worker count.",
         "The hub is not the bottleneck: 'the hub alone' is one curl writing to /dev/null from the same hub.",
         f"{settings.warmup} warm-up round(s) before each measurement dropped; rounds stop early after "
         f"{settings.budget:.0f} s.",
