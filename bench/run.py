@@ -124,8 +124,8 @@ def notes(settings: Settings) -> tuple[str, ...]:
         "The page cache is not dropped: downloads are deleted between runs, and the hub's blobs are in memory for "
         "A and B alike.",
         "Both transfer paths are measured: plain HTTP, and Xet (the hub's CAS serves the LFS files to hf_xet, "
-        "uncompressed chunks, as the real Hub sends Qwen3-TTS's weights). curl cannot speak Xet: there the "
-        "reference is huggingface_hub alone.",
+        "as the real Hub sends Qwen3-TTS's weights; its chunks are not compressed). curl cannot speak Xet: "
+        "there the reference is huggingface_hub alone.",
         "huggingface_hub alone is `snapshot_download` of each repo in turn into a local_dir, nothing verified, "
         "with the cache's worker count and the library set up as the cache sets it up (chunk size, socket read "
         "size, read timeout, hf_xet's buffers and timeouts); the row marked 'library defaults' changes nothing but "

@@ -33,8 +33,9 @@ LOCAL_XET_BUFFERS = {
 }
 
 # The most a plain HTTP transfer takes from its socket in one read (httpcore's default: 64 KiB).
-# Python's work is per read: 1 MiB reads took 13-17% off a cold download's time and 0.3 CPU-s per
-# GB, the library alone the same; 4 MiB reads cost more system time (docs/performance.md).
+# Python's work is per read: side by side, 1 MiB reads took a cold download of the benchmark's
+# workload from 3.97-4.20 s to 3.50-3.66 s (huggingface_hub alone: 3.8-4.0 s to 2.96-3.47 s);
+# 4 MiB reads cost 1.6 s more system time (docs/performance.md).
 SOCKET_READ_BYTES = 1 << 20
 
 

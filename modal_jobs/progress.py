@@ -127,8 +127,8 @@ class ModelProgress:
 class ByteReports:
     """One file's byte reports from huggingface_hub, passed on a block at a time.
 
-    huggingface_hub reports every socket read, often far less than the 1 MiB a read may take
-    (`deadlines.SOCKET_READ_BYTES`). Passing each one through the counters, the hash's wake-ups and the
+    huggingface_hub reports every socket read, of up to 1 MiB (`deadlines.SOCKET_READ_BYTES`), and of
+    far less when bytes come slowly. Passing each one through the counters, the hash's wake-ups and the
     stop check is Python work per read that none of them needs (about 0.1 s of CPU for 1.5 GB in 64 KiB
     reads, measured); a block at a time, or every `REPORT_SECONDS` when bytes trickle, serves every
     reader of them. The first report passes at once (the file exists now), a rewind at once, and what is

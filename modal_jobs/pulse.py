@@ -63,7 +63,8 @@ class Pulse:
 
     def receiving(self, now: float) -> bool:
         # Before its first transfer the model is making room and linking: it is about to receive.
-        return (self._in_flight > 0 or not self._begun) and now - self.heard < QUIET_SECONDS
+        # `heard + QUIET_SECONDS`, the sum `next_look` waits for, so the two agree to the last bit.
+        return (self._in_flight > 0 or not self._begun) and now < self.heard + QUIET_SECONDS
 
 
 def may_start(running: Sequence[Pulse], limit: int, now: float) -> bool:

@@ -78,10 +78,15 @@ def test_a_models_last_transfer_ending_wakes_the_run_at_once():
 
 
 def test_the_run_looks_again_when_the_first_model_holding_the_next_back_would_go_quiet():
+    """At any clock reading (monotonic time is uptime: rounding differs from one magnitude to the next), a model
+    stops holding the next back exactly when `next_look` said it would."""
     early, late = Pulse(), Pulse()
     with early.transfer(), late.transfer():
-        late.heard = early.heard + 0.1
-        assert next_look([early, late], early.heard) == pytest.approx(QUIET_SECONDS)
-        assert next_look([early, late], early.heard + 0.05) == pytest.approx(QUIET_SECONDS - 0.05)
-        assert next_look([early, late], early.heard + QUIET_SECONDS) == pytest.approx(0.1), "early is quiet now"
+        for heard in (early.heard, 1000.0, 10000.5, 200000.0, 38929.25):
+            early.heard, late.heard = heard, heard + 0.1
+            assert next_look([early, late], heard) == pytest.approx(QUIET_SECONDS)
+            assert next_look([early, late], heard + 0.05) == pytest.approx(QUIET_SECONDS - 0.05)
+            quiet = heard + next_look([early, late], heard)
+            assert not early.receiving(quiet) and late.receiving(quiet), heard
+            assert next_look([early, late], quiet) == pytest.approx(0.1), "early is quiet now"
     assert next_look([], early.heard) == QUIET_SECONDS

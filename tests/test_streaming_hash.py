@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpcore2
 import pytest
 from huggingface_hub import hf_hub_download
 
@@ -82,8 +83,10 @@ def test_large_files_are_verified_without_reading_them_again(
 def test_the_downloader_s_byte_reports_reach_the_counters_a_block_at_a_time(
     hub: LocalHub, weights: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """huggingface_hub reports each socket read (64 KiB on plain HTTP); the counters, the hash's wake-ups
-    and the stop check hear of them a block at a time, every byte once, the last ones when the file ends."""
+    """huggingface_hub reports each socket read; the counters, the hash's wake-ups and the stop check hear
+    of them a block at a time, every byte once, the last ones when the file ends. Reads of 64 KiB here
+    (httpcore's default, as a slow link gives), so that many reads make up each block."""
+    monkeypatch.setattr(httpcore2.HTTP11Connection, "READ_NUM_BYTES", 64 << 10)
     raw: list[int] = []
     update = progress._ByteCounter.update
 
