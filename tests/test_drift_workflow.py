@@ -298,7 +298,9 @@ def test_a_branch_holding_a_commit_the_job_did_not_push_is_not_overwritten(
 
     assert not run.succeeded
     assert run.step_results()["Push the branch"] == "failure"
-    [error] = run.annotations("error")
+    errors = run.annotations("error")
+    assert len(errors) == 1, [e for e in run.events if e.get("step") == "Push the branch"]
+    [error] = errors
     assert f"the branch {BRANCH} holds commits this workflow did not push" in error and "not overwritten" in error
     assert git(origin, "rev-parse", BRANCH).strip() == theirs  # their commit is still there
     [pr] = github.pulls()
