@@ -87,7 +87,7 @@ def apply_models(
                 future.add_done_callback(lambda _: look.set())
                 running[future] = plan, pulse
                 continue
-            look.wait(min(POLL_SECONDS, max(0.0, next_look(pulses, now))) if waiting else POLL_SECONDS)
+            look.wait(min(POLL_SECONDS, next_look(pulses, now)) if waiting else POLL_SECONDS)
             look.clear()
             done = [f for f in running if f.done()]
             outcomes.update((running.pop(f)[0].name, f.result()) for f in done)

@@ -73,5 +73,7 @@ def may_start(running: Sequence[Pulse], limit: int, now: float) -> bool:
 
 
 def next_look(running: Sequence[Pulse], now: float) -> float:
-    """Seconds from `now` until the first model holding the next one back would stop, hearing no more bytes."""
+    """Seconds from `now` until the first model holding the next one back would stop, hearing no more bytes.
+
+    Above 0: a model holds the next back only while `now` is short of the same sum (`Pulse.receiving`)."""
     return min((pulse.heard + QUIET_SECONDS - now for pulse in running if pulse.receiving(now)), default=QUIET_SECONDS)
