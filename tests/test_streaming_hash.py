@@ -189,17 +189,21 @@ def test_the_follower_reads_when_the_downloader_reports_bytes_not_by_polling(
 
     real_preadv = os.preadv
     monkeypatch.setattr(os, "preadv", preadv)  # the follower reads through os.preadv, into one buffer
-    with incomplete.open("wb") as f, StreamingHash(tmp_path, record) as streamed:
+    streamed = StreamingHash(tmp_path, record)
+    with incomplete.open("wb") as f:
         f.write(content[: 3 * block])
         f.flush()
-        streamed.saw(3 * block)  # the first report: the file is there
-        wait_until(lambda: 3 * block in empty_reads)  # it read all three blocks, found the end, and sleeps
-        f.write(content[3 * block :])
-        f.flush()
-        time.sleep(0.3)  # unreported bytes: nothing wakes the follower
-        assert streamed._read == 3 * block
-        streamed.saw(block)
-        wait_until(lambda: streamed._read == 4 * block)
+        # The first report (the file is there) before the follower starts: had it come while the follower
+        # read, its wake-up could still be pending when the test writes on.
+        streamed.saw(3 * block)
+        with streamed:
+            wait_until(lambda: 3 * block in empty_reads)  # it read all three blocks, found the end, and sleeps
+            f.write(content[3 * block :])
+            f.flush()
+            time.sleep(0.3)  # unreported bytes: nothing wakes the follower
+            assert streamed._read == 3 * block
+            streamed.saw(block)
+            wait_until(lambda: streamed._read == 4 * block)
     incomplete.replace(tmp_path / WEIGHTS)
     assert streamed.result(tmp_path / WEIGHTS) == record.hash
     assert all(b is buffers_used[0] for b in buffers_used), "a new buffer per block costs a page fault per 4 KiB"
